@@ -1,0 +1,504 @@
+"""The event index port (``EventIndex``) and its DynamoDB and in-memory adapters.
+
+One table, two kinds of item under the partition key ``event_id``:
+
+* ``item = "event"`` — the identity item, one per event identity, claimed with a conditional
+  write (``PENDING``), then committed with its archive pointer once the archive file is durable.
+  A duplicate never overwrites it; it only adds its occurrence id to ``dup_occurrences``.
+* ``item = "occ#<occurrence id>"`` — one per duplicate or rejected delivery, with provenance,
+  status, reason and archive pointer. Writing one again is harmless (same key, same content).
+
+Global secondary indexes answer the investigation questions by Query, never Scan:
+``by_entity`` (entity, event time), ``by_source_day`` (source#type#event day, event time),
+``by_lag`` (source#type#event day, lag), ``by_ingest_day`` (source#ingest day, every occurrence).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra.archive import ArchivePointer
+from infra.errors import BackendError, ResourceMissing
+from schemas.codec import Provenance
+from schemas.envelope import format_time
+
+IDENTITY_ITEM = "event"
+OCCURRENCE_PREFIX = "occ#"
+STATE_PENDING = "PENDING"
+STATE_COMMITTED = "COMMITTED"
+AWS_TRANSACTION_MAX_ITEMS = 100
+LEGACY_TRANSACTION_MAX_ITEMS = 25  # older emulators still enforce the pre-2022 limit
+BATCH_WRITE_MAX_ITEMS = 25
+BATCH_GET_MAX_KEYS = 100
+MAX_CONFLICT_RETRIES = 8
+
+INDEX_BY_ENTITY = "by_entity"
+INDEX_BY_SOURCE_DAY = "by_source_day"
+INDEX_BY_LAG = "by_lag"
+INDEX_BY_INGEST_DAY = "by_ingest_day"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A first-seen event identity, asking to become the one indexed copy."""
+
+    event_id: str
+    occurrence_id: str
+    source: str
+    event_type: str
+    entity_id: str
+    event_time: datetime
+    ingest_time: datetime
+    lag_ms: int
+    provenance: Provenance
+    payload_bytes: int
+    idempotency_key: str | None = None
+    schema_fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    event_id: str
+    occurrence_id: str
+    pointer: ArchivePointer
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """A delivery that is not the first copy of a valid event: a duplicate or a rejection."""
+
+    event_id: str
+    status: str
+    ingest_time: datetime
+    provenance: Provenance
+    pointer: ArchivePointer
+    reason: str | None = None
+    detail: str | None = None
+    source: str | None = None
+    event_type: str | None = None
+    entity_id: str | None = None
+    event_time: datetime | None = None
+    lag_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds an identity now (returned when a claim loses)."""
+
+    event_id: str
+    first_occurrence: str
+    state: str
+    dup_occurrences: frozenset[str] = field(default_factory=frozenset)
+
+
+class EventIndex(Protocol):
+    def claim(self, claims: Sequence[Claim], stale_before: datetime) -> dict[str, Holder]:
+        """Claim each identity; return the current holder of every identity that was taken."""
+        ...
+
+    def lookup(self, event_ids: Sequence[str]) -> dict[str, Holder]: ...
+
+    def commit(self, commits: Sequence[Commit]) -> None: ...
+
+    def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None: ...
+
+    def add_duplicates(self, duplicates: Mapping[str, Sequence[str]]) -> None: ...
+
+    def get(self, event_id: str) -> dict[str, Any] | None: ...
+
+    def occurrences(self, event_id: str) -> list[dict[str, Any]]: ...
+
+
+def _day_key(*parts: str) -> str:
+    return "#".join(parts)
+
+
+def _provenance(p: Provenance) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in Provenance.__slots__:
+        value = getattr(p, name)
+        if value is None:
+            continue
+        out[name] = format_time(value) if isinstance(value, datetime) else value
+    return out
+
+
+def claim_item(c: Claim) -> dict[str, Any]:
+    event_time = format_time(c.event_time)
+    ingest_time = format_time(c.ingest_time)
+    item: dict[str, Any] = {
+        "event_id": c.event_id,
+        "item": IDENTITY_ITEM,
+        "status": "ACCEPTED",
+        "state": STATE_PENDING,
+        "first_occurrence": c.occurrence_id,
+        "claimed_at": ingest_time,
+        "source": c.source,
+        "event_type": c.event_type,
+        "entity_id": c.entity_id,
+        "event_time": event_time,
+        "ingest_time": ingest_time,
+        "lag_ms": c.lag_ms,
+        "payload_bytes": c.payload_bytes,
+        "provenance": _provenance(c.provenance),
+        "time_key": f"{event_time}#{c.event_id}",
+        "source_type_day": _day_key(c.source, c.event_type, event_time[:10]),
+        "occ_day": _day_key(c.source, ingest_time[:10]),
+        "occ_key": f"{ingest_time}#{c.occurrence_id}",
+    }
+    if c.idempotency_key is not None:
+        item["idempotency_key"] = c.idempotency_key
+    if c.schema_fingerprint is not None:
+        item["schema_fingerprint"] = c.schema_fingerprint
+    return item
+
+
+def occurrence_item(o: Occurrence) -> dict[str, Any]:
+    ingest_time = format_time(o.ingest_time)
+    item: dict[str, Any] = {
+        "event_id": o.event_id,
+        "item": OCCURRENCE_PREFIX + o.provenance.occurrence_id,
+        "status": o.status,
+        "occurrence_id": o.provenance.occurrence_id,
+        "ingest_time": ingest_time,
+        "provenance": _provenance(o.provenance),
+        "archive_bucket": o.pointer.bucket,
+        "archive_key": o.pointer.key,
+        "archive_position": o.pointer.position,
+        "occ_day": _day_key(o.source or "_unknown", ingest_time[:10]),
+        "occ_key": f"{ingest_time}#{o.provenance.occurrence_id}",
+    }
+    optional = {
+        "reason": o.reason,
+        "detail": o.detail,
+        "source": o.source,
+        "event_type": o.event_type,
+        "entity_id": o.entity_id,
+        "event_time": format_time(o.event_time) if o.event_time else None,
+        "lag_ms": o.lag_ms,
+    }
+    item.update({k: v for k, v in optional.items() if v is not None})
+    return item
+
+
+def _holder(event_id: str, item: Mapping[str, Any]) -> Holder:
+    return Holder(
+        event_id=event_id,
+        first_occurrence=str(item.get("first_occurrence", "")),
+        state=str(item.get("state", "")),
+        dup_occurrences=frozenset(item.get("dup_occurrences") or ()),
+    )
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(1.0, 0.02 * 2**attempt) * random.random())
+
+
+class DynamoEventIndex:
+    def __init__(self, dynamodb_client: Any, table: str) -> None:
+        self._ddb = dynamodb_client
+        self.table = table
+        self._ser = TypeSerializer()
+        self._de = TypeDeserializer()
+        self._transaction_size = AWS_TRANSACTION_MAX_ITEMS
+
+    # -- serialisation -------------------------------------------------------------------
+    def _dump(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: self._ser.serialize(v) for k, v in item.items()}
+
+    def _load(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        out = {k: self._de.deserialize(v) for k, v in item.items()}
+        for key, value in out.items():  # DynamoDB numbers come back as Decimal
+            if hasattr(value, "as_integer_ratio") and not isinstance(value, int | float):
+                out[key] = int(value)
+            elif isinstance(value, set):
+                out[key] = sorted(value)
+        return out
+
+    def _key(self, event_id: str, item: str = IDENTITY_ITEM) -> dict[str, Any]:
+        return {"event_id": {"S": event_id}, "item": {"S": item}}
+
+    def _fail(self, what: str, exc: Exception) -> BackendError:
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ResourceNotFoundException":
+                return ResourceMissing(
+                    f"table {self.table} does not exist (run `pik bootstrap`)", service="dynamodb"
+                )
+            return BackendError(f"DynamoDB {what} on {self.table}: {code}", code=code)
+        return BackendError(f"DynamoDB {what} on {self.table}: {exc}", service="dynamodb")
+
+    # -- transactions --------------------------------------------------------------------
+    def _transact(self, ops: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any] | None]:
+        """Run ``ops`` in transactions; return {index: current item} for failed conditions.
+
+        A transaction is all-or-nothing, so a chunk whose conditions partly fail is retried
+        without the failed operations until what is left succeeds.
+        """
+        failed: dict[int, dict[str, Any] | None] = {}
+        pending = list(range(len(ops)))
+        attempt = 0
+        while pending:
+            chunk, rest = pending[: self._transaction_size], pending[self._transaction_size :]
+            try:
+                self._ddb.transact_write_items(TransactItems=[ops[i] for i in chunk])
+                pending = rest
+                attempt = 0
+                continue
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                message = exc.response.get("Error", {}).get("Message", "")
+                if code == "ValidationException" and "less than or equal to 25" in message:
+                    self._transaction_size = LEGACY_TRANSACTION_MAX_ITEMS
+                    continue
+                if code != "TransactionCanceledException":
+                    raise self._fail("TransactWriteItems", exc) from exc
+                reasons = exc.response.get("CancellationReasons") or []
+                conflict = False
+                for index, reason in zip(chunk, reasons, strict=False):
+                    reason_code = reason.get("Code", "None")
+                    if reason_code == "ConditionalCheckFailed":
+                        item = reason.get("Item")
+                        failed[index] = self._load(item) if item else None
+                    elif reason_code not in ("None", ""):
+                        conflict = True
+                pending = [i for i in chunk if i not in failed] + rest
+                if conflict or not reasons:
+                    attempt += 1
+                    if attempt > MAX_CONFLICT_RETRIES:
+                        raise self._fail("TransactWriteItems (conflicts)", exc) from exc
+                    _backoff(attempt)
+            except BotoCoreError as exc:
+                raise self._fail("TransactWriteItems", exc) from exc
+        return failed
+
+    def claim(self, claims: Sequence[Claim], stale_before: datetime) -> dict[str, Holder]:
+        ops = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": self._dump(claim_item(c)),
+                    "ConditionExpression": "attribute_not_exists(event_id) OR (#s = :pending"
+                    " AND (first_occurrence = :occ OR claimed_at < :stale))",
+                    "ExpressionAttributeNames": {"#s": "state"},
+                    "ExpressionAttributeValues": {
+                        ":pending": {"S": STATE_PENDING},
+                        ":occ": {"S": c.occurrence_id},
+                        ":stale": {"S": format_time(stale_before)},
+                    },
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+            for c in claims
+        ]
+        failed = self._transact(ops)
+        holders: dict[str, Holder] = {}
+        for index, item in failed.items():
+            event_id = claims[index].event_id
+            holders[event_id] = _holder(event_id, item or {})
+        return holders
+
+    def commit(self, commits: Sequence[Commit]) -> None:
+        ops = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": self._key(c.event_id),
+                    "UpdateExpression": "SET #s = :committed, archive_bucket = :b,"
+                    " archive_key = :k, archive_position = :p",
+                    "ConditionExpression": "first_occurrence = :occ",
+                    "ExpressionAttributeNames": {"#s": "state"},
+                    "ExpressionAttributeValues": {
+                        ":committed": {"S": STATE_COMMITTED},
+                        ":b": {"S": c.pointer.bucket},
+                        ":k": {"S": c.pointer.key},
+                        ":p": {"N": str(c.pointer.position)},
+                        ":occ": {"S": c.occurrence_id},
+                    },
+                }
+            }
+            for c in commits
+        ]
+        self._transact(ops)  # a failed condition means a stale claim was taken over: theirs now
+
+    def add_duplicates(self, duplicates: Mapping[str, Sequence[str]]) -> None:
+        ops = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": self._key(event_id),
+                    "UpdateExpression": "ADD dup_occurrences :occs",
+                    "ConditionExpression": "attribute_exists(event_id)",
+                    "ExpressionAttributeValues": {":occs": {"SS": sorted(set(occs))}},
+                }
+            }
+            for event_id, occs in duplicates.items()
+            if occs
+        ]
+        self._transact(ops)
+
+    def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None:
+        unique = {(o.event_id, o.provenance.occurrence_id): o for o in occurrences}
+        requests = [
+            {"PutRequest": {"Item": self._dump(occurrence_item(o))}} for o in unique.values()
+        ]
+        for chunk in _chunks(requests, BATCH_WRITE_MAX_ITEMS):
+            self._batch_write(list(chunk))
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        attempt = 0
+        while requests:
+            try:
+                out = self._ddb.batch_write_item(RequestItems={self.table: requests})
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail("BatchWriteItem", exc) from exc
+            requests = out.get("UnprocessedItems", {}).get(self.table, [])
+            if requests:
+                attempt += 1
+                if attempt > MAX_CONFLICT_RETRIES:
+                    raise BackendError(f"DynamoDB BatchWriteItem on {self.table}: throttled")
+                _backoff(attempt)
+
+    def lookup(self, event_ids: Sequence[str]) -> dict[str, Holder]:
+        found: dict[str, Holder] = {}
+        for chunk in _chunks(sorted(set(event_ids)), BATCH_GET_MAX_KEYS):
+            keys: list[dict[str, Any]] = [self._key(e) for e in chunk]
+            attempt = 0
+            while keys:
+                try:
+                    out = self._ddb.batch_get_item(
+                        RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}}
+                    )
+                except (ClientError, BotoCoreError) as exc:
+                    raise self._fail("BatchGetItem", exc) from exc
+                for raw in out.get("Responses", {}).get(self.table, []):
+                    item = self._load(raw)
+                    found[item["event_id"]] = _holder(item["event_id"], item)
+                keys = out.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+                if keys:
+                    attempt += 1
+                    _backoff(attempt)
+        return found
+
+    def get(self, event_id: str) -> dict[str, Any] | None:
+        try:
+            out = self._ddb.get_item(
+                TableName=self.table, Key=self._key(event_id), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("GetItem", exc) from exc
+        return self._load(out["Item"]) if "Item" in out else None
+
+    def occurrences(self, event_id: str) -> list[dict[str, Any]]:
+        return list(
+            self._query(
+                KeyConditionExpression="event_id = :e AND begins_with(#i, :p)",
+                ExpressionAttributeNames={"#i": "item"},
+                ExpressionAttributeValues={
+                    ":e": {"S": event_id},
+                    ":p": {"S": OCCURRENCE_PREFIX},
+                },
+            )
+        )
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item a Query matches, page by page."""
+        start: dict[str, Any] | None = None
+        while True:
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            try:
+                out = self._ddb.query(TableName=self.table, **kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail("Query", exc) from exc
+            for raw in out.get("Items", []):
+                yield self._load(raw)
+            start = out.get("LastEvaluatedKey")
+            if not start:
+                return
+
+
+class MemoryEventIndex:
+    """In-memory index with the DynamoDB adapter's claim semantics, for unit tests."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, claims: Sequence[Claim], stale_before: datetime) -> dict[str, Holder]:
+        holders: dict[str, Holder] = {}
+        stale = format_time(stale_before)
+        with self._lock:
+            for c in claims:
+                current = self.items.get((c.event_id, IDENTITY_ITEM))
+                if current is None or (
+                    current["state"] == STATE_PENDING
+                    and (
+                        current["first_occurrence"] == c.occurrence_id
+                        or current["claimed_at"] < stale
+                    )
+                ):
+                    self.items[(c.event_id, IDENTITY_ITEM)] = claim_item(c)
+                else:
+                    holders[c.event_id] = _holder(c.event_id, current)
+        return holders
+
+    def lookup(self, event_ids: Sequence[str]) -> dict[str, Holder]:
+        with self._lock:
+            return {
+                e: _holder(e, self.items[(e, IDENTITY_ITEM)])
+                for e in event_ids
+                if (e, IDENTITY_ITEM) in self.items
+            }
+
+    def commit(self, commits: Sequence[Commit]) -> None:
+        with self._lock:
+            for c in commits:
+                item = self.items.get((c.event_id, IDENTITY_ITEM))
+                if item and item["first_occurrence"] == c.occurrence_id:
+                    item.update(
+                        state=STATE_COMMITTED,
+                        archive_bucket=c.pointer.bucket,
+                        archive_key=c.pointer.key,
+                        archive_position=c.pointer.position,
+                    )
+
+    def add_duplicates(self, duplicates: Mapping[str, Sequence[str]]) -> None:
+        with self._lock:
+            for event_id, occs in duplicates.items():
+                item = self.items.get((event_id, IDENTITY_ITEM))
+                if item is not None:
+                    item["dup_occurrences"] = sorted(
+                        set(item.get("dup_occurrences", [])) | set(occs)
+                    )
+
+    def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None:
+        with self._lock:
+            for o in occurrences:
+                item = occurrence_item(o)
+                self.items[(o.event_id, item["item"])] = item
+
+    def get(self, event_id: str) -> dict[str, Any] | None:
+        item = self.items.get((event_id, IDENTITY_ITEM))
+        return dict(item) if item else None
+
+    def occurrences(self, event_id: str) -> list[dict[str, Any]]:
+        return [
+            dict(v)
+            for (e, kind), v in sorted(self.items.items())
+            if e == event_id and kind.startswith(OCCURRENCE_PREFIX)
+        ]

@@ -1,0 +1,130 @@
+"""Metrics: counters and lag histograms with bounded dimensions.
+
+Names are the contract of ARCHITECTURE.md (``IngestCount``, ``DuplicateCount``, ...). Locally they
+are read as Prometheus text (``GET /metrics``); on Lambda the same values are printed in
+CloudWatch embedded metric format. Dimension values come from configured sources and event types;
+when none are configured, the first ``max_series`` distinct values are kept and the rest are
+reported as ``_other``, so the number of series stays bounded whatever producers send.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+NAMESPACE = "PipelineInvestigationKit"
+OTHER = "_other"
+LAG_BUCKETS_MS = (100, 1_000, 10_000, 60_000, 300_000, 3_600_000, 86_400_000)
+DEFAULT_MAX_SERIES = 50
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Metrics:
+    def __init__(
+        self, known_values: Iterable[str] = (), max_series: int = DEFAULT_MAX_SERIES
+    ) -> None:
+        self._known = set(known_values)
+        self._fixed = bool(self._known)
+        self._max = max_series
+        self._lock = threading.Lock()
+        self._counters: dict[tuple[str, Labels], float] = defaultdict(float)
+        self._histograms: dict[tuple[str, Labels], list[int]] = {}
+        self._sums: dict[tuple[str, Labels], float] = defaultdict(float)
+
+    def _bound(self, value: str | None) -> str:
+        if not value:
+            return "_unknown"
+        if value in self._known:
+            return value
+        if not self._fixed and len(self._known) < self._max:
+            self._known.add(value)
+            return value
+        return OTHER
+
+    def _labels(self, dims: dict[str, str | None]) -> Labels:
+        return tuple(sorted((k, self._bound(v)) for k, v in dims.items()))
+
+    def incr(self, name: str, value: float = 1, **dims: str | None) -> None:
+        with self._lock:
+            self._counters[(name, self._labels(dims))] += value
+
+    def observe(self, name: str, value: float, **dims: str | None) -> None:
+        with self._lock:
+            key = (name, self._labels(dims))
+            buckets = self._histograms.setdefault(key, [0] * (len(LAG_BUCKETS_MS) + 1))
+            for i, bound in enumerate(LAG_BUCKETS_MS):
+                if value <= bound:
+                    buckets[i] += 1
+                    break
+            else:
+                buckets[-1] += 1
+            self._sums[key] += value
+
+    def counter(self, name: str, **dims: str | None) -> float:
+        """Current value of one series (or the sum over all series when no dims are given)."""
+        with self._lock:
+            if dims:
+                return self._counters.get((name, self._labels(dims)), 0.0)
+            return sum(v for (n, _), v in self._counters.items() if n == name)
+
+    def prometheus(self) -> str:
+        def fmt(labels: Labels, extra: str = "") -> str:
+            parts = [f'{k}="{_escape(v)}"' for k, v in labels] + ([extra] if extra else [])
+            return "{" + ",".join(parts) + "}" if parts else ""
+
+        lines: list[str] = []
+        with self._lock:
+            for name in sorted({n for n, _ in self._counters}):
+                lines.append(f"# TYPE {name} counter")
+                for (n, labels), value in sorted(self._counters.items()):
+                    if n == name:
+                        lines.append(f"{name}{fmt(labels)} {value:g}")
+            for name in sorted({n for n, _ in self._histograms}):
+                lines.append(f"# TYPE {name} histogram")
+                for (n, labels), buckets in sorted(self._histograms.items()):
+                    if n != name:
+                        continue
+                    total = 0
+                    for bound, count in zip((*LAG_BUCKETS_MS, "+Inf"), buckets, strict=True):
+                        total += count
+                        le = f'le="{bound}"'
+                        lines.append(f"{name}_bucket{fmt(labels, le)} {total}")
+                    lines.append(f"{name}_sum{fmt(labels)} {self._sums[(n, labels)]:g}")
+                    lines.append(f"{name}_count{fmt(labels)} {total}")
+        return "\n".join(lines) + "\n"
+
+    def emf(self) -> list[dict[str, Any]]:
+        """The counters as CloudWatch embedded-metric-format documents (one per label set)."""
+        docs: dict[Labels, dict[str, Any]] = {}
+        with self._lock:
+            for (name, labels), value in self._counters.items():
+                doc = docs.setdefault(labels, {**dict(labels), "_names": []})
+                doc[name] = value
+                doc["_names"].append(name)
+        out = []
+        for labels, doc in docs.items():
+            names = doc.pop("_names")
+            doc["_aws"] = {
+                "Timestamp": int(time.time() * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": NAMESPACE,
+                        "Dimensions": [[k for k, _ in labels]],
+                        "Metrics": [{"Name": n, "Unit": "Count"} for n in names],
+                    }
+                ],
+            }
+            out.append(doc)
+        return out
+
+    def emf_lines(self) -> str:
+        return "\n".join(json.dumps(doc) for doc in self.emf())

@@ -1,0 +1,227 @@
+"""Resource names and ``bootstrap``: create every bucket, table, queue and stream the kit uses.
+
+Bootstrap is idempotent: what exists is kept (and checked), what is missing is created, and a
+second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra.aws import AwsClients
+from infra.errors import BackendError
+from infra.index import INDEX_BY_ENTITY, INDEX_BY_INGEST_DAY, INDEX_BY_LAG, INDEX_BY_SOURCE_DAY
+
+REPLAY_VISIBILITY_TIMEOUT_S = 120
+REPLAY_MAX_RECEIVES = 5
+DLQ_RETENTION_S = 14 * 24 * 3600
+DEMO_STREAM_SHARDS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceNames:
+    bucket: str = "pik-raw"
+    events_table: str = "pik-events"
+    leases_table: str = "pik-leases"
+    replay_jobs_table: str = "pik-replay-jobs"
+    aggregates_table: str = "pik-aggregates"
+    replay_queue: str = "pik-replay"
+    replay_dlq: str = "pik-replay-dlq"
+    demo_stream: str = "pik-demo"
+
+
+def _gsi(name: str, hash_key: str, range_key: str) -> dict[str, Any]:
+    return {
+        "IndexName": name,
+        "KeySchema": [
+            {"AttributeName": hash_key, "KeyType": "HASH"},
+            {"AttributeName": range_key, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+
+
+def table_specs(names: ResourceNames) -> list[dict[str, Any]]:
+    """CreateTable arguments for every table (also used by tests and the SAM template check)."""
+
+    def attrs(**types: str) -> list[dict[str, str]]:
+        return [{"AttributeName": k, "AttributeType": v} for k, v in types.items()]
+
+    def keys(hash_key: str, range_key: str | None = None) -> list[dict[str, str]]:
+        schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+        if range_key:
+            schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
+        return schema
+
+    return [
+        {
+            "TableName": names.events_table,
+            "KeySchema": keys("event_id", "item"),
+            "AttributeDefinitions": attrs(
+                event_id="S",
+                item="S",
+                entity_id="S",
+                time_key="S",
+                source_type_day="S",
+                lag_ms="N",
+                occ_day="S",
+                occ_key="S",
+            ),
+            "GlobalSecondaryIndexes": [
+                _gsi(INDEX_BY_ENTITY, "entity_id", "time_key"),
+                _gsi(INDEX_BY_SOURCE_DAY, "source_type_day", "time_key"),
+                _gsi(INDEX_BY_LAG, "source_type_day", "lag_ms"),
+                _gsi(INDEX_BY_INGEST_DAY, "occ_day", "occ_key"),
+            ],
+        },
+        {
+            "TableName": names.leases_table,
+            "KeySchema": keys("lease_key"),
+            "AttributeDefinitions": attrs(lease_key="S"),
+        },
+        {
+            "TableName": names.replay_jobs_table,
+            "KeySchema": keys("replay_id"),
+            "AttributeDefinitions": attrs(replay_id="S", kind="S", created_at="S"),
+            "GlobalSecondaryIndexes": [_gsi("by_created", "kind", "created_at")],
+        },
+        {
+            "TableName": names.aggregates_table,
+            "KeySchema": keys("aggregate_key", "version"),
+            "AttributeDefinitions": attrs(aggregate_key="S", version="N"),
+        },
+    ]
+
+
+class Bootstrap:
+    def __init__(self, clients: AwsClients, names: ResourceNames) -> None:
+        self._clients = clients
+        self.names = names
+        self.created: list[str] = []
+
+    def run(self, *, demo_stream: bool = True) -> dict[str, Any]:
+        try:
+            self._bucket()
+            for spec in table_specs(self.names):
+                self._table(spec)
+            urls = self._queues()
+            if demo_stream:
+                self._stream(self.names.demo_stream)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise BackendError(f"bootstrap failed: {code}: {exc}", code=code) from exc
+        except BotoCoreError as exc:
+            raise BackendError(f"bootstrap failed: {exc}") from exc
+        return {
+            **asdict(self.names),
+            "region": self._clients.config.region,
+            "endpoint_url": self._clients.config.endpoint_url,
+            **urls,
+            "created": self.created,
+        }
+
+    def _bucket(self) -> None:
+        s3 = self._clients.s3()
+        bucket = self.names.bucket
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except ClientError:
+            kwargs: dict[str, Any] = {"Bucket": bucket}
+            if self._clients.config.region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {
+                    "LocationConstraint": self._clients.config.region
+                }
+            try:
+                s3.create_bucket(**kwargs)
+                self.created.append(f"s3://{bucket}")
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
+                    raise
+        # Settings are re-applied each run: PUTs of the same configuration change nothing.
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+        )
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    def _table(self, spec: dict[str, Any]) -> None:
+        ddb = self._clients.dynamodb()
+        name = spec["TableName"]
+        try:
+            ddb.describe_table(TableName=name)
+            return
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+        try:
+            ddb.create_table(BillingMode="PAY_PER_REQUEST", **spec)
+            self.created.append(f"dynamodb:{name}")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceInUseException":
+                raise
+        ddb.get_waiter("table_exists").wait(
+            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+        with contextlib.suppress(ClientError):  # not every emulator has point-in-time recovery
+            ddb.update_continuous_backups(
+                TableName=name,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            )
+
+    def _queues(self) -> dict[str, str]:
+        sqs = self._clients.sqs()
+        before = set(sqs.list_queues(QueueNamePrefix="pik").get("QueueUrls", []))
+        dlq_url = sqs.create_queue(
+            QueueName=self.names.replay_dlq,
+            Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)},
+        )["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        queue_url = sqs.create_queue(
+            QueueName=self.names.replay_queue,
+            Attributes={
+                "VisibilityTimeout": str(REPLAY_VISIBILITY_TIMEOUT_S),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(REPLAY_MAX_RECEIVES)}
+                ),
+            },
+        )["QueueUrl"]
+        for url in (dlq_url, queue_url):
+            if url not in before:
+                self.created.append(url)
+        return {"replay_queue_url": queue_url, "replay_dlq_url": dlq_url, "replay_dlq_arn": dlq_arn}
+
+    def _stream(self, name: str) -> None:
+        kinesis = self._clients.kinesis()
+        try:
+            kinesis.describe_stream_summary(StreamName=name)
+            return
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+        try:
+            kinesis.create_stream(StreamName=name, ShardCount=DEMO_STREAM_SHARDS)
+            self.created.append(f"kinesis:{name}")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceInUseException":
+                raise
+        kinesis.get_waiter("stream_exists").wait(
+            StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )

@@ -1,0 +1,44 @@
+"""The composition root: settings in, wired adapters and use cases out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from consumers.ingest import IngestSink
+from infra.archive import ArchiveReader, S3RawArchive
+from infra.aws import AwsClients
+from infra.clock import Clock, SystemClock
+from infra.index import DynamoEventIndex
+from infra.metrics import Metrics
+from infra.resources import Bootstrap, ResourceNames
+from pik.settings import Settings
+
+
+@dataclass
+class Kit:
+    settings: Settings
+    clients: AwsClients
+    names: ResourceNames
+    archive: S3RawArchive
+    index: DynamoEventIndex
+    metrics: Metrics
+    clock: Clock
+    sink: IngestSink
+    reader: ArchiveReader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reader = ArchiveReader(self.archive)
+
+    def bootstrap(self) -> Bootstrap:
+        return Bootstrap(self.clients, self.names)
+
+
+def build_kit(settings: Settings, clock: Clock | None = None) -> Kit:
+    clients = AwsClients(settings.aws())
+    names = settings.names()
+    archive = S3RawArchive(clients.s3(), names.bucket)
+    index = DynamoEventIndex(clients.dynamodb(), names.events_table)
+    metrics = Metrics()
+    clock = clock or SystemClock()
+    sink = IngestSink(archive, index, clock, metrics, dry_run=settings.dry_run)
+    return Kit(settings, clients, names, archive, index, metrics, clock, sink)

@@ -1,0 +1,121 @@
+"""Avro codec for the archive: object container files of many ``ArchiveRecord`` records.
+
+The record schema (``archive_record.avsc``) is a contract; ``ARCHIVE_SCHEMA_FINGERPRINT`` names
+the version a file was written with.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+ARCHIVE_CODEC = "deflate"
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where one delivery of a record came from."""
+
+    occurrence_id: str
+    origin: str
+    request_id: str | None = None
+    stream: str | None = None
+    shard_id: str | None = None
+    sequence_number: str | None = None
+    sub_sequence_number: int | None = None
+    partition_key: str | None = None
+    arrival_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveRecord:
+    event_id: str
+    status: str
+    ingest_time: datetime
+    raw: bytes
+    provenance: Provenance
+    reason: str | None = None
+    detail: str | None = None
+    source: str | None = None
+    event_type: str | None = None
+    entity_id: str | None = None
+    event_time: datetime | None = None
+    idempotency_key: str | None = None
+    lag_ms: int | None = None
+    payload: str | None = None
+    schema_fingerprint: str | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        row = {name: getattr(self, name) for name in self.__slots__ if name != "provenance"}
+        row.update(asdict(self.provenance))
+        return row
+
+    @classmethod
+    def from_avro(cls, row: dict[str, Any]) -> ArchiveRecord:
+        prov = {name: row.get(name) for name in Provenance.__slots__}
+        fields = {name: row.get(name) for name in cls.__slots__ if name != "provenance"}
+        return cls(provenance=Provenance(**prov), **fields)
+
+    def envelope(self) -> dict[str, Any] | None:
+        """The event as the producer meant it (None for a rejected record)."""
+        if self.status == "REJECTED" or self.payload is None or self.event_time is None:
+            return None
+        return {
+            "source": self.source,
+            "event_type": self.event_type,
+            "entity_id": self.entity_id,
+            "event_time": self.event_time.isoformat().replace("+00:00", "Z"),
+            "payload": json.loads(self.payload),
+            "idempotency_key": self.idempotency_key,
+        }
+
+
+def schema_fingerprint(schema: dict[str, Any] | str | list[Any]) -> str:
+    """CRC-64-AVRO (Rabin) fingerprint of a schema's parsing canonical form, as 16 hex digits."""
+    parsed = fastavro.parse_schema(schema, _write_hint=False)
+    return str(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+
+
+@cache
+def archive_schema_json() -> dict[str, Any]:
+    text = resources.files("schemas").joinpath("archive_record.avsc").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _parsed_archive_schema() -> Any:
+    return fastavro.parse_schema(archive_schema_json())
+
+
+def archive_fingerprint() -> str:
+    return schema_fingerprint(archive_schema_json())
+
+
+def encode_archive(records: Iterable[ArchiveRecord]) -> bytes:
+    """One Avro object container file holding ``records`` in order."""
+    buffer = io.BytesIO()
+    fastavro.writer(
+        buffer,
+        _parsed_archive_schema(),
+        (record.to_avro() for record in records),
+        codec=ARCHIVE_CODEC,
+        metadata={"pik.archive_fingerprint": archive_fingerprint()},
+    )
+    return buffer.getvalue()
+
+
+def decode_archive(data: bytes) -> Iterator[ArchiveRecord]:
+    """Records of a container file, each with the writer's schema resolved to ours."""
+    for row in fastavro.reader(io.BytesIO(data), reader_schema=_parsed_archive_schema()):
+        assert isinstance(row, dict)
+        yield ArchiveRecord.from_avro(row)

@@ -1,0 +1,210 @@
+"""The event envelope: what an event is, and how a raw body becomes one or a rejection.
+
+A rejected event is data with a reason, never an exception: ``parse_body`` and ``parse_event``
+return either an ``Event`` or a ``Rejection`` and never raise for any input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+)
+
+MAX_SOURCE_LENGTH = 128
+MAX_EVENT_TYPE_LENGTH = 128
+MAX_ENTITY_ID_LENGTH = 256
+MAX_IDEMPOTENCY_KEY_LENGTH = 256
+DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+MAX_JSON_DEPTH = 64
+
+
+class Status(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    DUPLICATE = "DUPLICATE"
+    REJECTED = "REJECTED"
+
+
+class Reason(StrEnum):
+    """Machine-readable rejection reasons (stable: dashboards and audits group by them)."""
+
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    TOO_LARGE = "too_large"
+    TOO_DEEP = "too_deep"
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    UNEXPECTED_FIELD = "unexpected_field"
+    INVALID_TIME = "invalid_time"
+    PAYLOAD_NOT_OBJECT = "payload_not_object"
+    FIELD_TOO_LONG = "field_too_long"
+    EMPTY_FIELD = "empty_field"
+    SCHEMA_MISMATCH = "schema_mismatch"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    UNDECODABLE = "undecodable"
+
+
+def to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """Fixed-width UTC text with microseconds, so that string order is time order."""
+    return to_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    """RFC 3339 with an offset (``Z`` or ``+hh:mm``) → aware UTC datetime; ValueError otherwise."""
+    value = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError("time has no UTC offset")
+    return to_utc(value)
+
+
+def _check_payload(value: dict[str, Any]) -> dict[str, Any]:
+    return value
+
+
+NonEmpty = StringConstraints(min_length=1, strict=True)
+
+
+class Event(BaseModel):
+    """The envelope (contract): HTTP ingest body and the default mapping of stream records."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Annotated[str, NonEmpty, StringConstraints(max_length=MAX_SOURCE_LENGTH)]
+    event_type: Annotated[str, NonEmpty, StringConstraints(max_length=MAX_EVENT_TYPE_LENGTH)]
+    entity_id: Annotated[str, NonEmpty, StringConstraints(max_length=MAX_ENTITY_ID_LENGTH)]
+    event_time: Annotated[AwareDatetime, AfterValidator(to_utc)]
+    payload: Annotated[dict[str, Any], AfterValidator(_check_payload)]
+    idempotency_key: (
+        Annotated[str, NonEmpty, StringConstraints(max_length=MAX_IDEMPOTENCY_KEY_LENGTH)] | None
+    ) = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a record is not an event. Known envelope fields are kept for indexing and audits."""
+
+    reason: Reason
+    detail: str
+    source: str | None = None
+    event_type: str | None = None
+    entity_id: str | None = None
+
+
+_REASON_BY_ERROR = {
+    "missing": Reason.MISSING_FIELD,
+    "extra_forbidden": Reason.UNEXPECTED_FIELD,
+    "string_too_short": Reason.EMPTY_FIELD,
+    "string_too_long": Reason.FIELD_TOO_LONG,
+    "timezone_aware": Reason.INVALID_TIME,
+    "datetime_parsing": Reason.INVALID_TIME,
+    "datetime_from_date_parsing": Reason.INVALID_TIME,
+    "datetime_type": Reason.INVALID_TIME,
+}
+
+
+def _known_str(obj: dict[str, Any], name: str, limit: int) -> str | None:
+    value = obj.get(name)
+    if isinstance(value, str) and 0 < len(value) <= limit:
+        return value
+    return None
+
+
+def _rejection_from(error: ValidationError, obj: dict[str, Any]) -> Rejection:
+    first = error.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or "body"
+    reason = _REASON_BY_ERROR.get(first["type"], Reason.INVALID_FIELD)
+    if field == "payload" and first["type"] == "dict_type":
+        reason = Reason.PAYLOAD_NOT_OBJECT
+    if field == "event_time" and reason is Reason.INVALID_FIELD:
+        reason = Reason.INVALID_TIME
+    return Rejection(
+        reason=reason,
+        detail=f"{field}: {first['msg']}",
+        source=_known_str(obj, "source", MAX_SOURCE_LENGTH),
+        event_type=_known_str(obj, "event_type", MAX_EVENT_TYPE_LENGTH),
+        entity_id=_known_str(obj, "entity_id", MAX_ENTITY_ID_LENGTH),
+    )
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a decoded JSON value, stopping early once past ``limit``."""
+    depth, level = 0, [value]
+    while level and depth <= limit:
+        depth += 1
+        nxt: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                nxt.extend(item.values())
+            elif isinstance(item, list):
+                nxt.extend(item)
+        level = nxt
+    return depth
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _checked_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
+def decode_json(raw: bytes) -> Any | Rejection:
+    """Strict JSON: UTF-8, no NaN/Infinity, bounded depth. Never raises."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(
+            Reason.INVALID_UTF8, f"body is not UTF-8: {exc.reason} at byte {exc.start}"
+        )
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_checked_float)
+    except RecursionError:
+        return Rejection(Reason.TOO_DEEP, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    except ValueError as exc:  # JSONDecodeError, NaN, huge ints (int_max_str_digits)
+        return Rejection(Reason.INVALID_JSON, f"body is not valid JSON: {str(exc)[:200]}")
+    if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        return Rejection(Reason.TOO_DEEP, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def parse_event(obj: Any) -> Event | Rejection:
+    """A decoded JSON value → ``Event`` or ``Rejection``. Never raises."""
+    if not isinstance(obj, dict):
+        kind = type(obj).__name__ if obj is not None else "null"
+        return Rejection(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {kind}")
+    try:
+        return Event.model_validate(obj)
+    except ValidationError as exc:
+        return _rejection_from(exc, obj)
+    except (ValueError, TypeError, OverflowError) as exc:  # pragma: no cover - defensive
+        return Rejection(Reason.INVALID_FIELD, str(exc)[:200])
+
+
+def parse_body(raw: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event | Rejection:
+    """Raw bytes of one event (HTTP body, NDJSON line, JSON stream record) → event or rejection."""
+    if len(raw) > max_bytes:
+        return Rejection(Reason.TOO_LARGE, f"event is {len(raw)} bytes, limit {max_bytes}")
+    decoded = decode_json(raw)
+    if isinstance(decoded, Rejection):
+        return decoded
+    return parse_event(decoded)
