@@ -24,7 +24,7 @@ from typing import Any
 
 from infra.archive import ArchivePointer, RawArchive
 from infra.clock import Clock
-from infra.index import Claim, Commit, EventIndex, Holder, Occurrence
+from infra.index import STATE_PENDING, Claim, Commit, EventIndex, Holder, Occurrence
 from infra.keys import archive_key
 from infra.metrics import Metrics
 from schemas.codec import ArchiveRecord, Provenance, encode_archive
@@ -126,12 +126,15 @@ class IngestSink:
         ingest_time = self._clock.now()
         rows = [self._identify(sub, ingest_time) for sub in batch]
         claims = self._first_claims(rows, ingest_time)
-        if self.dry_run:
-            holders = self._index.lookup([c.event_id for c in claims.values()])
-        else:
-            stale = ingest_time - self._stale_after
-            holders = self._index.claim(list(claims.values()), stale)
-        self._settle(rows, holders)
+        holders = self._claim(list(claims.values()), ingest_time)
+        reclaim = self._settle(rows, holders)
+        if reclaim:  # our own earlier delivery left a PENDING claim: finish it with that row
+            retry = {eid: self._claim_for(row, ingest_time) for eid, row in reclaim.items()}
+            lost = self._claim(list(retry.values()), ingest_time)
+            self._settle(rows, lost)
+            for eid, row in reclaim.items():
+                if eid not in lost:
+                    self._make_claimant(rows, row)
         files = self._layout(rows, label, at or ingest_time)
         records = {
             key: [self._record(row, ingest_time) for row in members]
@@ -155,52 +158,81 @@ class IngestSink:
         parsed = sub.parsed
         if isinstance(parsed, Rejection):
             return _Row(sub, rejected_event_id(sub.raw), Status.REJECTED)
-        lag = int((ingest_time - parsed.event_time).total_seconds() * 1000)
+        lag = (ingest_time - parsed.event_time) // timedelta(milliseconds=1)
         return _Row(sub, event_id(parsed), Status.ACCEPTED, lag_ms=lag)
+
+    def _claim(self, claims: list[Claim], ingest_time: datetime) -> dict[str, Holder]:
+        if not claims:
+            return {}
+        if self.dry_run:
+            return self._index.lookup([c.event_id for c in claims])
+        return self._index.claim(claims, ingest_time - self._stale_after)
+
+    @staticmethod
+    def _claim_for(row: _Row, ingest_time: datetime) -> Claim:
+        event = row.sub.parsed
+        assert isinstance(event, Event)
+        return Claim(
+            event_id=row.event_id,
+            occurrence_id=row.sub.provenance.occurrence_id,
+            source=event.source,
+            event_type=event.event_type,
+            entity_id=event.entity_id,
+            event_time=event.event_time,
+            ingest_time=ingest_time,
+            lag_ms=row.lag_ms or 0,
+            provenance=row.sub.provenance,
+            payload_bytes=len(row.sub.raw),
+            idempotency_key=event.idempotency_key,
+            schema_fingerprint=row.sub.schema_fingerprint,
+        )
 
     def _first_claims(self, rows: list[_Row], ingest_time: datetime) -> dict[str, Claim]:
         """A claim for the first copy of each identity; later copies in the batch are duplicates."""
         claims: dict[str, Claim] = {}
-        first: dict[str, _Row] = {}
         for row in rows:
-            event = row.sub.parsed
-            if row.status is not Status.ACCEPTED or not isinstance(event, Event):
+            if row.status is not Status.ACCEPTED:
                 continue
             if row.event_id in claims:
                 row.status = Status.DUPLICATE
-                row.first_occurrence = first[row.event_id].sub.provenance.occurrence_id
+                row.first_occurrence = claims[row.event_id].occurrence_id
                 continue
-            first[row.event_id] = row
-            claims[row.event_id] = Claim(
-                event_id=row.event_id,
-                occurrence_id=row.sub.provenance.occurrence_id,
-                source=event.source,
-                event_type=event.event_type,
-                entity_id=event.entity_id,
-                event_time=event.event_time,
-                ingest_time=ingest_time,
-                lag_ms=row.lag_ms or 0,
-                provenance=row.sub.provenance,
-                payload_bytes=len(row.sub.raw),
-                idempotency_key=event.idempotency_key,
-                schema_fingerprint=row.sub.schema_fingerprint,
-            )
+            claims[row.event_id] = self._claim_for(row, ingest_time)
         return claims
 
-    def _settle(self, rows: list[_Row], holders: dict[str, Holder]) -> None:
-        """Claims that lost: a redelivery of our own committed copy, or a duplicate."""
+    @staticmethod
+    def _make_claimant(rows: list[_Row], claimant: _Row) -> None:
+        occurrence = claimant.sub.provenance.occurrence_id
+        for row in rows:
+            if row.event_id == claimant.event_id and row.status is not Status.REJECTED:
+                row.status, row.first_occurrence = Status.DUPLICATE, occurrence
+        claimant.status, claimant.redelivery, claimant.first_occurrence = (
+            Status.ACCEPTED,
+            False,
+            None,
+        )
+
+    def _settle(self, rows: list[_Row], holders: dict[str, Holder]) -> dict[str, _Row]:
+        """Apply lost claims: every copy of a taken identity is a duplicate, except the holder's
+        own delivery, which is a redelivery when committed. When the holder is a PENDING claim of
+        a delivery in this batch (it crashed before committing), that row is returned: it must
+        claim again and finish the job."""
+        reclaim: dict[str, _Row] = {}
         for row in rows:
             holder = holders.get(row.event_id)
             if holder is None or row.status is Status.REJECTED:
                 continue
             occurrence = row.sub.provenance.occurrence_id
             row.first_occurrence = holder.first_occurrence
-            if holder.first_occurrence == occurrence:
-                row.redelivery = True  # already committed by an earlier run of this delivery
-            elif occurrence in holder.dup_occurrences:
-                row.status, row.redelivery = Status.DUPLICATE, True
-            else:
-                row.status = Status.DUPLICATE
+            row.status = Status.DUPLICATE
+            row.redelivery = occurrence in holder.dup_occurrences
+            if holder.first_occurrence != occurrence:
+                continue
+            if holder.state == STATE_PENDING and not self.dry_run:
+                reclaim[row.event_id] = row
+            else:  # already committed by an earlier run of this very delivery
+                row.status, row.redelivery = Status.ACCEPTED, True
+        return reclaim
 
     def _layout(self, rows: list[_Row], label: str, at: datetime) -> dict[str, list[_Row]]:
         """Assign every new row a file and position: one file per partition of the batch."""
@@ -306,10 +338,11 @@ class IngestSink:
                 self._metrics.incr("RedeliveryCount", source=row.sub.parsed.source)
                 continue
             parsed = row.sub.parsed
-            dims = {"source": parsed.source, "event_type": parsed.event_type}
-            self._metrics.incr(names[row.status], **dims)
+            source, event_type = parsed.source, parsed.event_type
+            self._metrics.incr(names[row.status], source=source, event_type=event_type)
             if row.status is Status.ACCEPTED and row.lag_ms is not None:
-                self._metrics.observe("IngestLagMs", max(row.lag_ms, 0), **dims)
+                lag = max(row.lag_ms, 0)
+                self._metrics.observe("IngestLagMs", lag, source=source, event_type=event_type)
 
     def _result(self, row: _Row) -> IngestResult:
         parsed = row.sub.parsed

@@ -28,6 +28,11 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _number(value: float) -> str:
+    """Exact text: integral values print as integers, never in 6-digit exponent form."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 class Metrics:
     def __init__(
         self, known_values: Iterable[str] = (), max_series: int = DEFAULT_MAX_SERIES
@@ -40,24 +45,24 @@ class Metrics:
         self._histograms: dict[tuple[str, Labels], list[int]] = {}
         self._sums: dict[tuple[str, Labels], float] = defaultdict(float)
 
-    def _bound(self, value: str | None) -> str:
+    def _bound(self, value: str | None, *, admit: bool = True) -> str:
         if not value:
             return "_unknown"
         if value in self._known:
             return value
-        if not self._fixed and len(self._known) < self._max:
+        if admit and not self._fixed and len(self._known) < self._max:
             self._known.add(value)
             return value
         return OTHER
 
-    def _labels(self, dims: dict[str, str | None]) -> Labels:
-        return tuple(sorted((k, self._bound(v)) for k, v in dims.items()))
+    def _labels(self, dims: dict[str, str | None], *, admit: bool = True) -> Labels:
+        return tuple(sorted((k, self._bound(v, admit=admit)) for k, v in dims.items()))
 
-    def incr(self, name: str, value: float = 1, **dims: str | None) -> None:
+    def incr(self, name: str, value: float = 1, /, **dims: str | None) -> None:
         with self._lock:
             self._counters[(name, self._labels(dims))] += value
 
-    def observe(self, name: str, value: float, **dims: str | None) -> None:
+    def observe(self, name: str, value: float, /, **dims: str | None) -> None:
         with self._lock:
             key = (name, self._labels(dims))
             buckets = self._histograms.setdefault(key, [0] * (len(LAG_BUCKETS_MS) + 1))
@@ -73,7 +78,7 @@ class Metrics:
         """Current value of one series (or the sum over all series when no dims are given)."""
         with self._lock:
             if dims:
-                return self._counters.get((name, self._labels(dims)), 0.0)
+                return self._counters.get((name, self._labels(dims, admit=False)), 0.0)
             return sum(v for (n, _), v in self._counters.items() if n == name)
 
     def prometheus(self) -> str:
@@ -87,7 +92,7 @@ class Metrics:
                 lines.append(f"# TYPE {name} counter")
                 for (n, labels), value in sorted(self._counters.items()):
                     if n == name:
-                        lines.append(f"{name}{fmt(labels)} {value:g}")
+                        lines.append(f"{name}{fmt(labels)} {_number(value)}")
             for name in sorted({n for n, _ in self._histograms}):
                 lines.append(f"# TYPE {name} histogram")
                 for (n, labels), buckets in sorted(self._histograms.items()):
@@ -98,7 +103,7 @@ class Metrics:
                         total += count
                         le = f'le="{bound}"'
                         lines.append(f"{name}_bucket{fmt(labels, le)} {total}")
-                    lines.append(f"{name}_sum{fmt(labels)} {self._sums[(n, labels)]:g}")
+                    lines.append(f"{name}_sum{fmt(labels)} {_number(self._sums[(n, labels)])}")
                     lines.append(f"{name}_count{fmt(labels)} {total}")
         return "\n".join(lines) + "\n"
 

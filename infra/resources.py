@@ -186,7 +186,11 @@ class Bootstrap:
 
     def _queues(self) -> dict[str, str]:
         sqs = self._clients.sqs()
-        before = set(sqs.list_queues(QueueNamePrefix="pik").get("QueueUrls", []))
+        before = {
+            url
+            for name in (self.names.replay_dlq, self.names.replay_queue)
+            for url in sqs.list_queues(QueueNamePrefix=name).get("QueueUrls", [])
+        }
         dlq_url = sqs.create_queue(
             QueueName=self.names.replay_dlq,
             Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)},

@@ -33,7 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_AWS_PORT = 4566
 DEFAULT_API_PORT = 8080
@@ -135,6 +135,8 @@ def serve_http(settings: Settings, host: str, port: int) -> None:
     err.print(f"HTTP API on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
     try:
         server.run()
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it already handled: the stop was clean
     finally:
         api.state.committer.close()
 

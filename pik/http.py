@@ -30,6 +30,7 @@ from schemas.envelope import Event, Reason, Rejection, Status, parse_body
 EVENT_ID = re.compile(r"^[0-9a-f]{64}$")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 OPEN_ROUTES = {"/healthz"}
+JSON_WHITESPACE = " \t\r\n"
 
 _EVENT_SCHEMA = Event.model_json_schema()
 
@@ -66,8 +67,7 @@ async def _read_limited(request: Request, limit: int) -> tuple[bytes, bool]:
 def split_json_array(text: str) -> list[str] | None:
     """The exact text of each element of a top-level JSON array (None if it is not one)."""
     decoder = json.JSONDecoder()
-    stripped = text.strip()
-    if not stripped.startswith("["):
+    if not text.strip(JSON_WHITESPACE).startswith("["):
         return None
     pos = text.index("[") + 1
     parts: list[str] = []
@@ -75,7 +75,7 @@ def split_json_array(text: str) -> list[str] | None:
         while pos < len(text) and text[pos] in " \t\r\n":
             pos += 1
         if pos < len(text) and text[pos] == "]" and not parts:
-            return [] if not text[pos + 1 :].strip() else None
+            return [] if not text[pos + 1 :].strip(JSON_WHITESPACE) else None
         try:
             _, end = decoder.raw_decode(text, pos)
         except (ValueError, RecursionError):
@@ -87,7 +87,7 @@ def split_json_array(text: str) -> list[str] | None:
         if pos < len(text) and text[pos] == ",":
             pos += 1
             continue
-        if pos < len(text) and text[pos] == "]" and not text[pos + 1 :].strip():
+        if pos < len(text) and text[pos] == "]" and not text[pos + 1 :].strip(JSON_WHITESPACE):
             return parts
         return None
 
@@ -240,7 +240,7 @@ def _split_batch(raw: bytes) -> list[bytes] | Rejection:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Rejection(Reason.INVALID_UTF8, f"body is not UTF-8 at byte {exc.start}")
-    if text.lstrip().startswith("["):
+    if text.lstrip(JSON_WHITESPACE).startswith("["):
         parts = split_json_array(text)
         if parts is None:
             return Rejection(Reason.INVALID_JSON, "body is not a valid JSON array")

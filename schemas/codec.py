@@ -61,8 +61,8 @@ class ArchiveRecord:
 
     @classmethod
     def from_avro(cls, row: dict[str, Any]) -> ArchiveRecord:
-        prov = {name: row.get(name) for name in Provenance.__slots__}
-        fields = {name: row.get(name) for name in cls.__slots__ if name != "provenance"}
+        prov: dict[str, Any] = {name: row.get(name) for name in Provenance.__slots__}
+        fields: dict[str, Any] = {n: row.get(n) for n in cls.__slots__ if n != "provenance"}
         return cls(provenance=Provenance(**prov), **fields)
 
     def envelope(self) -> dict[str, Any] | None:

@@ -157,6 +157,15 @@ def _depth(value: Any, limit: int) -> int:
     return depth
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    """JSON may escape half a surrogate pair (``"\\ud800"``): text that no UTF-8 can carry."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -184,6 +193,8 @@ def decode_json(raw: bytes) -> Any | Rejection:
         return Rejection(Reason.INVALID_JSON, f"body is not valid JSON: {str(exc)[:200]}")
     if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         return Rejection(Reason.TOO_DEEP, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if "\\u" in text and _has_lone_surrogate(value):
+        return Rejection(Reason.INVALID_JSON, "a \\u escape encodes a lone UTF-16 surrogate")
     return value
 
 

@@ -1,0 +1,58 @@
+"""Bootstrap on the embedded backend: every resource, configured, and idempotent."""
+
+from __future__ import annotations
+
+import json
+
+from pik.kit import build_kit
+from pik.settings import Settings
+
+
+def test_bootstrap_creates_everything_then_changes_nothing(settings: Settings) -> None:
+    kit = build_kit(settings)
+    first = kit.bootstrap().run()
+    second = kit.bootstrap().run()
+
+    assert len(first["created"]) == 8  # bucket, 4 tables, 2 queues, 1 stream
+    assert second["created"] == []
+    assert {k: v for k, v in first.items() if k != "created"} == {
+        k: v for k, v in second.items() if k != "created"
+    }
+    s3 = kit.clients.s3()
+    rules = s3.get_bucket_encryption(Bucket=settings.bucket)["ServerSideEncryptionConfiguration"]
+    assert rules["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = s3.get_public_access_block(Bucket=settings.bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    assert s3.get_bucket_versioning(Bucket=settings.bucket)["Status"] == "Enabled"
+
+
+def test_events_table_has_the_query_paths(settings: Settings) -> None:
+    kit = build_kit(settings)
+    kit.bootstrap().run(demo_stream=False)
+    table = kit.clients.dynamodb().describe_table(TableName=settings.events_table)["Table"]
+    indexes = {
+        i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]]
+        for i in table["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {
+        "by_entity": ["entity_id", "time_key"],
+        "by_source_day": ["source_type_day", "time_key"],
+        "by_lag": ["source_type_day", "lag_ms"],
+        "by_ingest_day": ["occ_day", "occ_key"],
+    }
+    for name in (settings.leases_table, settings.replay_jobs_table, settings.aggregates_table):
+        assert (
+            kit.clients.dynamodb().describe_table(TableName=name)["Table"]["TableStatus"]
+            == "ACTIVE"
+        )
+
+
+def test_replay_queue_redrives_to_its_dead_letter_queue(settings: Settings) -> None:
+    kit = build_kit(settings)
+    result = kit.bootstrap().run(demo_stream=False)
+    attrs = kit.clients.sqs().get_queue_attributes(
+        QueueUrl=result["replay_queue_url"], AttributeNames=["All"]
+    )["Attributes"]
+    policy = json.loads(attrs["RedrivePolicy"])
+    assert policy["deadLetterTargetArn"] == result["replay_dlq_arn"]
+    assert int(policy["maxReceiveCount"]) >= 1
