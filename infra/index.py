@@ -9,8 +9,10 @@ One table, two kinds of item under the partition key ``event_id``:
   status, reason and archive pointer. Writing one again is harmless (same key, same content).
 
 Global secondary indexes answer the investigation questions by Query, never Scan:
-``by_entity`` (entity, event time), ``by_source_day`` (source#type#event day, event time),
-``by_lag`` (source#type#event day, lag), ``by_ingest_day`` (source#ingest day, every occurrence).
+``by_entity`` (entity, event time); ``by_source_type_day``, ``by_source_day``, ``by_type_day``
+(a source and/or event type on one event-time day, by event time); ``by_lag`` (source#type#day,
+by lag); ``by_ingest_day`` (source#ingest day: every delivery, incl. duplicates and rejections).
+Event-time keys are fixed-width UTC text plus the event id, so string order is time order.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -41,10 +43,13 @@ BATCH_WRITE_MAX_ITEMS = 25
 BATCH_GET_MAX_KEYS = 100
 MAX_CONFLICT_RETRIES = 8
 
-INDEX_BY_ENTITY = "by_entity"
-INDEX_BY_SOURCE_DAY = "by_source_day"
-INDEX_BY_LAG = "by_lag"
-INDEX_BY_INGEST_DAY = "by_ingest_day"
+INDEX_BY_ENTITY = "by_entity"  # entity_id, time_key
+INDEX_BY_SOURCE_TYPE_DAY = "by_source_type_day"  # source#type#day, time_key
+INDEX_BY_SOURCE_DAY = "by_source_day"  # source#day, time_key
+INDEX_BY_TYPE_DAY = "by_type_day"  # type#day, time_key
+INDEX_BY_LAG = "by_lag"  # source#type#day, lag_ms
+INDEX_BY_INGEST_DAY = "by_ingest_day"  # source#ingest day, ingest time#occurrence (all deliveries)
+AFTER_ANY_SUFFIX = "~"  # sorts after every character of a time key, so "k~" > k and < its successor
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,63 @@ class Holder:
     dup_occurrences: frozenset[str] = field(default_factory=frozenset)
 
 
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which identity items to read: an entity and/or source/event type, in ``[start, end)``."""
+
+    start: datetime
+    end: datetime
+    entity_id: str | None = None
+    source: str | None = None
+    event_type: str | None = None
+    min_lag_ms: int | None = None
+
+    def days(self) -> list[str]:
+        first, last = self.start.date(), (self.end - timedelta(microseconds=1)).date()
+        return [str(first + timedelta(days=n)) for n in range((last - first).days + 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPage:
+    items: list[dict[str, Any]]
+    scanned: int
+
+
+def plan_queries(sel: Selection) -> list[tuple[str, str, str]]:
+    """(index, key attribute, key value) to Query, in event-time order, for a selection."""
+    if sel.end <= sel.start:
+        raise ValueError("end must be after start")
+    if sel.entity_id is not None:
+        return [(INDEX_BY_ENTITY, "entity_id", sel.entity_id)]
+    if sel.source is not None and sel.event_type is not None:
+        return [
+            (INDEX_BY_SOURCE_TYPE_DAY, "source_type_day", _day_key(sel.source, sel.event_type, d))
+            for d in sel.days()
+        ]
+    if sel.source is not None:
+        return [(INDEX_BY_SOURCE_DAY, "source_day", _day_key(sel.source, d)) for d in sel.days()]
+    if sel.event_type is not None:
+        return [(INDEX_BY_TYPE_DAY, "type_day", _day_key(sel.event_type, d)) for d in sel.days()]
+    raise ValueError("a selection needs an entity_id, a source or an event_type")
+
+
+def _selection_filter(sel: Selection, index: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The FilterExpression for what the chosen index's key does not already narrow."""
+    clauses: list[str] = []
+    names: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+    if index == INDEX_BY_ENTITY:
+        for attr, value in (("source", sel.source), ("event_type", sel.event_type)):
+            if value is not None:
+                clauses.append(f"#{attr} = :{attr}")
+                names[f"#{attr}"] = attr
+                values[f":{attr}"] = {"S": value}
+    if sel.min_lag_ms is not None:
+        clauses.append("lag_ms >= :min_lag")
+        values[":min_lag"] = {"N": str(sel.min_lag_ms)}
+    return " AND ".join(clauses), names, values
+
+
 class EventIndex(Protocol):
     def claim(self, claims: Sequence[Claim], stale_before: datetime) -> dict[str, Holder]:
         """Claim each identity; return the current holder of every identity that was taken."""
@@ -116,6 +178,10 @@ class EventIndex(Protocol):
     def get(self, event_id: str) -> dict[str, Any] | None: ...
 
     def occurrences(self, event_id: str) -> list[dict[str, Any]]: ...
+
+    def select(
+        self, sel: Selection, *, after: str | None = None, page_size: int = 500
+    ) -> Iterator[QueryPage]: ...
 
 
 def _day_key(*parts: str) -> str:
@@ -152,6 +218,8 @@ def claim_item(c: Claim) -> dict[str, Any]:
         "provenance": _provenance(c.provenance),
         "time_key": f"{event_time}#{c.event_id}",
         "source_type_day": _day_key(c.source, c.event_type, event_time[:10]),
+        "source_day": _day_key(c.source, event_time[:10]),
+        "type_day": _day_key(c.event_type, event_time[:10]),
         "occ_day": _day_key(c.source, ingest_time[:10]),
         "occ_key": f"{ingest_time}#{c.occurrence_id}",
     }
@@ -415,6 +483,49 @@ class DynamoEventIndex:
             )
         )
 
+    def select(
+        self, sel: Selection, *, after: str | None = None, page_size: int = 500
+    ) -> Iterator[QueryPage]:
+        """Identity items of a selection in event-time order, page by page, by Query only.
+
+        ``after`` is a ``time_key`` already handled (a replay's cursor): reading resumes past it.
+        """
+        low, high = format_time(sel.start), format_time(sel.end)
+        if after is not None and after >= low:
+            low = after + AFTER_ANY_SUFFIX
+        for index, attr, value in plan_queries(sel):
+            condition, names, values = _selection_filter(sel, index)
+            kwargs: dict[str, Any] = {
+                "IndexName": index,
+                "KeyConditionExpression": "#pk = :pk AND time_key BETWEEN :low AND :high",
+                "ExpressionAttributeNames": {"#pk": attr, **names},
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": value},
+                    ":low": {"S": low},
+                    ":high": {"S": high},
+                    **values,
+                },
+                "Limit": page_size,
+            }
+            if condition:
+                kwargs["FilterExpression"] = condition
+            yield from self._pages(**kwargs)
+
+    def _pages(self, **kwargs: Any) -> Iterator[QueryPage]:
+        start: dict[str, Any] | None = None
+        while True:
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            try:
+                out = self._ddb.query(TableName=self.table, **kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail("Query", exc) from exc
+            items = [self._load(raw) for raw in out.get("Items", [])]
+            yield QueryPage(items, int(out.get("ScannedCount", len(items))))
+            start = out.get("LastEvaluatedKey")
+            if not start:
+                return
+
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item a Query matches, page by page."""
         start: dict[str, Any] | None = None
@@ -502,3 +613,27 @@ class MemoryEventIndex:
             for (e, kind), v in sorted(self.items.items())
             if e == event_id and kind.startswith(OCCURRENCE_PREFIX)
         ]
+
+    def select(
+        self, sel: Selection, *, after: str | None = None, page_size: int = 500
+    ) -> Iterator[QueryPage]:
+        plan_queries(sel)  # the same validation as the DynamoDB adapter
+        low, high = format_time(sel.start), format_time(sel.end)
+        if after is not None and after >= low:
+            low = after + AFTER_ANY_SUFFIX
+        wanted = {"entity_id": sel.entity_id, "source": sel.source, "event_type": sel.event_type}
+        with self._lock:
+            items = sorted(
+                (
+                    dict(v)
+                    for (_, kind), v in self.items.items()
+                    if kind == IDENTITY_ITEM
+                    and low <= v["time_key"] <= high
+                    and all(v[k] == w for k, w in wanted.items() if w is not None)
+                    and (sel.min_lag_ms is None or v["lag_ms"] >= sel.min_lag_ms)
+                ),
+                key=lambda v: str(v["time_key"]),
+            )
+        for start in range(0, len(items), page_size):
+            page = items[start : start + page_size]
+            yield QueryPage(page, len(page))

@@ -15,7 +15,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.aws import AwsClients
 from infra.errors import BackendError
-from infra.index import INDEX_BY_ENTITY, INDEX_BY_INGEST_DAY, INDEX_BY_LAG, INDEX_BY_SOURCE_DAY
+from infra.index import (
+    INDEX_BY_ENTITY,
+    INDEX_BY_INGEST_DAY,
+    INDEX_BY_LAG,
+    INDEX_BY_SOURCE_DAY,
+    INDEX_BY_SOURCE_TYPE_DAY,
+    INDEX_BY_TYPE_DAY,
+)
 
 REPLAY_VISIBILITY_TIMEOUT_S = 120
 REPLAY_MAX_RECEIVES = 5
@@ -68,13 +75,17 @@ def table_specs(names: ResourceNames) -> list[dict[str, Any]]:
                 entity_id="S",
                 time_key="S",
                 source_type_day="S",
+                source_day="S",
+                type_day="S",
                 lag_ms="N",
                 occ_day="S",
                 occ_key="S",
             ),
             "GlobalSecondaryIndexes": [
                 _gsi(INDEX_BY_ENTITY, "entity_id", "time_key"),
-                _gsi(INDEX_BY_SOURCE_DAY, "source_type_day", "time_key"),
+                _gsi(INDEX_BY_SOURCE_TYPE_DAY, "source_type_day", "time_key"),
+                _gsi(INDEX_BY_SOURCE_DAY, "source_day", "time_key"),
+                _gsi(INDEX_BY_TYPE_DAY, "type_day", "time_key"),
                 _gsi(INDEX_BY_LAG, "source_type_day", "lag_ms"),
                 _gsi(INDEX_BY_INGEST_DAY, "occ_day", "occ_key"),
             ],

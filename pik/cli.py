@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from infra.errors import ConfigError, KitError, NotFound
+from pik import cli_replay, cli_tap
 from pik.kit import build_kit
 from pik.logs import configure_logging
 from pik.settings import Settings
@@ -254,6 +255,10 @@ def demo(
         fail(str(exc))
     if as_json:
         print_json(report)
+
+
+cli_replay.register(app)
+cli_tap.register(app)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from consumers.ingest import IngestResult, Submission
 from infra.errors import BackendError, KitError, NotFound
 from pik.explain import explain
 from pik.kit import Kit
+from pik.replay_api import replay_router
 from schemas.codec import Provenance
 from schemas.envelope import Event, Reason, Rejection, Status, parse_body
 
@@ -222,6 +223,8 @@ def create_app(kit: Kit, committer: GroupCommitter | None = None) -> FastAPI:
             return JSONResponse(await run_in_threadpool(explain, event_id, kit.index, kit.reader))
         except NotFound as exc:
             return _error(404, "not_found", str(exc))
+
+    app.include_router(replay_router(kit))
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, Any]:

@@ -36,7 +36,9 @@ def test_events_table_has_the_query_paths(settings: Settings) -> None:
     }
     assert indexes == {
         "by_entity": ["entity_id", "time_key"],
-        "by_source_day": ["source_type_day", "time_key"],
+        "by_source_type_day": ["source_type_day", "time_key"],
+        "by_source_day": ["source_day", "time_key"],
+        "by_type_day": ["type_day", "time_key"],
         "by_lag": ["source_type_day", "lag_ms"],
         "by_ingest_day": ["occ_day", "occ_key"],
     }
