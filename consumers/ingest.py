@@ -3,14 +3,18 @@
 Both the HTTP API and the Kinesis tap feed it batches of ``Submission``. For a batch it
 
 1. validates and identifies every record (a rejection is data with a reason, not an exception);
-2. claims each new identity in the index (conditional writes: one winner per identity);
+2. looks its identities up in the index (batched, consistent reads): known ones are duplicates,
+   or redeliveries when the very same delivery (occurrence id) is the one indexed;
 3. writes the archive: one Avro file per partition of the batch, ``If-None-Match: *``;
-4. commits the claims with their archive pointers, records duplicate and rejected occurrences.
+4. claims each new identity with a conditional write carrying its archive pointer (one winner
+   per identity), then records duplicate and rejected deliveries as occurrence items.
 
-Only then are results returned, so an answer means "archived and indexed". A crash anywhere
-leaves claims ``PENDING``; the same delivery retried re-claims them, and a different delivery
-takes over a claim once it is older than ``stale_after``. Redelivery (the same occurrence again,
-after it was committed) is absorbed: no second index item, no duplicate count.
+Only then are results returned, so an answer means "archived and indexed", and an index item
+never points at a file that is not there. A crash between 3 and 4 leaves archived records that
+nothing points at; the retried delivery archives again (the same file name when the caller's
+``label`` is deterministic, as the tap's is) and claims. Redelivery is absorbed: no second index
+item, no duplicate count. If another process claims an identity between 2 and 4, this copy is
+indexed as a DUPLICATE whose archived record still says ACCEPTED: the index is authoritative.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 from infra.archive import ArchivePointer, RawArchive
 from infra.clock import Clock
-from infra.index import STATE_PENDING, Claim, Commit, EventIndex, Holder, Occurrence
+from infra.index import Claim, EventIndex, Holder, Occurrence
 from infra.keys import archive_key
 from infra.metrics import Metrics
 from schemas.codec import ArchiveRecord, Provenance, encode_archive
@@ -32,8 +36,6 @@ from schemas.envelope import Event, Rejection, Status
 from schemas.identity import canonical_json, event_id, rejected_event_id
 
 log = logging.getLogger(__name__)
-
-DEFAULT_STALE_AFTER = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +105,12 @@ class IngestSink:
         metrics: Metrics,
         *,
         dry_run: bool = False,
-        stale_after: timedelta = DEFAULT_STALE_AFTER,
     ) -> None:
         self._archive = archive
         self._index = index
         self._clock = clock
         self._metrics = metrics
         self.dry_run = dry_run
-        self._stale_after = stale_after
         self.last_plan = BatchPlan()
 
     def ingest(
@@ -125,31 +125,25 @@ class IngestSink:
             return []
         ingest_time = self._clock.now()
         rows = [self._identify(sub, ingest_time) for sub in batch]
-        claims = self._first_claims(rows, ingest_time)
-        holders = self._claim(list(claims.values()), ingest_time)
-        reclaim = self._settle(rows, holders)
-        if reclaim:  # our own earlier delivery left a PENDING claim: finish it with that row
-            retry = {eid: self._claim_for(row, ingest_time) for eid, row in reclaim.items()}
-            lost = self._claim(list(retry.values()), ingest_time)
-            self._settle(rows, lost)
-            for eid, row in reclaim.items():
-                if eid not in lost:
-                    self._make_claimant(rows, row)
+        firsts = self._first_copies(rows)
+        self._settle(rows, self._index.lookup(list(firsts)))
         files = self._layout(rows, label, at or ingest_time)
-        records = {
-            key: [self._record(row, ingest_time) for row in members]
-            for key, members in files.items()
-        }
-        plan = BatchPlan(
+        self.last_plan = BatchPlan(
             files={key: len(members) for key, members in files.items()},
             index_items=sum(1 for r in rows if not r.redelivery),
         )
         if not self.dry_run:
-            for key, recs in records.items():
-                if not self._archive.put_file(key, encode_archive(recs)):
+            for key, members in files.items():
+                body = encode_archive([self._record(row, ingest_time) for row in members])
+                if not self._archive.put_file(key, body):
                     log.info("archive file already present", extra={"key": key})
-            self._index_batch(rows, claims, ingest_time)
-        self.last_plan = plan
+            claims = [
+                self._claim_for(row, ingest_time)
+                for row in firsts.values()
+                if row.status is Status.ACCEPTED and not row.redelivery
+            ]
+            self._settle(rows, self._index.claim(claims))  # a concurrent writer got there first
+            self._index_occurrences(rows, ingest_time)
         self._count(rows)
         return [self._result(row) for row in rows]
 
@@ -161,17 +155,22 @@ class IngestSink:
         lag = (ingest_time - parsed.event_time) // timedelta(milliseconds=1)
         return _Row(sub, event_id(parsed), Status.ACCEPTED, lag_ms=lag)
 
-    def _claim(self, claims: list[Claim], ingest_time: datetime) -> dict[str, Holder]:
-        if not claims:
-            return {}
-        if self.dry_run:
-            return self._index.lookup([c.event_id for c in claims])
-        return self._index.claim(claims, ingest_time - self._stale_after)
-
     @staticmethod
-    def _claim_for(row: _Row, ingest_time: datetime) -> Claim:
+    def _first_copies(rows: list[_Row]) -> dict[str, _Row]:
+        """The first copy of each identity in the batch; later copies are its duplicates."""
+        firsts: dict[str, _Row] = {}
+        for row in rows:
+            if row.status is Status.REJECTED:
+                continue
+            first = firsts.setdefault(row.event_id, row)
+            if first is not row:
+                row.status = Status.DUPLICATE
+                row.first_occurrence = first.sub.provenance.occurrence_id
+        return firsts
+
+    def _claim_for(self, row: _Row, ingest_time: datetime) -> Claim:
         event = row.sub.parsed
-        assert isinstance(event, Event)
+        assert isinstance(event, Event) and row.pointer is not None
         return Claim(
             event_id=row.event_id,
             occurrence_id=row.sub.provenance.occurrence_id,
@@ -183,56 +182,29 @@ class IngestSink:
             lag_ms=row.lag_ms or 0,
             provenance=row.sub.provenance,
             payload_bytes=len(row.sub.raw),
+            pointer=row.pointer,
             idempotency_key=event.idempotency_key,
             schema_fingerprint=row.sub.schema_fingerprint,
         )
 
-    def _first_claims(self, rows: list[_Row], ingest_time: datetime) -> dict[str, Claim]:
-        """A claim for the first copy of each identity; later copies in the batch are duplicates."""
-        claims: dict[str, Claim] = {}
-        for row in rows:
-            if row.status is not Status.ACCEPTED:
-                continue
-            if row.event_id in claims:
-                row.status = Status.DUPLICATE
-                row.first_occurrence = claims[row.event_id].occurrence_id
-                continue
-            claims[row.event_id] = self._claim_for(row, ingest_time)
-        return claims
-
     @staticmethod
-    def _make_claimant(rows: list[_Row], claimant: _Row) -> None:
-        occurrence = claimant.sub.provenance.occurrence_id
-        for row in rows:
-            if row.event_id == claimant.event_id and row.status is not Status.REJECTED:
-                row.status, row.first_occurrence = Status.DUPLICATE, occurrence
-        claimant.status, claimant.redelivery, claimant.first_occurrence = (
-            Status.ACCEPTED,
-            False,
-            None,
-        )
-
-    def _settle(self, rows: list[_Row], holders: dict[str, Holder]) -> dict[str, _Row]:
-        """Apply lost claims: every copy of a taken identity is a duplicate, except the holder's
-        own delivery, which is a redelivery when committed. When the holder is a PENDING claim of
-        a delivery in this batch (it crashed before committing), that row is returned: it must
-        claim again and finish the job."""
-        reclaim: dict[str, _Row] = {}
+    def _settle(rows: list[_Row], holders: dict[str, Holder]) -> None:
+        """Identities already indexed: every copy is a duplicate, except the holder's own
+        delivery seen again, which is a redelivery (absorbed: nothing new is written)."""
+        if not holders:
+            return
         for row in rows:
             holder = holders.get(row.event_id)
             if holder is None or row.status is Status.REJECTED:
                 continue
             occurrence = row.sub.provenance.occurrence_id
-            row.first_occurrence = holder.first_occurrence
-            row.status = Status.DUPLICATE
-            row.redelivery = occurrence in holder.dup_occurrences
-            if holder.first_occurrence != occurrence:
+            if holder.first_occurrence == occurrence:
+                row.status, row.redelivery, row.first_occurrence = Status.ACCEPTED, True, None
                 continue
-            if holder.state == STATE_PENDING and not self.dry_run:
-                reclaim[row.event_id] = row
-            else:  # already committed by an earlier run of this very delivery
-                row.status, row.redelivery = Status.ACCEPTED, True
-        return reclaim
+            was_archived = row.pointer is not None and not row.redelivery
+            row.status = Status.DUPLICATE
+            row.first_occurrence = holder.first_occurrence
+            row.redelivery = not was_archived and occurrence in holder.dup_occurrences
 
     def _layout(self, rows: list[_Row], label: str, at: datetime) -> dict[str, list[_Row]]:
         """Assign every new row a file and position: one file per partition of the batch."""
@@ -289,18 +261,13 @@ class IngestSink:
             schema_fingerprint=row.sub.schema_fingerprint,
         )
 
-    def _index_batch(
-        self, rows: list[_Row], claims: dict[str, Claim], ingest_time: datetime
-    ) -> None:
-        commits: list[Commit] = []
+    def _index_occurrences(self, rows: list[_Row], ingest_time: datetime) -> None:
+        """Duplicate and rejected deliveries: one occurrence item each, and the duplicate's id
+        added to its identity item (both idempotent, so a retried batch changes nothing)."""
         occurrences: list[Occurrence] = []
         duplicates: dict[str, list[str]] = defaultdict(list)
         for row in rows:
-            if row.redelivery or row.pointer is None:
-                continue
-            occurrence = row.sub.provenance.occurrence_id
-            if row.status is Status.ACCEPTED:
-                commits.append(Commit(row.event_id, occurrence, row.pointer))
+            if row.redelivery or row.pointer is None or row.status is Status.ACCEPTED:
                 continue
             parsed = row.sub.parsed
             rejection = parsed if isinstance(parsed, Rejection) else None
@@ -322,8 +289,7 @@ class IngestSink:
                 )
             )
             if row.status is Status.DUPLICATE:
-                duplicates[row.event_id].append(occurrence)
-        self._index.commit(commits)
+                duplicates[row.event_id].append(row.sub.provenance.occurrence_id)
         self._index.record_occurrences(occurrences)
         self._index.add_duplicates(duplicates)
 

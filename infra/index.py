@@ -2,9 +2,10 @@
 
 One table, two kinds of item under the partition key ``event_id``:
 
-* ``item = "event"`` — the identity item, one per event identity, claimed with a conditional
-  write (``PENDING``), then committed with its archive pointer once the archive file is durable.
-  A duplicate never overwrites it; it only adds its occurrence id to ``dup_occurrences``.
+* ``item = "event"`` — the identity item, one per event identity, written once with a
+  conditional put (``attribute_not_exists``) after its archive file is durable, so it always
+  points at an archived record. A duplicate never overwrites it; it only adds its occurrence
+  id to ``dup_occurrences`` (a set: adding it again changes nothing).
 * ``item = "occ#<occurrence id>"`` — one per duplicate or rejected delivery, with provenance,
   status, reason and archive pointer. Writing one again is harmless (same key, same content).
 
@@ -35,8 +36,6 @@ from schemas.envelope import format_time
 
 IDENTITY_ITEM = "event"
 OCCURRENCE_PREFIX = "occ#"
-STATE_PENDING = "PENDING"
-STATE_COMMITTED = "COMMITTED"
 AWS_TRANSACTION_MAX_ITEMS = 100
 LEGACY_TRANSACTION_MAX_ITEMS = 25  # older emulators still enforce the pre-2022 limit
 BATCH_WRITE_MAX_ITEMS = 25
@@ -66,15 +65,9 @@ class Claim:
     lag_ms: int
     provenance: Provenance
     payload_bytes: int
+    pointer: ArchivePointer
     idempotency_key: str | None = None
     schema_fingerprint: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    event_id: str
-    occurrence_id: str
-    pointer: ArchivePointer
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +94,6 @@ class Holder:
 
     event_id: str
     first_occurrence: str
-    state: str
     dup_occurrences: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -163,13 +155,11 @@ def _selection_filter(sel: Selection, index: str) -> tuple[str, dict[str, Any], 
 
 
 class EventIndex(Protocol):
-    def claim(self, claims: Sequence[Claim], stale_before: datetime) -> dict[str, Holder]:
+    def claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
         """Claim each identity; return the current holder of every identity that was taken."""
         ...
 
     def lookup(self, event_ids: Sequence[str]) -> dict[str, Holder]: ...
-
-    def commit(self, commits: Sequence[Commit]) -> None: ...
 
     def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None: ...
 
@@ -205,9 +195,7 @@ def claim_item(c: Claim) -> dict[str, Any]:
         "event_id": c.event_id,
         "item": IDENTITY_ITEM,
         "status": "ACCEPTED",
-        "state": STATE_PENDING,
         "first_occurrence": c.occurrence_id,
-        "claimed_at": ingest_time,
         "source": c.source,
         "event_type": c.event_type,
         "entity_id": c.entity_id,
@@ -222,6 +210,9 @@ def claim_item(c: Claim) -> dict[str, Any]:
         "type_day": _day_key(c.event_type, event_time[:10]),
         "occ_day": _day_key(c.source, ingest_time[:10]),
         "occ_key": f"{ingest_time}#{c.occurrence_id}",
+        "archive_bucket": c.pointer.bucket,
+        "archive_key": c.pointer.key,
+        "archive_position": c.pointer.position,
     }
     if c.idempotency_key is not None:
         item["idempotency_key"] = c.idempotency_key
@@ -262,7 +253,6 @@ def _holder(event_id: str, item: Mapping[str, Any]) -> Holder:
     return Holder(
         event_id=event_id,
         first_occurrence=str(item.get("first_occurrence", "")),
-        state=str(item.get("state", "")),
         dup_occurrences=frozenset(item.get("dup_occurrences") or ()),
     )
 
@@ -354,20 +344,13 @@ class DynamoEventIndex:
                 raise self._fail("TransactWriteItems", exc) from exc
         return failed
 
-    def claim(self, claims: Sequence[Claim], stale_before: datetime) -> dict[str, Holder]:
+    def claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
         ops = [
             {
                 "Put": {
                     "TableName": self.table,
                     "Item": self._dump(claim_item(c)),
-                    "ConditionExpression": "attribute_not_exists(event_id) OR (#s = :pending"
-                    " AND (first_occurrence = :occ OR claimed_at < :stale))",
-                    "ExpressionAttributeNames": {"#s": "state"},
-                    "ExpressionAttributeValues": {
-                        ":pending": {"S": STATE_PENDING},
-                        ":occ": {"S": c.occurrence_id},
-                        ":stale": {"S": format_time(stale_before)},
-                    },
+                    "ConditionExpression": "attribute_not_exists(event_id)",
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             }
@@ -379,29 +362,6 @@ class DynamoEventIndex:
             event_id = claims[index].event_id
             holders[event_id] = _holder(event_id, item or {})
         return holders
-
-    def commit(self, commits: Sequence[Commit]) -> None:
-        ops = [
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": self._key(c.event_id),
-                    "UpdateExpression": "SET #s = :committed, archive_bucket = :b,"
-                    " archive_key = :k, archive_position = :p",
-                    "ConditionExpression": "first_occurrence = :occ",
-                    "ExpressionAttributeNames": {"#s": "state"},
-                    "ExpressionAttributeValues": {
-                        ":committed": {"S": STATE_COMMITTED},
-                        ":b": {"S": c.pointer.bucket},
-                        ":k": {"S": c.pointer.key},
-                        ":p": {"N": str(c.pointer.position)},
-                        ":occ": {"S": c.occurrence_id},
-                    },
-                }
-            }
-            for c in commits
-        ]
-        self._transact(ops)  # a failed condition means a stale claim was taken over: theirs now
 
     def add_duplicates(self, duplicates: Mapping[str, Sequence[str]]) -> None:
         ops = [
@@ -550,19 +510,12 @@ class MemoryEventIndex:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def claim(self, claims: Sequence[Claim], stale_before: datetime) -> dict[str, Holder]:
+    def claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
         holders: dict[str, Holder] = {}
-        stale = format_time(stale_before)
         with self._lock:
             for c in claims:
                 current = self.items.get((c.event_id, IDENTITY_ITEM))
-                if current is None or (
-                    current["state"] == STATE_PENDING
-                    and (
-                        current["first_occurrence"] == c.occurrence_id
-                        or current["claimed_at"] < stale
-                    )
-                ):
+                if current is None:
                     self.items[(c.event_id, IDENTITY_ITEM)] = claim_item(c)
                 else:
                     holders[c.event_id] = _holder(c.event_id, current)
@@ -575,18 +528,6 @@ class MemoryEventIndex:
                 for e in event_ids
                 if (e, IDENTITY_ITEM) in self.items
             }
-
-    def commit(self, commits: Sequence[Commit]) -> None:
-        with self._lock:
-            for c in commits:
-                item = self.items.get((c.event_id, IDENTITY_ITEM))
-                if item and item["first_occurrence"] == c.occurrence_id:
-                    item.update(
-                        state=STATE_COMMITTED,
-                        archive_bucket=c.pointer.bucket,
-                        archive_key=c.pointer.key,
-                        archive_position=c.pointer.position,
-                    )
 
     def add_duplicates(self, duplicates: Mapping[str, Sequence[str]]) -> None:
         with self._lock:

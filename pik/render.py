@@ -26,7 +26,6 @@ def render_explain(console: Console, doc: dict[str, Any]) -> None:
             ("ingested", event["ingest_time"]),
             ("lag", f"{event['lag_ms']:,} ms"),
             ("first delivery", event["first_occurrence"]),
-            ("index state", event["state"]),
             ("duplicates", str(doc["duplicates"])),
         ]
         if "archive" in event:

@@ -10,7 +10,7 @@ import pytest
 
 from consumers.ingest import IngestResult, Submission
 from infra.archive import ArchiveReader, MemoryRawArchive
-from infra.index import Commit, MemoryEventIndex
+from infra.index import Claim, Holder, MemoryEventIndex
 from schemas.codec import ArchiveRecord, decode_archive
 from schemas.envelope import Reason, Status, parse_body
 from schemas.identity import canonical_json, event_id, rejected_event_id
@@ -37,16 +37,16 @@ class CrashingArchive(MemoryRawArchive):
 
 
 class CrashingIndex(MemoryEventIndex):
-    """An index whose commit fails while ``down`` (crash after the archive write)."""
+    """An index whose claims fail while ``down`` (the process dies after the archive write)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.down = True
 
-    def commit(self, commits: Sequence[Commit]) -> None:
+    def claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
         if self.down:
             raise ConnectionError("index unreachable")
-        super().commit(commits)
+        return super().claim(claims)
 
 
 def archived(archive: MemoryRawArchive) -> list[tuple[str, ArchiveRecord]]:
@@ -82,7 +82,6 @@ def test_new_event_is_accepted_archived_and_indexed(memory_kit: MemoryKit) -> No
     assert record.provenance.occurrence_id == "occ-1"
     item = memory_kit.index.get(GUIDE_ID)
     assert item is not None
-    assert item["state"] == "COMMITTED"
     assert item["first_occurrence"] == "occ-1"
     assert (item["archive_key"], item["archive_position"]) == (result.archive.key, 0)
 
@@ -243,60 +242,52 @@ def test_redelivered_duplicate_stays_one_duplicate(memory_kit: MemoryKit) -> Non
     assert len(memory_kit.index.occurrences(GUIDE_ID)) == 1
 
 
-# -- crashes and stale claims -------------------------------------------------------------------
+# -- crashes ------------------------------------------------------------------------------------
 
 
-def crashed_kit(**kwargs: object) -> tuple[MemoryKit, CrashingArchive]:
-    """A kit whose first attempt at GUIDE (occ-1) died after claiming, before archiving."""
+def test_a_failed_archive_write_fails_the_batch_loudly_and_indexes_nothing() -> None:
     archive = CrashingArchive()
-    kit = MemoryKit(archive=archive, stale_after=timedelta(minutes=2), **kwargs)  # type: ignore[arg-type]
+    kit = MemoryKit(archive=archive)
     with pytest.raises(ConnectionError):
         ingest(kit, submission(GUIDE, "occ-1"))
-    archive.down = False
-    item = kit.index.get(GUIDE_ID)
-    assert item is not None
-    assert item["state"] == "PENDING"
-    return kit, archive
-
-
-def test_a_failed_write_fails_the_batch_loudly() -> None:
-    _, archive = crashed_kit()
     assert archive.files == {}
+    assert kit.index.get(GUIDE_ID) is None  # nothing points at a file that is not there
 
 
-def test_same_delivery_retried_after_a_crash_is_accepted() -> None:
-    kit, archive = crashed_kit()
+def crashed_kit() -> tuple[MemoryKit, CrashingIndex]:
+    """A kit whose first attempt at GUIDE (occ-1) died after archiving, before indexing."""
+    index = CrashingIndex()
+    kit = MemoryKit(index=index)
+    with pytest.raises(ConnectionError):
+        ingest(kit, submission(GUIDE, "occ-1"))
+    index.down = False
+    assert kit.index.get(GUIDE_ID) is None
+    return kit, index
+
+
+def test_same_delivery_retried_after_a_crash_is_accepted_on_the_same_file() -> None:
+    kit, _ = crashed_kit()
+    files = dict(kit.archive.files)
     kit.clock.advance(seconds=5)
     (result,) = ingest(kit, submission(GUIDE, "occ-1"))
     assert (result.status, result.redelivery) == (Status.ACCEPTED, False)
-    assert [rec.raw for _, rec in archived(archive)] == [GUIDE]
+    assert kit.archive.files == files
     item = kit.index.get(GUIDE_ID)
     assert item is not None
-    assert item["state"] == "COMMITTED"
+    assert result.archive is not None
+    assert (item["archive_key"], item["first_occurrence"]) == (result.archive.key, "occ-1")
 
 
-def test_stale_pending_claim_is_taken_over_by_another_delivery() -> None:
-    kit, archive = crashed_kit()
-    kit.clock.advance(minutes=3)
+def test_another_delivery_after_a_crash_is_accepted_and_the_orphan_copy_kept() -> None:
+    kit, _ = crashed_kit()
     (result,) = ingest(kit, submission(GUIDE, "occ-2"), label="b2")
     assert result.status is Status.ACCEPTED
     item = kit.index.get(GUIDE_ID)
     assert item is not None
-    assert (item["state"], item["first_occurrence"]) == ("COMMITTED", "occ-2")
-    assert [rec.provenance.occurrence_id for _, rec in archived(archive)] == ["occ-2"]
-
-
-def test_fresh_pending_claim_is_not_taken_over() -> None:
-    kit, archive = crashed_kit()
-    kit.clock.advance(minutes=1)
-    (result,) = ingest(kit, submission(GUIDE, "occ-2"), label="b2")
-    assert result.status is Status.DUPLICATE
-    assert result.first_occurrence == "occ-1"
-    item = kit.index.get(GUIDE_ID)
-    assert item is not None
-    assert (item["state"], item["first_occurrence"]) == ("PENDING", "occ-1")
-    # the duplicate's bytes are archived all the same
-    assert [(rec.status, rec.raw) for _, rec in archived(archive)] == [("DUPLICATE", GUIDE)]
+    assert item["first_occurrence"] == "occ-2"
+    # at least once in the archive: the crashed attempt's copy stays, unindexed
+    copies = sorted(rec.provenance.occurrence_id for _, rec in archived(kit.archive))
+    assert copies == ["occ-1", "occ-2"]
 
 
 def test_rerun_after_crash_between_archive_and_index_lands_on_the_same_file() -> None:
@@ -315,7 +306,6 @@ def test_rerun_after_crash_between_archive_and_index_lands_on_the_same_file() ->
     for result in results:
         item = kit.index.get(result.event_id)
         assert item is not None
-        assert item["state"] == "COMMITTED"
         assert result.archive is not None
         assert item["archive_key"] == result.archive.key
 
@@ -387,14 +377,17 @@ def test_redelivered_original_behind_a_new_copy_is_still_accepted(memory_kit: Me
     ]
 
 
-def test_retried_crashed_delivery_behind_a_new_copy_is_committed() -> None:
-    kit, archive = crashed_kit()
-    results = ingest(kit, submission(GUIDE, "occ-2", "0"), submission(GUIDE, "occ-1", "1"))
-    assert "occ-1" in {rec.provenance.occurrence_id for _, rec in archived(archive)}
+def test_crashed_delivery_retried_behind_a_new_copy_loses_nothing() -> None:
+    kit, _ = crashed_kit()
+    results = ingest(
+        kit, submission(GUIDE, "occ-2", "0"), submission(GUIDE, "occ-1", "1"), label="b2"
+    )
+    assert statuses(results) == [Status.ACCEPTED, Status.DUPLICATE]
+    kept = [(rec.provenance.occurrence_id, rec.status) for _, rec in archived(kit.archive)]
+    assert sorted(kept) == [("occ-1", "ACCEPTED"), ("occ-1", "DUPLICATE"), ("occ-2", "ACCEPTED")]
     item = kit.index.get(GUIDE_ID)
     assert item is not None
-    assert item["state"] == "COMMITTED"
-    assert Status.ACCEPTED in statuses(results)
+    assert item["dup_occurrences"] == ["occ-1"]
 
 
 @pytest.mark.parametrize(
