@@ -20,6 +20,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from consumers.ingest import IngestResult
 from infra.errors import ConfigError, KitError, NotFound
 from pik import cli_replay, cli_tap
 from pik.kit import build_kit
@@ -181,9 +182,15 @@ def up(
 def ingest(
     file: Annotated[str, typer.Argument(help="NDJSON file of events, or - for stdin.")],
     batch_size: Annotated[int, typer.Option(min=1, max=5000, help="Events per batch.")] = 500,
+    results: Annotated[
+        bool, typer.Option("--results", help="Print one JSON line per input line: its outcome.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Send NDJSON events through the ingest path (validate, identify, archive, index)."""
+    """Send NDJSON events through the ingest path (validate, identify, archive, index).
+
+    With DRY_RUN=true nothing is written: use `--results` to learn event ids and statuses.
+    """
     from pik.ingest_file import ingest_lines
 
     settings = load_settings()
@@ -192,7 +199,12 @@ def ingest(
         stream = sys.stdin.buffer if file == "-" else Path(file).open("rb")  # noqa: SIM115
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror}", 2)
-    show_progress = not as_json and out.is_terminal
+    show_progress = not as_json and not results and out.is_terminal
+
+    def print_result(number: int, result: IngestResult) -> None:
+        doc = {"line": number, **result.to_json()}
+        sys.stdout.write(json.dumps(doc) + "\n")
+
     try:
         with stream:
             summary = ingest_lines(
@@ -201,11 +213,15 @@ def ingest(
                 label=f"file-{uuid.uuid4().hex[:12]}",
                 batch_size=batch_size,
                 progress=show_progress,
+                on_result=print_result if results else None,
             )
     except KitError as exc:
         fail(str(exc))
     if as_json:
         print_json(summary)
+        return
+    if results:
+        err.print(f"{summary['lines']} lines, dry run: {summary['dry_run']}", highlight=False)
         return
     verb = "would ingest" if summary["dry_run"] else "ingested"
     out.print(

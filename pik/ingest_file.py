@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,6 +29,7 @@ def _batches(stream: IO[bytes], size: int) -> Iterator[list[tuple[int, bytes]]]:
 
 
 def summarise(results: Iterable[IngestResult], lines: int, dry_run: bool) -> dict[str, Any]:
+    """Counts by status and rejection reason."""
     statuses: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     for r in results:
@@ -46,8 +47,15 @@ def summarise(results: Iterable[IngestResult], lines: int, dry_run: bool) -> dic
 
 
 def ingest_lines(
-    kit: Kit, stream: IO[bytes], *, label: str, batch_size: int, progress: bool
+    kit: Kit,
+    stream: IO[bytes],
+    *,
+    label: str,
+    batch_size: int,
+    progress: bool,
+    on_result: Callable[[int, IngestResult], None] | None = None,
 ) -> dict[str, Any]:
+    """Ingest NDJSON lines in batches; ``on_result(line number, result)`` sees each outcome."""
     results: list[IngestResult] = []
     lines = 0
     max_bytes = kit.settings.max_event_bytes
@@ -71,7 +79,11 @@ def ingest_lines(
                 )
                 for number, raw in batch
             ]
-            results.extend(kit.sink.ingest(subs, label=label))
+            batch_results = kit.sink.ingest(subs, label=label)
+            if on_result is not None:
+                for (number, _), result in zip(batch, batch_results, strict=True):
+                    on_result(number, result)
+            results.extend(batch_results)
             lines += len(batch)
             bar.update(task, advance=len(batch))
     return summarise(results, lines, kit.sink.dry_run)

@@ -124,6 +124,10 @@ def test_dry_run_ingest_writes_nothing(tmp_path: Path) -> None:
         dry = run_pik("ingest", str(events), "--json", env={**env, "DRY_RUN": "true"})
         assert dry.returncode == 0, dry.stderr
         assert json.loads(dry.stdout)["dry_run"] is True
+        lines = run_pik("ingest", str(events), "--results", env={**env, "DRY_RUN": "true"})
+        [outcome] = [json.loads(line) for line in lines.stdout.splitlines()]
+        assert (outcome["line"], outcome["status"]) == (1, "ACCEPTED")
+        assert len(outcome["event_id"]) == 64
         real = json.loads(run_pik("ingest", str(events), "--json", env=env).stdout)
         assert real["accepted"] == 1  # the dry run left no trace to collide with
 
