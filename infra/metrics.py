@@ -9,7 +9,6 @@ reported as ``_other``, so the number of series stays bounded whatever producers
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import defaultdict
@@ -107,29 +106,38 @@ class Metrics:
                     lines.append(f"{name}_count{fmt(labels)} {total}")
         return "\n".join(lines) + "\n"
 
-    def emf(self) -> list[dict[str, Any]]:
-        """The counters as CloudWatch embedded-metric-format documents (one per label set)."""
-        docs: dict[Labels, dict[str, Any]] = {}
+    def drain_emf(self) -> list[dict[str, Any]]:
+        """Everything counted since the last drain, as CloudWatch embedded-metric-format
+        documents (one per label set), and start counting afresh. Lag histograms become
+        ``Values``/``Counts`` arrays (bucket upper bounds; the overflow bucket as the last bound
+        doubled), which CloudWatch turns into percentiles."""
         with self._lock:
-            for (name, labels), value in self._counters.items():
-                doc = docs.setdefault(labels, {**dict(labels), "_names": []})
-                doc[name] = value
-                doc["_names"].append(name)
-        out = []
+            counters, self._counters = self._counters, defaultdict(float)
+            histograms, self._histograms = self._histograms, {}
+            self._sums = defaultdict(float)
+        docs: dict[Labels, dict[str, Any]] = {}
+        units: dict[Labels, list[tuple[str, str]]] = {}
+        for (name, labels), value in counters.items():
+            docs.setdefault(labels, dict(labels))[name] = value
+            units.setdefault(labels, []).append((name, "Count"))
+        bounds = [*LAG_BUCKETS_MS, LAG_BUCKETS_MS[-1] * 2]
+        for (name, labels), buckets in histograms.items():
+            pairs = [(b, c) for b, c in zip(bounds, buckets, strict=True) if c]
+            docs.setdefault(labels, dict(labels))[name] = {
+                "Values": [b for b, _ in pairs],
+                "Counts": [c for _, c in pairs],
+            }
+            units.setdefault(labels, []).append((name, "Milliseconds"))
+        now = int(time.time() * 1000)
         for labels, doc in docs.items():
-            names = doc.pop("_names")
             doc["_aws"] = {
-                "Timestamp": int(time.time() * 1000),
+                "Timestamp": now,
                 "CloudWatchMetrics": [
                     {
                         "Namespace": NAMESPACE,
                         "Dimensions": [[k for k, _ in labels]],
-                        "Metrics": [{"Name": n, "Unit": "Count"} for n in names],
+                        "Metrics": [{"Name": n, "Unit": u} for n, u in units[labels]],
                     }
                 ],
             }
-            out.append(doc)
-        return out
-
-    def emf_lines(self) -> str:
-        return "\n".join(json.dumps(doc) for doc in self.emf())
+        return list(docs.values())

@@ -17,6 +17,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     StringConstraints,
     ValidationError,
@@ -77,6 +78,13 @@ def _check_payload(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _require_text(value: Any) -> Any:
+    """Times are RFC 3339 text: a bare number (seconds? milliseconds?) is ambiguous."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("event_time must be RFC 3339 text with an offset")
+    return value
+
+
 NonEmpty = StringConstraints(min_length=1, strict=True)
 
 
@@ -88,7 +96,7 @@ class Event(BaseModel):
     source: Annotated[str, NonEmpty, StringConstraints(max_length=MAX_SOURCE_LENGTH)]
     event_type: Annotated[str, NonEmpty, StringConstraints(max_length=MAX_EVENT_TYPE_LENGTH)]
     entity_id: Annotated[str, NonEmpty, StringConstraints(max_length=MAX_ENTITY_ID_LENGTH)]
-    event_time: Annotated[AwareDatetime, AfterValidator(to_utc)]
+    event_time: Annotated[AwareDatetime, BeforeValidator(_require_text), AfterValidator(to_utc)]
     payload: Annotated[dict[str, Any], AfterValidator(_check_payload)]
     idempotency_key: (
         Annotated[str, NonEmpty, StringConstraints(max_length=MAX_IDEMPOTENCY_KEY_LENGTH)] | None

@@ -38,19 +38,25 @@ def http_api_event(method: str, path: str, body: bytes = b"") -> dict[str, Any]:
 
 
 def test_ingest_through_the_lambda_handler(
-    kit: Kit, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    kit: Kit,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", settings.endpoint_url or "")
     for field in ("bucket", "events_table"):
         monkeypatch.setenv(f"PIK_{field.upper()}", getattr(settings, field))
-    lambda_api._adapter.cache_clear()
+    lambda_api._built.cache_clear()
     first = lambda_api.handler(http_api_event("POST", "/ingest", json.dumps(GUIDE).encode()), None)
     again = lambda_api.handler(http_api_event("POST", "/ingest", json.dumps(GUIDE).encode()), None)
     bad = lambda_api.handler(http_api_event("POST", "/ingest", b"[1]"), None)
-    lambda_api._adapter.cache_clear()
+    lambda_api._built.cache_clear()
 
     assert first["statusCode"] == 200
     assert json.loads(first["body"])["status"] == "ACCEPTED"
     assert json.loads(again["body"])["status"] == "DUPLICATE"
     assert bad["statusCode"] == 422
     assert kit.index.get(json.loads(first["body"])["event_id"]) is not None
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert sum(doc.get("IngestCount", 0) for doc in emf) == 1
+    assert sum(doc.get("DuplicateCount", 0) for doc in emf) == 1

@@ -263,3 +263,11 @@ def test_known_fields_kept_on_a_rejection_are_utf8_encodable() -> None:
     for value in (rejection.source, rejection.event_type, rejection.entity_id):
         if value is not None:
             value.encode("utf-8")
+
+
+@pytest.mark.parametrize("when", [1766966399, 1766966399.5, True])
+def test_numeric_event_time_is_rejected_as_ambiguous(when: object) -> None:
+    body = json.dumps({**GUIDE_EVENT, "event_time": when}).encode()
+    result = parse_body(body)
+    assert isinstance(result, Rejection)
+    assert result.reason is Reason.INVALID_TIME
