@@ -25,6 +25,7 @@ from infra.errors import BackendError, KitError, NotFound
 from pik.explain import explain
 from pik.kit import Kit
 from pik.replay_api import replay_router
+from pik.report_api import report_router
 from schemas.codec import Provenance
 from schemas.envelope import Event, Reason, Rejection, Status, parse_body
 
@@ -225,6 +226,7 @@ def create_app(kit: Kit, committer: GroupCommitter | None = None) -> FastAPI:
             return _error(404, "not_found", str(exc))
 
     app.include_router(replay_router(kit))
+    app.include_router(report_router(kit))
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, Any]:
