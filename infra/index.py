@@ -419,6 +419,8 @@ class DynamoEventIndex:
                 keys = out.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
                 if keys:
                     attempt += 1
+                    if attempt > MAX_CONFLICT_RETRIES:
+                        raise BackendError(f"DynamoDB BatchGetItem on {self.table}: throttled")
                     _backoff(attempt)
         return found
 
