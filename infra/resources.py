@@ -102,9 +102,10 @@ def table_specs(names: ResourceNames) -> list[dict[str, Any]]:
             "GlobalSecondaryIndexes": [_gsi("by_created", "kind", "created_at")],
         },
         {
+            # versions of an entity's aggregates: version_key = day#metric#00000042
             "TableName": names.aggregates_table,
-            "KeySchema": keys("aggregate_key", "version"),
-            "AttributeDefinitions": attrs(aggregate_key="S", version="N"),
+            "KeySchema": keys("entity_id", "version_key"),
+            "AttributeDefinitions": attrs(entity_id="S", version_key="S"),
         },
     ]
 

@@ -1,0 +1,107 @@
+"""Feeding the processor from a queue: long polls, batches of 10, per-message outcomes.
+
+Handled messages are deleted; failed ones are made visible again after a back-off that grows
+with their receive count, so a poison message reaches the dead-letter queue after the queue's
+``maxReceiveCount`` receives — it is never deleted silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumers.processor import BatchOutcome, Processor
+from infra.queue import SQS_MAX_BATCH, QueueMessage, WorkQueue
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WAIT_S = 20
+DRAIN_WAIT_S = 1
+MAX_RETRY_DELAY_S = 300
+
+
+def retry_delay(receive_count: int, base_s: float) -> int:
+    """Exponential back-off in seconds for a message that failed ``receive_count`` times."""
+    return int(min(MAX_RETRY_DELAY_S, base_s * 2 ** max(receive_count - 1, 0)))
+
+
+@dataclass(slots=True)
+class LoopSummary:
+    batches: int = 0
+    messages: int = 0
+    failed: int = 0
+    versions_written: int = 0
+    unchanged: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    written: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, size: int, outcome: BatchOutcome) -> None:
+        self.batches += 1
+        self.messages += size
+        self.failed += len(outcome.failed)
+        self.versions_written += len(outcome.written)
+        self.unchanged += outcome.unchanged
+        self.failures.update(outcome.failed)
+        self.written.extend(v.to_json() for v in outcome.written)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches,
+            "messages": self.messages,
+            "failed": self.failed,
+            "versions_written": self.versions_written,
+            "unchanged": self.unchanged,
+            "failures": self.failures,
+            "written": self.written,
+        }
+
+
+def run_queue(
+    processor: Processor,
+    queue: WorkQueue,
+    *,
+    once: bool,
+    stop: threading.Event | None = None,
+    wait_s: int = DEFAULT_WAIT_S,
+    retry_base_s: float = 5.0,
+) -> LoopSummary:
+    """Consume until stopped; with ``once``, until a short poll finds the queue empty."""
+    summary = LoopSummary()
+    stop = stop or threading.Event()
+    held: list[QueueMessage] = []  # a dry run keeps what it read, and gives it back at the end
+    try:
+        _loop(processor, queue, once, stop, wait_s, retry_base_s, summary, held)
+    finally:
+        if held:
+            queue.retry_later(held, 0)
+    return summary
+
+
+def _loop(
+    processor: Processor,
+    queue: WorkQueue,
+    once: bool,
+    stop: threading.Event,
+    wait_s: int,
+    retry_base_s: float,
+    summary: LoopSummary,
+    held: list[QueueMessage],
+) -> None:
+    while not stop.is_set():
+        batch = queue.receive(SQS_MAX_BATCH, DRAIN_WAIT_S if once else wait_s)
+        if not batch:
+            if once:
+                break
+            continue
+        outcome = processor.process([(m.message_id, m.body) for m in batch])
+        done = [m for m in batch if m.message_id not in outcome.failed]
+        failed = [m for m in batch if m.message_id in outcome.failed]
+        if processor.dry_run:
+            held.extend(batch)
+        else:
+            queue.delete(done)
+            for message in failed:
+                queue.retry_later([message], retry_delay(message.receive_count, retry_base_s))
+        summary.add(len(batch), outcome)
