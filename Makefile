@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/cfn-lint --include-checks I -- infra/template.yaml
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
