@@ -32,10 +32,12 @@ from infra.index import Claim, EventIndex, Holder, Occurrence
 from infra.keys import archive_key
 from infra.metrics import Metrics
 from schemas.codec import ArchiveRecord, Provenance, encode_archive
-from schemas.envelope import Event, Rejection, Status
+from schemas.envelope import Event, Rejection, Status, format_time
 from schemas.identity import canonical_json, event_id, rejected_event_id
 
 log = logging.getLogger(__name__)
+
+UNKNOWN = "_unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,7 @@ class IngestSink:
             ]
             self._settle(rows, self._index.claim(claims))  # a concurrent writer got there first
             self._index_occurrences(rows, ingest_time)
+            self._index.record_catalog(self._catalog(rows, ingest_time))
         self._count(rows)
         return [self._result(row) for row in rows]
 
@@ -260,6 +263,20 @@ class IngestSink:
             payload=canonical_json(parsed.payload),
             schema_fingerprint=row.sub.schema_fingerprint,
         )
+
+    @staticmethod
+    def _catalog(rows: list[_Row], ingest_time: datetime) -> set[tuple[str, str, str]]:
+        """(day, source, event type) for each pair of the batch, on its ingest day and, for a
+        valid event, its event day: any window's own days then name every pair in it."""
+        entries: set[tuple[str, str, str]] = set()
+        ingest_day = format_time(ingest_time)[:10]
+        for row in rows:
+            parsed = row.sub.parsed
+            pair = (parsed.source or UNKNOWN, parsed.event_type or UNKNOWN)
+            entries.add((ingest_day, *pair))
+            if isinstance(parsed, Event):
+                entries.add((format_time(parsed.event_time)[:10], *pair))
+        return entries
 
     def _index_occurrences(self, rows: list[_Row], ingest_time: datetime) -> None:
         """Duplicate and rejected deliveries: one occurrence item each, and the duplicate's id

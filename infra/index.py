@@ -18,12 +18,14 @@ Event-time keys are fixed-width UTC text plus the event id, so string order is t
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -36,6 +38,8 @@ from schemas.envelope import format_time
 
 IDENTITY_ITEM = "event"
 OCCURRENCE_PREFIX = "occ#"
+CATALOG_PARTITION_PREFIX = "catalog#"  # catalog#<day>: the (source, type) pairs seen that day
+CATALOG_ITEM_PREFIX = "cat#"
 AWS_TRANSACTION_MAX_ITEMS = 100
 LEGACY_TRANSACTION_MAX_ITEMS = 25  # older emulators still enforce the pre-2022 limit
 BATCH_WRITE_MAX_ITEMS = 25
@@ -165,6 +169,10 @@ class EventIndex(Protocol):
 
     def add_duplicates(self, duplicates: Mapping[str, Sequence[str]]) -> None: ...
 
+    def record_catalog(self, entries: set[tuple[str, str, str]]) -> None:
+        """Note (day, source, event type) triples; idempotent, cheap when already noted."""
+        ...
+
     def get(self, event_id: str) -> dict[str, Any] | None: ...
 
     def occurrences(self, event_id: str) -> list[dict[str, Any]]: ...
@@ -172,6 +180,35 @@ class EventIndex(Protocol):
     def select(
         self, sel: Selection, *, after: str | None = None, page_size: int = 500
     ) -> Iterator[QueryPage]: ...
+
+
+def plain(value: Any) -> Any:
+    """A deserialized DynamoDB value as plain JSON-able Python, at any depth: numbers are
+    Decimals (whole ones become int, others float), sets become sorted lists."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted(plain(v) for v in value)
+    return value
+
+
+def catalog_partition(day: str) -> str:
+    return CATALOG_PARTITION_PREFIX + day
+
+
+def catalog_item(day: str, source: str, event_type: str) -> dict[str, Any]:
+    """Which (source, event type) pairs were seen on a day: investigations start from it."""
+    return {
+        "event_id": catalog_partition(day),
+        "item": CATALOG_ITEM_PREFIX + json.dumps([source, event_type]),
+        "source": source,
+        "event_type": event_type,
+        "day": day,
+    }
 
 
 def _day_key(*parts: str) -> str:
@@ -273,19 +310,14 @@ class DynamoEventIndex:
         self._ser = TypeSerializer()
         self._de = TypeDeserializer()
         self._transaction_size = AWS_TRANSACTION_MAX_ITEMS
+        self._catalogued: set[tuple[str, str, str]] = set()  # written by this process already
 
     # -- serialisation -------------------------------------------------------------------
     def _dump(self, item: Mapping[str, Any]) -> dict[str, Any]:
         return {k: self._ser.serialize(v) for k, v in item.items()}
 
     def _load(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        out = {k: self._de.deserialize(v) for k, v in item.items()}
-        for key, value in out.items():  # DynamoDB numbers come back as Decimal
-            if hasattr(value, "as_integer_ratio") and not isinstance(value, int | float):
-                out[key] = int(value)
-            elif isinstance(value, set):
-                out[key] = sorted(value)
-        return out
+        return {k: plain(self._de.deserialize(v)) for k, v in item.items()}
 
     def _key(self, event_id: str, item: str = IDENTITY_ITEM) -> dict[str, Any]:
         return {"event_id": {"S": event_id}, "item": {"S": item}}
@@ -386,6 +418,13 @@ class DynamoEventIndex:
         ]
         for chunk in _chunks(requests, BATCH_WRITE_MAX_ITEMS):
             self._batch_write(list(chunk))
+
+    def record_catalog(self, entries: set[tuple[str, str, str]]) -> None:
+        new = sorted(entries - self._catalogued)
+        requests = [{"PutRequest": {"Item": self._dump(catalog_item(*e))}} for e in new]
+        for chunk in _chunks(requests, BATCH_WRITE_MAX_ITEMS):
+            self._batch_write(list(chunk))
+        self._catalogued.update(new)
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         attempt = 0
@@ -539,6 +578,12 @@ class MemoryEventIndex:
                     item["dup_occurrences"] = sorted(
                         set(item.get("dup_occurrences", [])) | set(occs)
                     )
+
+    def record_catalog(self, entries: set[tuple[str, str, str]]) -> None:
+        with self._lock:
+            for entry in entries:
+                item = catalog_item(*entry)
+                self.items[(item["event_id"], item["item"])] = item
 
     def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None:
         with self._lock:

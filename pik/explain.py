@@ -1,15 +1,42 @@
-"""``explain``: everything the kit knows about one event id, from the index and the archive."""
+"""``explain``: everything the kit knows about one event id, from the index and the archive.
+
+The document keeps its original keys (``event_id``, ``status``, ``duplicates``, ``event``: the
+identity item with its archived record, ``occurrences``: the duplicate and rejected occurrence
+items with theirs) and adds:
+
+* ``deliveries``: every delivery in arrival order — the first (from the identity item) and each
+  duplicate or rejection — with arrival time, provenance (HTTP request, or stream / shard /
+  sequence / sub-sequence / partition key / arrival timestamp), status and reason, lag, archive
+  location and the schema fingerprint its payload was validated against;
+* ``summary``: first and last arrival, deliveries per status;
+* ``replays`` and ``aggregate_versions``: from an ``EventLineage`` when one is given, else
+  ``None`` (not tracked; never an empty list, which would claim "none").
+"""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from collections import Counter
+from decimal import Decimal
+from typing import Any, Protocol
 
 from infra.archive import ArchivePointer, ArchiveReader
 from infra.errors import NotFound
 from infra.index import EventIndex
 from schemas.codec import ArchiveRecord
-from schemas.envelope import format_time
+from schemas.envelope import Status, format_time
+
+__all__ = ["EventLineage", "explain", "record_json"]
+
+
+class EventLineage(Protocol):
+    """The hook for what happened to an event after ingest: the replays that re-emitted it and
+    the aggregate versions that included it. Replay and the processor provide it; until then
+    ``explain`` reports both as not tracked."""
+
+    def replays(self, event_id: str) -> list[dict[str, Any]]: ...
+
+    def aggregate_versions(self, event_id: str) -> list[dict[str, Any]]: ...
 
 
 def record_json(record: ArchiveRecord) -> dict[str, Any]:
@@ -32,8 +59,20 @@ def _pointer(item: dict[str, Any]) -> ArchivePointer | None:
     return ArchivePointer(item["archive_bucket"], item["archive_key"], item["archive_position"])
 
 
+def _plain(value: Any) -> Any:
+    """JSON-ready: DynamoDB gives nested numbers (a Kinesis sub-sequence number inside
+    ``provenance``) as Decimal."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _with_record(item: dict[str, Any], reader: ArchiveReader) -> dict[str, Any]:
-    out = dict(item)
+    out: dict[str, Any] = _plain(item)
     pointer = _pointer(item)
     if pointer is not None:
         out["archive"] = pointer.to_json()
@@ -44,17 +83,71 @@ def _with_record(item: dict[str, Any], reader: ArchiveReader) -> dict[str, Any]:
     return out
 
 
-def explain(event_id: str, index: EventIndex, reader: ArchiveReader) -> dict[str, Any]:
-    """The event's index item, every duplicate or rejected occurrence, and the archived bytes."""
+def _delivery(item: dict[str, Any], *, first: bool) -> dict[str, Any]:
+    """One delivery of the event, from its index item (with the archived record attached)."""
+    record = item.get("record") or {}
+    archive = item.get("archive")
+    if archive is not None:
+        archive = {**archive, "uri": f"s3://{archive['bucket']}/{archive['key']}"}
+    return {
+        "occurrence_id": item["first_occurrence"] if first else item.get("occurrence_id"),
+        "first": first,
+        "status": item.get("status"),
+        "reason": item.get("reason"),
+        "detail": item.get("detail"),
+        "arrived": item.get("ingest_time"),
+        "event_time": item.get("event_time"),
+        "lag_ms": item.get("lag_ms"),
+        "provenance": item.get("provenance") or {},
+        "archive": archive,
+        "schema_fingerprint": item.get("schema_fingerprint") or record.get("schema_fingerprint"),
+        "record_error": item.get("record_error"),
+    }
+
+
+def _deliveries(
+    event: dict[str, Any] | None, occurrences: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    rows = [_delivery(event, first=True)] if event else []
+    rows += [_delivery(o, first=False) for o in occurrences]
+    return sorted(rows, key=lambda d: (d["arrived"] or "", not d["first"]))
+
+
+def _summary(deliveries: list[dict[str, Any]]) -> dict[str, Any]:
+    arrivals = [d["arrived"] for d in deliveries if d["arrived"]]
+    counts = Counter(str(d["status"]) for d in deliveries)
+    return {
+        "deliveries": len(deliveries),
+        **{s.value.lower(): counts.get(s.value, 0) for s in Status},
+        "first_arrival": min(arrivals) if arrivals else None,
+        "last_arrival": max(arrivals) if arrivals else None,
+    }
+
+
+def explain(
+    event_id: str,
+    index: EventIndex,
+    reader: ArchiveReader,
+    lineage: EventLineage | None = None,
+) -> dict[str, Any]:
+    """The event's index item, every delivery (first, duplicates, rejections) with its archived
+    record, and — when ``lineage`` is given — the replays and aggregate versions it reached."""
     item = index.get(event_id)
     occurrences = index.occurrences(event_id)
     if item is None and not occurrences:
         raise NotFound(f"no event {event_id} in the index")
     status = item["status"] if item else occurrences[0]["status"]
+    event = _with_record(item, reader) if item else None
+    others = [_with_record(o, reader) for o in occurrences]
+    deliveries = _deliveries(event, others)
     return {
         "event_id": event_id,
         "status": status,
         "duplicates": len(item.get("dup_occurrences", [])) if item else 0,
-        "event": _with_record(item, reader) if item else None,
-        "occurrences": [_with_record(o, reader) for o in occurrences],
+        "event": event,
+        "occurrences": others,
+        "deliveries": deliveries,
+        "summary": _summary(deliveries),
+        "replays": lineage.replays(event_id) if lineage else None,
+        "aggregate_versions": lineage.aggregate_versions(event_id) if lineage else None,
     }

@@ -1,0 +1,293 @@
+"""The investigation use cases: Query the index (``IndexQueries``), hand the items to the pure
+computations (``audit``, ``gaps``, ``lag``), and say what the answer cost in Queries.
+
+Every read is a Query of one index partition (a source and a UTC day); nothing Scans.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from infra.clock import Clock
+from infra.index import QueryPage
+from infra.index_queries import IndexQueries
+from pik.investigate.audit import DELIVERY_ATTRIBUTES, AuditReport, Delivery, summarize_deliveries
+from pik.investigate.catalog import Catalog, IndexCatalog, SourceRequired
+from pik.investigate.gaps import (
+    DEFAULT_THRESHOLD,
+    Axis,
+    GapReport,
+    GapSeries,
+    find_gaps,
+    tally_buckets,
+)
+from pik.investigate.lag import (
+    LATE_EVENT_ATTRIBUTES,
+    LagReport,
+    LateEvent,
+    latest_arrivals,
+    summarize_lags,
+)
+from pik.investigate.window import Granularity, Window, iso, resolve_window
+
+__all__ = ["DEFAULT_LATEST", "CountingQueries", "InvestigationReport", "Investigator"]
+
+DEFAULT_LATEST = 20
+
+
+class CountingQueries:
+    """An ``IndexQueries`` that counts what it read: Queries (pages), items kept, items read."""
+
+    def __init__(self, inner: IndexQueries) -> None:
+        self._inner = inner
+        self.queries = 0
+        self.items = 0
+        self.scanned = 0
+
+    def _count(self, pages: Iterator[QueryPage]) -> Iterator[QueryPage]:
+        for page in pages:
+            self.queries += 1
+            self.items += len(page.items)
+            self.scanned += page.scanned
+            yield page
+
+    def deliveries(self, *args: Any, **kwargs: Any) -> Iterator[QueryPage]:
+        return self._count(self._inner.deliveries(*args, **kwargs))
+
+    def events(self, *args: Any, **kwargs: Any) -> Iterator[QueryPage]:
+        return self._count(self._inner.events(*args, **kwargs))
+
+    def lags(self, *args: Any, **kwargs: Any) -> Iterator[QueryPage]:
+        return self._count(self._inner.lags(*args, **kwargs))
+
+    def catalog(self, day: str) -> Iterator[QueryPage]:
+        return self._count(self._inner.catalog(day))
+
+    def cost(self) -> dict[str, int]:
+        return {"queries": self.queries, "items": self.items, "scanned": self.scanned}
+
+
+def _items(pages: Iterator[QueryPage]) -> Iterator[dict[str, Any]]:
+    for page in pages:
+        yield from page.items
+
+
+@dataclass(slots=True)
+class InvestigationReport:
+    """What ``pik report`` draws: audit, hourly gaps and lag of one window."""
+
+    window: Window
+    sources: list[str]
+    event_type: str | None
+    audit: AuditReport
+    gaps: GapReport
+    lag: LagReport
+    generated_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "window": self.window.to_json(),
+            "sources": self.sources,
+            "event_type": self.event_type,
+            "generated_at": self.generated_at,
+            "audit": self.audit.to_json(),
+            "gaps": self.gaps.to_json(),
+            "lag": self.lag.to_json(),
+        }
+
+
+class Investigator:
+    def __init__(
+        self,
+        queries: IndexQueries,
+        clock: Clock,
+        *,
+        catalog: Callable[[IndexQueries], Catalog] = IndexCatalog,
+    ) -> None:
+        self._queries = queries
+        self._clock = clock
+        self._catalog = catalog
+
+    def window(self, since: str | None = None, until: str | None = None) -> Window:
+        """The window of ``--since``/``--until`` (default: the last 7 days, by the clock)."""
+        return resolve_window(since, until, self._clock.now())
+
+    def _sources(self, given: Sequence[str], window: Window, catalog: Catalog) -> list[str]:
+        if given:
+            return sorted(set(given))
+        known = catalog.sources(window)
+        if known is None:
+            raise SourceRequired(
+                "name the source (--source S): the index keeps no catalog of sources yet, "
+                "and finding them would need a Scan of the whole table"
+            )
+        return known
+
+    # -- audit ---------------------------------------------------------------------------
+    def audit(
+        self,
+        window: Window,
+        *,
+        sources: Sequence[str] = (),
+        event_type: str | None = None,
+        top: int = 10,
+    ) -> AuditReport:
+        q = CountingQueries(self._queries)
+        names = self._sources(sources, window, self._catalog(q))
+        deliveries = (  # streamed: a long window is never held in memory
+            Delivery.from_item(item)
+            for source in names
+            for day in window.days()
+            for item in _items(
+                q.deliveries(
+                    source,
+                    day,
+                    window.low,
+                    window.high,
+                    event_type=event_type,
+                    attributes=DELIVERY_ATTRIBUTES,
+                )
+            )
+        )
+        report = summarize_deliveries(
+            deliveries, window, sources=names, event_type=event_type, top=top
+        )
+        report.cost = q.cost()
+        return report
+
+    # -- gaps ----------------------------------------------------------------------------
+    def gaps(
+        self,
+        window: Window,
+        *,
+        sources: Sequence[str] = (),
+        event_type: str | None = None,
+        granularity: Granularity = Granularity.HOUR,
+        axis: Axis = Axis.EVENT,
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> GapReport:
+        q = CountingQueries(self._queries)
+        names = self._sources(sources, window, self._catalog(q))
+        buckets = window.buckets(granularity)
+        width = granularity.key_width
+        series: list[GapSeries] = []
+        for source in names:
+            per_type: dict[str, Counter[str]] = defaultdict(Counter)  # type -> bucket -> count
+            for item in self._times(q, source, window, event_type, axis):
+                per_type[str(item.get("event_type") or event_type)][item["at"][:width]] += 1
+            groups: list[tuple[str | None, Counter[str]]] = sorted(per_type.items())
+            if event_type is not None:
+                groups = [(event_type, per_type.get(event_type, Counter()))]
+            elif len(groups) != 1:  # the source as a whole, when it has several types (or none)
+                groups.insert(0, (None, sum(per_type.values(), Counter())))
+            for name, counts in groups:
+                counted = tally_buckets(counts, buckets, granularity)
+                baseline, found = find_gaps(counted, granularity, threshold)
+                series.append(GapSeries(source, name, counted, baseline, found))
+        return GapReport(window, granularity, axis, threshold, series, q.cost())
+
+    @staticmethod
+    def _times(
+        q: CountingQueries, source: str, window: Window, event_type: str | None, axis: Axis
+    ) -> Iterator[dict[str, Any]]:
+        """``{"at": <time text>, "event_type": ...}`` per event (or delivery) of the window."""
+        for day in window.days():
+            if axis is Axis.EVENT:
+                pages = q.events(
+                    source,
+                    day,
+                    window.low,
+                    window.high,
+                    event_type=event_type,
+                    attributes=("time_key", "event_type"),
+                )
+                for item in _items(pages):
+                    yield {"at": item["time_key"], "event_type": item.get("event_type")}
+            else:
+                pages = q.deliveries(
+                    source,
+                    day,
+                    window.low,
+                    window.high,
+                    event_type=event_type,
+                    attributes=("ingest_time", "event_type"),
+                )
+                for item in _items(pages):
+                    yield {"at": item["ingest_time"], "event_type": item.get("event_type")}
+
+    # -- lag -----------------------------------------------------------------------------
+    def lag(
+        self,
+        window: Window,
+        *,
+        sources: Sequence[str] = (),
+        event_type: str | None = None,
+        latest: int = DEFAULT_LATEST,
+    ) -> LagReport:
+        q = CountingQueries(self._queries)
+        catalog = self._catalog(q)
+        names = self._sources(sources, window, catalog)
+        lags: dict[tuple[str, str, str], list[int]] = {}
+        candidates: list[LateEvent] = []
+        for source in names:
+            types = [event_type] if event_type else catalog.event_types(source, window)
+            for name in types:
+                for day in window.days():
+                    values = [
+                        int(item["lag_ms"])
+                        for item in _items(
+                            q.lags(
+                                source,
+                                name,
+                                day,
+                                low=window.low,
+                                high=window.high,
+                                attributes=("lag_ms",),
+                            )
+                        )
+                    ]
+                    if not values:
+                        continue
+                    lags[(source, name, day)] = values
+                    if latest > 0:
+                        late = q.lags(
+                            source,
+                            name,
+                            day,
+                            low=window.low,
+                            high=window.high,
+                            largest_first=True,
+                            limit=latest,
+                            attributes=LATE_EVENT_ATTRIBUTES,
+                        )
+                        candidates.extend(LateEvent.from_item(i) for i in _items(late))
+        by_day, overall = summarize_lags(lags)
+        return LagReport(
+            window, names, by_day, overall, latest_arrivals(candidates, latest), q.cost()
+        )
+
+    # -- report --------------------------------------------------------------------------
+    def report(
+        self,
+        window: Window,
+        *,
+        sources: Sequence[str] = (),
+        event_type: str | None = None,
+    ) -> InvestigationReport:
+        """Audit, hourly event-time gaps and lag of one window, for the HTML report."""
+        audit = self.audit(window, sources=sources, event_type=event_type)
+        names = audit.sources
+        gaps = self.gaps(window, sources=names, event_type=event_type)
+        lag = self.lag(window, sources=names, event_type=event_type)
+        return InvestigationReport(
+            window=window,
+            sources=names,
+            event_type=event_type,
+            audit=audit,
+            gaps=gaps,
+            lag=lag,
+            generated_at=iso(self._clock.now()),
+        )
