@@ -162,16 +162,28 @@ def up(
     ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Everything in the foreground: embedded AWS (unless AWS_ENDPOINT_URL or --aws),
-    bootstrap, and the HTTP API. Ctrl-C stops it all.
+    """Everything in the foreground: embedded AWS, bootstrap, HTTP API, and a tap per binding.
 
-    Without --data-dir, the embedded backend's state lives only as long as this process.
+    The embedded AWS starts unless AWS_ENDPOINT_URL is set or --aws is given; a tap runs for
+    every [[tap]] binding of the config file (PIK_CONFIG). Ctrl-C stops it all. Without
+    --data-dir, the embedded backend's state lives only as long as this process.
     """
+    from pik.cli_tap import start_taps
+    from pik.config import load_config
+
     settings = load_settings()
     try:
+        config = load_config(settings.config)
         with backend(settings, aws=aws, port=aws_port, data_dir=data_dir) as live:
-            build_kit(live).bootstrap().run()
-            serve_http(live, host, port)
+            kit = build_kit(live)
+            kit.bootstrap().run()
+            taps = start_taps(kit, config.taps)
+            for binding in config.taps:
+                err.print(f"tap on {binding.stream_name}", highlight=False)
+            try:
+                serve_http(live, host, port)
+            finally:
+                taps.stop()
     except KitError as exc:
         fail(str(exc))
     except OSError as exc:

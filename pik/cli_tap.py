@@ -1,9 +1,326 @@
-"""``pik tap`` and ``pik produce`` (registered on the main app by ``register``)."""
+"""``pik tap`` and ``pik produce`` (registered on the main app by ``register``), and
+``start_taps`` for ``pik up``: the composition of the Kinesis tap from settings and bindings."""
 
 from __future__ import annotations
 
+import re
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from consumers.tap.binding import TapBinding, stream_name
+from consumers.tap.decode import RecordDecoder
+from consumers.tap.shard import ReaderOptions
+from consumers.tap.summary import TapSummary
+from consumers.tap.worker import DEFAULT_DISCOVER_INTERVAL_S, TapOptions, TapWorker
+from infra.errors import ConfigError, KitError
+from infra.kinesis import StartAt
+from infra.kinesis_boto import BotoKinesis
+from infra.leases import DEFAULT_LEASE_MS, DryRunLeaseStore, LeaseStore
+from infra.leases_dynamo import DynamoLeaseStore
+from pik.config import load_config
+from pik.kit import Kit
+from schemas.registry import RegistryError, SchemaRegistry
+
+_PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%?\s*$")
+_RATE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/s)?\s*$")
+
+
+def default_binding(stream: str) -> TapBinding:
+    """An unbound stream is read as envelope-shaped JSON (ARCHITECTURE.md's default mapping)."""
+    return TapBinding(stream=stream)
+
+
+def build_tap_worker(
+    kit: Kit,
+    binding: TapBinding,
+    *,
+    start: StartAt | None = None,
+    registry: SchemaRegistry | None = None,
+    options: TapOptions | None = None,
+    worker_id: str | None = None,
+) -> TapWorker:
+    """A tap on one bound stream, wired to the kit's clients, sink, clock and metrics."""
+    try:
+        registry = registry or SchemaRegistry.load()
+    except RegistryError as exc:
+        raise ConfigError(f"schema registry: {exc}") from exc
+    leases: LeaseStore = DynamoLeaseStore(kit.clients.dynamodb(), kit.names.leases_table)
+    if kit.sink.dry_run:
+        leases = DryRunLeaseStore(leases)
+    opts = options or TapOptions()
+    if start is not None:
+        opts = TapOptions(start, opts.reader, opts.discover_interval_s, opts.max_shards)
+    return TapWorker(
+        binding.stream_name,
+        port=BotoKinesis(kit.clients.kinesis()),
+        leases=leases,
+        sink=kit.sink,
+        decoder=RecordDecoder(binding, registry, max_event_bytes=kit.settings.max_event_bytes),
+        clock=kit.clock,
+        metrics=kit.metrics,
+        options=opts,
+        worker_id=worker_id,
+    )
+
+
+def tap_options(*, lease_ms: int = DEFAULT_LEASE_MS) -> TapOptions:
+    """Options for a lease time: leases renew every third of it, and shards are re-listed (new
+    shards, expired leases) at least every half of it."""
+    return TapOptions(
+        reader=ReaderOptions(lease_ms=lease_ms),
+        discover_interval_s=min(DEFAULT_DISCOVER_INTERVAL_S, lease_ms / 2000),
+    )
+
+
+@dataclass
+class TapHandle:
+    """Taps running in background threads (``pik up``); ``stop()`` flushes, checkpoints and
+    releases every lease, then returns the summaries."""
+
+    workers: list[TapWorker]
+    threads: list[threading.Thread]
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+    def stop(self, timeout: float = 60.0) -> list[TapSummary]:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout)
+        return [w.summary for w in self.workers]
+
+
+def start_taps(
+    kit: Kit, bindings: Sequence[TapBinding], *, options: TapOptions | None = None
+) -> TapHandle:
+    """One tap per binding, each in a daemon thread, until ``handle.stop()``.
+
+    A tap that fails (its stream was deleted, say) logs, keeps its error in ``handle.errors``
+    and ends; the others go on.
+    """
+    registry = SchemaRegistry.load()
+    handle = TapHandle([], [])
+    for binding in bindings:
+        worker = build_tap_worker(kit, binding, registry=registry, options=options)
+
+        def run(w: TapWorker = worker) -> None:
+            try:
+                w.run(once=False, stop=handle.stop_event)
+            except BaseException as exc:
+                import logging
+
+                logging.getLogger(__name__).exception("tap on %s failed", w.stream)
+                handle.errors[w.stream] = exc
+
+        thread = threading.Thread(target=run, name=f"tap:{binding.stream_name}", daemon=True)
+        handle.workers.append(worker)
+        handle.threads.append(thread)
+        thread.start()
+    return handle
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM / SIGINT set the event: readers finish their batch, checkpoint, release."""
+    stop = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _percent(text: str, option: str) -> float:
+    found = _PERCENT.match(text)
+    if not found or float(found.group(1)) > 100:
+        raise typer.BadParameter(f"{option}: expected a percentage such as 5 or 5%")
+    return float(found.group(1)) / 100
+
+
+def _rate(text: str | None) -> float | None:
+    if text is None:
+        return None
+    found = _RATE.match(text)
+    if not found or float(found.group(1)) <= 0:
+        raise typer.BadParameter("--rate: expected records per second such as 200 or 200/s")
+    return float(found.group(1))
+
+
+def render_summary(console: Console, doc: dict[str, Any]) -> None:
+    verb = "would archive" if doc["dry_run"] else "archived"
+    console.print(
+        f"{doc['stream']}: read {doc['records']} records ({doc['user_records']} user records); "
+        f"{verb}: {doc['accepted']} accepted, {doc['duplicates']} duplicates, "
+        f"{doc['rejected']} rejected; {doc['redeliveries']} redeliveries absorbed; "
+        f"max MillisBehindLatest {doc['millis_behind_latest']}",
+        highlight=False,
+        markup=False,
+    )
+    table = Table(
+        "shard",
+        "records",
+        "user",
+        "accepted",
+        "dup",
+        "rejected",
+        "redelivered",
+        "behind ms",
+        "checkpoint",
+        "state",
+    )
+    for s in doc["shards"]:
+        state = "finished" if s["finished"] else s["outcome"]
+        table.add_row(
+            s["shard_id"],
+            *(
+                str(s[k])
+                for k in (
+                    "records",
+                    "user_records",
+                    "accepted",
+                    "duplicates",
+                    "rejected",
+                    "redeliveries",
+                )
+            ),
+            str(s["millis_behind_latest"]),
+            str(s["checkpoint"]),
+            state,
+        )
+    console.print(table)
+    for reason, count in doc["reasons"].items():
+        console.print(f"  rejected {reason}: {count}", highlight=False, markup=False)
+    if doc["held_elsewhere"]:
+        console.print(f"  held by other workers: {', '.join(doc['held_elsewhere'])}")
 
 
 def register(app: typer.Typer) -> None:
     """Add the tap and producer commands to ``app``."""
+
+    @app.command()
+    def tap(
+        stream: Annotated[str, typer.Option("--stream", help="The stream's name or ARN.")],
+        start: Annotated[
+            str,
+            typer.Option(
+                "--from",
+                help="Where to start when a shard has no checkpoint: trim_horizon, latest, or "
+                "an ISO time (AT_TIMESTAMP).",
+            ),
+        ] = "trim_horizon",
+        once: Annotated[
+            bool, typer.Option("--once", help="Drain every shard to its tip, then exit.")
+        ] = False,
+        lease_seconds: Annotated[
+            float,
+            typer.Option(
+                min=1,
+                help="Lease time: a dead worker's shards are taken over after this long.",
+            ),
+        ] = DEFAULT_LEASE_MS / 1000,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    ) -> None:
+        """Tap an existing Kinesis stream: archive and index every record, exactly once.
+
+        Records are read as the stream's tap binding in the config file (PIK_CONFIG) says;
+        an unbound stream is read as envelope-shaped JSON. Resumes from the checkpoints in the
+        leases table; SIGTERM / Ctrl-C finish the current batch, checkpoint and release leases.
+        """
+        from pik.cli import fail, load_settings, out, print_json
+        from pik.kit import build_kit
+
+        settings = load_settings()
+        try:
+            position = StartAt.parse(start)
+            config = load_config(settings.config)
+            binding = config.binding_for(stream) or default_binding(stream_name(stream))
+            worker = build_tap_worker(
+                build_kit(settings),
+                binding,
+                start=position,
+                options=tap_options(lease_ms=int(lease_seconds * 1000)),
+            )
+            with _stop_on_signals() as stop:
+                summary = worker.run(once=once, stop=stop)
+        except ConfigError as exc:
+            fail(str(exc), 2)
+        except KitError as exc:
+            fail(str(exc))
+        doc = summary.to_json()
+        if as_json:
+            print_json(doc)
+        else:
+            render_summary(out, doc)
+
+    @app.command()
+    def produce(
+        stream: Annotated[str, typer.Option("--stream", help="An existing stream's name.")],
+        count: Annotated[int, typer.Option(min=1, help="User records to put.")] = 1_000,
+        rate: Annotated[
+            str | None, typer.Option(help="User records per second (e.g. 200/s); default: max.")
+        ] = None,
+        kpl: Annotated[
+            bool, typer.Option("--kpl", help="KPL-aggregate records (aws-kinesis-agg).")
+        ] = False,
+        entities: Annotated[int, typer.Option(min=1, help="Distinct customers.")] = 50,
+        duplicates: Annotated[str, typer.Option(help="Share of producer retries, e.g. 5%.")] = "0",
+        late: Annotated[str, typer.Option(help="Share of late events (10 min to 6 h).")] = "0",
+        bad: Annotated[str, typer.Option(help="Share of records no binding can read.")] = "0",
+        seed: Annotated[int | None, typer.Option(help="Seed for a repeatable run.")] = None,
+        print_binding: Annotated[
+            bool,
+            typer.Option("--print-binding", help="Print the tap binding (TOML) for these records."),
+        ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    ) -> None:
+        """Put realistic events in a foreign (non-envelope) shape on a stream: plain or
+        KPL-aggregated, with chosen shares of duplicates, late events and bad records."""
+        from pik.cli import fail, load_settings, out, print_json
+        from pik.kit import build_kit
+        from producers.produce import BINDING_TOML, Producer, ProduceSpec
+
+        if print_binding:
+            sys.stdout.write(BINDING_TOML.format(stream=stream))
+            return
+        spec = ProduceSpec(
+            count=count,
+            rate=_rate(rate),
+            kpl=kpl,
+            entities=entities,
+            duplicates=_percent(duplicates, "--duplicates"),
+            late=_percent(late, "--late"),
+            bad=_percent(bad, "--bad"),
+            seed=seed,
+        )
+        kit = build_kit(load_settings())
+        if kit.sink.dry_run:
+            fail("DRY_RUN is set: pik produce would only write, so it does nothing", 2)
+        try:
+            report = Producer(BotoKinesis(kit.clients.kinesis()), kit.clock).run(
+                stream_name(stream), spec
+            )
+        except KitError as exc:
+            fail(str(exc))
+        doc = report.to_json()
+        if as_json:
+            print_json(doc)
+            return
+        shape = "KPL-aggregated into" if kpl else "as"
+        out.print(
+            f"put {doc['user_records']} records {shape} {doc['kinesis_records']} Kinesis records "
+            f"on {stream} in {doc['seconds']} s ({doc['put_calls']} PutRecords calls, "
+            f"{doc['retried_entries']} entries retried): {doc['valid']} valid "
+            f"({doc['late']} late), {doc['duplicates']} duplicates, {doc['bad']} bad",
+            highlight=False,
+        )

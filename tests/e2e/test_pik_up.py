@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from tests.e2e.conftest import base_env, free_port, port_open, run_pik, running
@@ -141,3 +142,36 @@ def test_errors_are_one_line_with_an_exit_code(tmp_path: Path) -> None:
     assert unknown.returncode == 1
     assert b"error:" in unknown.stderr
     assert b"Traceback" not in unknown.stderr
+
+
+def test_up_taps_the_configured_streams(tmp_path: Path) -> None:
+    api, aws = free_port(), free_port()
+    binding = run_pik("produce", "--stream", "pik-demo", "--print-binding")
+    assert binding.returncode == 0, binding.stderr
+    config = tmp_path / "pik.toml"
+    config.write_bytes(binding.stdout)
+    env = base_env(PIK_CONFIG=str(config))
+    with running(
+        "up",
+        "--port",
+        str(api),
+        "--aws-port",
+        str(aws),
+        env=env,
+        ready_url=f"http://127.0.0.1:{api}/healthz",
+    ):
+        endpoint = base_env(AWS_ENDPOINT_URL=f"http://127.0.0.1:{aws}")
+        produced = run_pik(
+            "produce", "--stream", "pik-demo", "--count", "40", "--json", env=endpoint
+        )
+        assert produced.returncode == 0, produced.stderr
+        deadline = time.monotonic() + 60
+        accepted = 0
+        while time.monotonic() < deadline and accepted < 40:
+            audit = run_pik(
+                "audit", "--source", "checkout", "--since", "2d", "--json", env=endpoint
+            )
+            if audit.returncode == 0:
+                accepted = json.loads(audit.stdout)["totals"]["accepted"]
+            time.sleep(1)
+        assert accepted == 40

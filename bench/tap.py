@@ -1,0 +1,319 @@
+"""Tap benchmark: (a) the in-process pipeline, (b) end to end on the embedded backend, (c) RSS.
+
+Run from the project root::
+
+    .venv/bin/python bench/tap.py [--pipeline N] [--e2e N] [--rss 20000,100000] [--json]
+
+(a) **pipeline**, one core, no AWS: ``RecordDecoder.submissions`` (KPL de-aggregation, JSON
+    decode, binding → envelope validation) → ``event_id`` → ``ArchiveRecord`` → Avro container
+    encoding (deflate, 500 records per file), on N records from ``pik produce``'s generator,
+    plain and KPL-aggregated (50 KiB aggregates). Records/s of user records.
+(b) **end to end**: an embedded moto server in this process; a stream pre-filled with N plain
+    records (5 % producer retries, 2 % bad); then ``pik tap --once`` in-process (the
+    ``TapWorker`` as the CLI builds it). Records/s, and AWS requests per 1,000 records counted
+    by a botocore ``before-send`` hook (one count per HTTP attempt) on every client the tap uses.
+(c) **peak RSS**: ``pik local`` and ``pik tap --once`` as separate processes; the stream is
+    filled with KPL-aggregated records in steps (20k, then up to 100k in all), the tap drains
+    each step, and its peak RSS (``ru_maxrss``) is read after each run.
+
+Results: a table on stdout and ``bench/results/tap-latest.json`` (plus a timestamped copy).
+Targets (issue 3): (a) ≥ 50,000 records/s/core; (b) ≤ 60 AWS requests per 1,000 records;
+(c) flat in the record count, < 300 MB. The moto server serializes requests and shares this
+machine's two cores, so (b)'s rate is the emulator's, not AWS's; the request count carries over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from consumers.tap.decode import RecordDecoder, StreamRecord  # noqa: E402
+from consumers.tap.kpl import aggregate  # noqa: E402
+from infra.kinesis_boto import BotoKinesis  # noqa: E402
+from pik.config import parse_config  # noqa: E402
+from producers.produce import (  # noqa: E402
+    BINDING_TOML,
+    KPL_AGGREGATE_BYTES,
+    Producer,
+    ProduceSpec,
+    generate,
+)
+from schemas.codec import ArchiveRecord, encode_archive  # noqa: E402
+from schemas.envelope import Event  # noqa: E402
+from schemas.identity import canonical_json, event_id, rejected_event_id  # noqa: E402
+
+RESULTS_DIR = ROOT / "bench" / "results"
+NOW = datetime(2025, 12, 29, 1, 0, tzinfo=UTC)
+FILE_RECORDS = 500
+TARGETS = {"pipeline_records_per_s": 50_000, "requests_per_1k": 60, "peak_rss_mb": 300}
+
+
+def binding_for(stream: str) -> Any:
+    return parse_config(tomllib.loads(BINDING_TOML.format(stream=stream))).taps[0]
+
+
+# -- (a) pipeline --------------------------------------------------------------------------------
+def pipeline(n: int, kpl: bool) -> dict[str, Any]:
+    spec = ProduceSpec(count=n, duplicates=0.0, bad=0.0, seed=1)
+    produced = list(generate(spec, NOW))
+    if kpl:
+        aggs = aggregate([(p.partition_key, p.body) for p in produced], KPL_AGGREGATE_BYTES)
+        datas = [(a.partition_key, a.data) for a in aggs]
+    else:
+        datas = [(p.partition_key, p.body) for p in produced]
+    records = [
+        StreamRecord("bench", "shardId-000000000000", str(1000 + i), key, NOW, data)
+        for i, (key, data) in enumerate(datas)
+    ]
+    decoder = RecordDecoder(binding_for("bench"))
+    t0 = time.process_time()
+    subs = [sub for record in records for sub in decoder.submissions(record)]
+    t1 = time.process_time()
+    archive_records = [_archive_record(sub) for sub in subs]
+    t2 = time.process_time()
+    out_bytes = sum(
+        len(encode_archive(archive_records[i : i + FILE_RECORDS]))
+        for i in range(0, len(archive_records), FILE_RECORDS)
+    )
+    t3 = time.process_time()
+    user_records, seconds = len(subs), t3 - t0
+    assert user_records == n
+    stages = {"decode_validate": t1 - t0, "identify_record": t2 - t1, "avro_encode": t3 - t2}
+    return {
+        "kind": "kpl" if kpl else "plain",
+        "user_records": user_records,
+        "kinesis_records": len(records),
+        "cpu_seconds": round(seconds, 3),
+        "records_per_s": round(user_records / seconds),
+        "archive_bytes": out_bytes,
+        "stage_us_per_record": {k: round(v * 1e6 / n, 1) for k, v in stages.items()},
+    }
+
+
+def _archive_record(sub: Any) -> ArchiveRecord:
+    parsed = sub.parsed
+    if not isinstance(parsed, Event):
+        return ArchiveRecord(
+            event_id=rejected_event_id(sub.raw),
+            status="REJECTED",
+            ingest_time=NOW,
+            raw=sub.raw,
+            provenance=sub.provenance,
+            reason=parsed.reason.value,
+        )
+    return ArchiveRecord(
+        event_id=event_id(parsed),
+        status="ACCEPTED",
+        ingest_time=NOW,
+        raw=sub.raw,
+        provenance=sub.provenance,
+        source=parsed.source,
+        event_type=parsed.event_type,
+        entity_id=parsed.entity_id,
+        event_time=parsed.event_time,
+        idempotency_key=parsed.idempotency_key,
+        lag_ms=0,
+        payload=canonical_json(parsed.payload),
+    )
+
+
+# -- (b) end to end ------------------------------------------------------------------------------
+class RequestCounter:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register("before-send", self._on_send)
+
+    def _on_send(self, event_name: str = "", **_: Any) -> None:
+        self.counts[event_name.removeprefix("before-send.")] += 1
+
+
+def end_to_end(n: int) -> dict[str, Any]:
+    from infra.local import EmbeddedAws
+    from pik.cli_tap import build_tap_worker
+    from pik.kit import build_kit
+    from pik.settings import Settings
+
+    with EmbeddedAws(port=0) as server:
+        settings = Settings(endpoint_url=server.endpoint_url, demo_stream="bench-tap")
+        kit = build_kit(settings)
+        kit.bootstrap().run()
+        spec = ProduceSpec(count=n, duplicates=0.05, bad=0.02, entities=50, seed=2)
+        report = Producer(BotoKinesis(kit.clients.kinesis()), kit.clock).run("bench-tap", spec)
+        counter = RequestCounter()
+        for service in ("s3", "dynamodb", "kinesis"):
+            counter.attach(kit.clients.client(service))
+        worker = build_tap_worker(kit, binding_for("bench-tap"))
+        started = time.perf_counter()
+        summary = worker.run(once=True).totals()
+        seconds = time.perf_counter() - started
+    ok = (summary["accepted"], summary["duplicates"], summary["rejected"]) == (
+        report.expected["accepted"],
+        report.expected["duplicate"],
+        report.expected["rejected"],
+    )
+    requests = sum(counter.counts.values())
+    return {
+        "user_records": summary["user_records"],
+        "seconds": round(seconds, 2),
+        "records_per_s": round(summary["user_records"] / seconds),
+        "aws_requests": requests,
+        "requests_per_1k": round(requests * 1000 / max(1, summary["user_records"]), 1),
+        "by_operation": dict(counter.counts.most_common()),
+        "statuses_match_workload": ok,
+    }
+
+
+# -- (c) RSS -------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _child_tap(stream: str) -> None:
+    """Runs in a child process: drain the stream once, print the summary and peak RSS."""
+    from pik.cli_tap import build_tap_worker
+    from pik.kit import build_kit
+    from pik.settings import Settings
+
+    kit = build_kit(Settings())
+    totals = build_tap_worker(kit, binding_for(stream)).run(once=True).totals()
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"user_records": totals["user_records"], "peak_rss_mb": rss_kb / 1024}))
+
+
+def rss(steps: list[int]) -> list[dict[str, Any]]:
+    from infra.aws import AwsClients, AwsConfig
+    from infra.clock import SystemClock
+
+    pik = str(Path(sys.executable).with_name("pik"))
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PIK_"))}
+    env.update(AWS_ENDPOINT_URL=endpoint, PIK_DEMO_STREAM="bench-rss", PIK_LOG_LEVEL="WARNING")
+    server = subprocess.Popen(
+        [pik, "local", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    out: list[dict[str, Any]] = []
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/config", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        subprocess.run([pik, "bootstrap"], env=env, check=True, capture_output=True)
+        clients = AwsClients(AwsConfig(endpoint_url=endpoint))
+        producer = Producer(BotoKinesis(clients.kinesis()), SystemClock())
+        total = 0
+        for step, target in enumerate(steps):
+            spec = ProduceSpec(count=target - total, kpl=True, entities=500, seed=100 + step)
+            producer.run("bench-rss", spec)
+            total = target
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, __file__, "--child-tap", "bench-rss"],
+                env=env,
+                capture_output=True,
+                check=True,
+            )
+            doc = json.loads(done.stdout.decode().strip().splitlines()[-1])
+            doc.update(stream_total=total, seconds=round(time.perf_counter() - started, 1))
+            doc["peak_rss_mb"] = round(doc["peak_rss_mb"], 1)
+            out.append(doc)
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pipeline", type=int, default=50_000)
+    parser.add_argument("--e2e", type=int, default=5_000)
+    parser.add_argument("--rss", default="20000,100000", help="cumulative record counts; '' skips")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--child-tap", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_tap:
+        _child_tap(args.child_tap)
+        return
+    started = datetime.now(UTC)
+    results: dict[str, Any] = {
+        "benchmark": "tap",
+        "time": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "targets": TARGETS,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_start": os.getloadavg(),
+        },
+        "pipeline": [pipeline(args.pipeline, kpl=False), pipeline(args.pipeline, kpl=True)],
+    }
+    if args.e2e:
+        results["end_to_end"] = end_to_end(args.e2e)
+    steps = [int(s) for s in args.rss.split(",") if s.strip()]
+    if steps:
+        results["rss"] = rss(steps)
+    results["machine"]["load_average_end"] = os.getloadavg()
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=2)
+    (RESULTS_DIR / f"tap-{started:%Y%m%dT%H%M%SZ}.json").write_text(text + "\n")
+    (RESULTS_DIR / "tap-latest.json").write_text(text + "\n")
+    if args.json:
+        print(text)
+        return
+    print(f"{'measure':44} {'value':>12}  target")
+    for p in results["pipeline"]:
+        print(
+            f"(a) pipeline {p['kind']:5} records/s (1 core)          {p['records_per_s']:>12,}"
+            f"  >= {TARGETS['pipeline_records_per_s']:,}"
+        )
+        stages = ", ".join(f"{k} {v}" for k, v in p["stage_us_per_record"].items())
+        print(f"    µs per record: {stages}")
+    if "end_to_end" in results:
+        e = results["end_to_end"]
+        print(f"(b) end to end records/s (embedded moto)       {e['records_per_s']:>12,}")
+        print(
+            f"(b) AWS requests per 1,000 records             {e['requests_per_1k']:>12}"
+            f"  <= {TARGETS['requests_per_1k']}"
+        )
+        print(
+            f"    statuses match the workload                {e['statuses_match_workload']!s:>12}"
+        )
+    for r in results.get("rss", []):
+        print(
+            f"(c) peak RSS draining to {r['stream_total']:>7,} records (MB)   "
+            f"{r['peak_rss_mb']:>12}  < {TARGETS['peak_rss_mb']}"
+        )
+
+
+if __name__ == "__main__":
+    main()

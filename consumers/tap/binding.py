@@ -1,0 +1,149 @@
+"""Tap bindings (contract, ARCHITECTURE.md): how to read one stream's records without changing
+its producers.
+
+A binding names the stream, the record format and where each envelope field comes from::
+
+    [[tap]]
+    stream = "orders"                 # name or ARN
+    source = "orders-service"         # a constant, or "$.field"
+    format = "json"                   # json | avro-confluent | avro-single-object | raw
+    event_type = "$.type"             # "$.a.b" reads a field; anything else is a constant
+    entity_id = "$.customer_id"       # default: the record's partition key
+    event_time = "$.ts"               # default: the record's ApproximateArrivalTimestamp
+    idempotency_key = "$.order_id"    # default: none
+
+Defaults when a field is not mapped:
+
+* ``entity_id`` → the record's partition key; ``event_time`` → its arrival timestamp;
+  ``idempotency_key`` → none.
+* ``source`` / ``event_type``: for Avro, the registry entry of the record's writer schema
+  (``schemas/registry/<source>/<event_type>/``); for JSON, the record's own ``$.source`` /
+  ``$.event_type``; ``raw`` records have no fields, so both must be constants.
+* A ``json`` binding that maps none of the five fields reads records as envelopes (the HTTP
+  body shape), still with the partition key and arrival time as defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from infra.errors import ConfigError
+
+PATH_PREFIX = "$."
+ENVELOPE_FIELDS = ("source", "event_type", "entity_id", "event_time", "idempotency_key")
+
+
+class Format(StrEnum):
+    JSON = "json"
+    AVRO_CONFLUENT = "avro-confluent"
+    AVRO_SINGLE_OBJECT = "avro-single-object"
+    RAW = "raw"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """Where one envelope field comes from: a path into the record, or a constant."""
+
+    path: tuple[str, ...] | None = None
+    constant: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> FieldSpec:
+        if text.startswith(PATH_PREFIX):
+            parts = tuple(text[len(PATH_PREFIX) :].split("."))
+            if not all(parts):
+                raise ValueError(f"field path {text!r} has an empty segment")
+            return cls(path=parts)
+        if not text:
+            raise ValueError("a constant must not be empty")
+        return cls(constant=text)
+
+    def __str__(self) -> str:
+        return PATH_PREFIX + ".".join(self.path) if self.path is not None else str(self.constant)
+
+
+@dataclass(frozen=True, slots=True)
+class TapBinding:
+    stream: str
+    format: Format = Format.JSON
+    source: FieldSpec | None = None
+    event_type: FieldSpec | None = None
+    entity_id: FieldSpec | None = None
+    event_time: FieldSpec | None = None
+    idempotency_key: FieldSpec | None = None
+
+    @property
+    def stream_name(self) -> str:
+        """The stream's name, also when the binding gives its ARN."""
+        return stream_name(self.stream)
+
+    @property
+    def envelope_mode(self) -> bool:
+        """JSON records in the envelope's own shape: no field is mapped."""
+        return self.format is Format.JSON and all(
+            getattr(self, name) is None for name in ENVELOPE_FIELDS
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"stream": self.stream, "format": self.format.value}
+        for name in ENVELOPE_FIELDS:
+            spec = getattr(self, name)
+            if spec is not None:
+                out[name] = str(spec)
+        return out
+
+
+BINDING_KEYS = ("stream", "format", *ENVELOPE_FIELDS)
+
+
+def stream_name(name_or_arn: str) -> str:
+    """``arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`` → ``NAME``; a name stays as it is."""
+    if name_or_arn.startswith("arn:"):
+        _, _, tail = name_or_arn.partition(":stream/")
+        if not tail:
+            raise ConfigError(f"{name_or_arn!r} is not a Kinesis stream ARN")
+        return tail
+    return name_or_arn
+
+
+def binding_from_table(table: Mapping[str, Any], where: str = "[[tap]]") -> TapBinding:
+    """A ``[[tap]]`` table → binding; unknown keys and bad values fail with what was wrong."""
+    unknown = sorted(set(table) - set(BINDING_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(BINDING_KEYS)}"
+        )
+    stream = table.get("stream")
+    if not isinstance(stream, str) or not stream:
+        raise ConfigError(f"{where}: `stream` (a stream name or ARN) is required")
+    try:
+        fmt = Format(table.get("format", Format.JSON.value))
+    except ValueError:
+        known = " | ".join(f.value for f in Format)
+        raise ConfigError(
+            f"{where}: format {table.get('format')!r} is not one of {known}"
+        ) from None
+    specs: dict[str, FieldSpec] = {}
+    for name in ENVELOPE_FIELDS:
+        if name not in table:
+            continue
+        value = table[name]
+        if not isinstance(value, str):
+            raise ConfigError(f'{where}: `{name}` must be a string (a constant or "$.path")')
+        try:
+            specs[name] = FieldSpec.parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: `{name}`: {exc}") from None
+    if fmt is Format.RAW:
+        for name in ("source", "event_type"):
+            spec = specs.get(name)
+            if spec is None or spec.constant is None:
+                raise ConfigError(f"{where}: a raw binding needs a constant `{name}`")
+        paths = [name for name, spec in specs.items() if spec.path is not None]
+        if paths:
+            raise ConfigError(f"{where}: raw records have no fields to read: {', '.join(paths)}")
+    stream_name(stream)  # an ARN must name a stream
+    return TapBinding(stream=stream, format=fmt, **specs)

@@ -1,0 +1,367 @@
+"""Stream records → ``Submission``s for the ingest sink, by a binding. Never raises.
+
+Each Kinesis record is first de-aggregated (KPL) whatever the format; each user record is then
+decoded by the binding's format and its envelope fields are resolved (a ``$.path``, a constant,
+or the record's metadata). Anything that does not fit becomes a ``Rejection`` with a reason and
+the exact raw bytes; a corrupt KPL aggregate becomes one rejection holding the whole record.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import fastavro
+
+from consumers.ingest import Submission
+from consumers.tap.binding import FieldSpec, Format, TapBinding
+from consumers.tap.kpl import CorruptAggregate, UserRecord, deaggregate
+from infra.kinesis import StreamRecord
+from schemas.codec import Provenance
+from schemas.envelope import (
+    DEFAULT_MAX_EVENT_BYTES,
+    Event,
+    Reason,
+    Rejection,
+    decode_json,
+    format_time,
+    parse_event,
+    parse_time,
+)
+from schemas.registry import SchemaEntry, SchemaRegistry
+
+ORIGIN = "kinesis"
+CONFLUENT_MAGIC = 0x00
+CONFLUENT_HEADER_BYTES = 5
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+SINGLE_OBJECT_HEADER_BYTES = 10
+EPOCH_MILLIS_ABOVE = 100_000_000_000  # a number this large is epoch ms (year 5138 in seconds)
+
+_MISSING = object()
+_FROM_SCHEMA = object()  # source / event type of the Avro writer schema's registry entry
+_FROM_PARTITION_KEY = object()
+
+
+def occurrence_id(stream: str, shard_id: str, sequence_number: str, sub: int) -> str:
+    return f"kinesis:{stream}:{shard_id}:{sequence_number}:{sub}"
+
+
+def position(sequence_number: str, sub: int) -> str:
+    return f"{sequence_number}.{sub}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """A user record's body, decoded by the binding's format."""
+
+    value: Any  # a JSON value, an Avro datum (made JSON-safe), or None for raw
+    entry: SchemaEntry | None = None
+
+
+class RecordDecoder:
+    """Turns one binding's stream records into submissions."""
+
+    def __init__(
+        self,
+        binding: TapBinding,
+        registry: SchemaRegistry | None = None,
+        *,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
+        self.binding = binding
+        self._registry = registry or SchemaRegistry()
+        self._max_bytes = max_event_bytes
+        self._envelope_mode = binding.envelope_mode
+        self._plan = _field_plan(binding)
+        self._body: Callable[[bytes], _Decoded | Rejection] = {
+            Format.JSON: self._json,
+            Format.AVRO_CONFLUENT: self._confluent,
+            Format.AVRO_SINGLE_OBJECT: self._single_object,
+            Format.RAW: lambda raw: _Decoded(None),
+        }[binding.format]
+
+    def submissions(self, record: StreamRecord) -> list[Submission]:
+        """Every user record of ``record``, in sub-sequence order."""
+        users = deaggregate(record.data, record.partition_key)
+        if isinstance(users, CorruptAggregate):
+            rejection = Rejection(
+                Reason.UNDECODABLE,
+                users.detail,
+                source=_constant(self.binding.source),
+                event_type=_constant(self.binding.event_type),
+            )
+            return [
+                self._submission(
+                    record, UserRecord(0, record.partition_key, record.data), rejection, None
+                )
+            ]
+        return [self.submission(record, user) for user in users]
+
+    def submission(self, record: StreamRecord, user: UserRecord) -> Submission:
+        parsed, entry = self.parse(user.data, user.partition_key, record.arrival_time)
+        return self._submission(record, user, parsed, entry.fingerprint if entry else None)
+
+    @staticmethod
+    def _submission(
+        record: StreamRecord,
+        user: UserRecord,
+        parsed: Event | Rejection,
+        fingerprint: str | None,
+    ) -> Submission:
+        sub = user.sub_sequence_number
+        provenance = Provenance(
+            occurrence_id=occurrence_id(
+                record.stream, record.shard_id, record.sequence_number, sub
+            ),
+            origin=ORIGIN,
+            stream=record.stream,
+            shard_id=record.shard_id,
+            sequence_number=record.sequence_number,
+            sub_sequence_number=sub,
+            partition_key=user.partition_key,
+            arrival_time=record.arrival_time,
+        )
+        return Submission(
+            raw=user.data,
+            provenance=provenance,
+            parsed=parsed,
+            position=position(record.sequence_number, sub),
+            schema_fingerprint=fingerprint,
+        )
+
+    # -- one user record -----------------------------------------------------------------------
+    def parse(
+        self, raw: bytes, partition_key: str, arrival_time: datetime
+    ) -> tuple[Event | Rejection, SchemaEntry | None]:
+        if len(raw) > self._max_bytes:
+            return self._reject(
+                Reason.TOO_LARGE, f"record is {len(raw)} bytes, limit {self._max_bytes}", None
+            ), None
+        body = self._body(raw)
+        if isinstance(body, Rejection):
+            return body, None
+        if self._envelope_mode:
+            return self._envelope(body.value, partition_key, arrival_time), None
+        return self._mapped(raw, body, partition_key, arrival_time), body.entry
+
+    def _envelope(
+        self, value: Any, partition_key: str, arrival_time: datetime
+    ) -> Event | Rejection:
+        if isinstance(value, dict):
+            if "entity_id" not in value:
+                value = {**value, "entity_id": partition_key}
+            if "event_time" not in value:
+                value = {**value, "event_time": arrival_time}
+        return parse_event(value)
+
+    def _mapped(
+        self, raw: bytes, body: _Decoded, partition_key: str, arrival_time: datetime
+    ) -> Event | Rejection:
+        value, entry = body.value, body.entry
+        fields: dict[str, Any] = {}
+        known: dict[str, str | None] = {"source": None, "event_type": None, "entity_id": None}
+        for name, spec, fallback in self._plan:
+            if spec is not None:
+                found = _lookup(spec, value)
+            elif fallback is _FROM_SCHEMA:
+                found = getattr(entry, name) if entry is not None else _MISSING
+            elif fallback is _FROM_PARTITION_KEY:
+                found = partition_key
+            else:
+                found = fallback
+            if found is _MISSING:
+                return self._reject(
+                    Reason.MISSING_FIELD, f"{name}: {spec or 'not mapped'} is missing", known
+                )
+            if found is None:
+                continue
+            text = found if type(found) is str else _text(found)
+            if text is None:
+                return self._reject(
+                    Reason.INVALID_FIELD,
+                    f"{name}: {spec} is a {type(found).__name__}, expected a string",
+                    known,
+                )
+            fields[name] = text
+            if name in known:
+                known[name] = text
+        spec = self.binding.event_time
+        when = arrival_time if spec is None else _lookup(spec, value)
+        if when is _MISSING:
+            return self._reject(Reason.MISSING_FIELD, f"event_time: {spec} is missing", known)
+        stamp = _time(when)
+        if stamp is None:
+            return self._reject(
+                Reason.INVALID_TIME,
+                f"event_time: {spec} = {str(when)[:64]!r} is not a "
+                "time with a UTC offset or an epoch number",
+                known,
+            )
+        fields["event_time"] = stamp
+        fields["payload"] = _payload(raw, value, self.binding.format)
+        return parse_event(fields)
+
+    @staticmethod
+    def _reject(reason: Reason, detail: str, known: dict[str, str | None] | None) -> Rejection:
+        known = known or {}
+        return Rejection(
+            reason,
+            detail,
+            source=known.get("source"),
+            event_type=known.get("event_type"),
+            entity_id=known.get("entity_id"),
+        )
+
+    # -- formats -------------------------------------------------------------------------------
+    def _json(self, raw: bytes) -> _Decoded | Rejection:
+        value = decode_json(raw)
+        if isinstance(value, Rejection):
+            return value
+        if not self._envelope_mode and not isinstance(value, dict):
+            kind = type(value).__name__ if value is not None else "null"
+            return Rejection(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {kind}")
+        return _Decoded(value)
+
+    def _confluent(self, raw: bytes) -> _Decoded | Rejection:
+        if len(raw) < CONFLUENT_HEADER_BYTES or raw[0] != CONFLUENT_MAGIC:
+            return Rejection(
+                Reason.UNDECODABLE,
+                f"not Confluent Avro: expected magic byte 0x00 and a 4-byte schema id, "
+                f"got {raw[:CONFLUENT_HEADER_BYTES].hex() or 'nothing'}",
+            )
+        schema_id = int.from_bytes(raw[1:CONFLUENT_HEADER_BYTES], "big")
+        entry = self._registry.by_id(schema_id)
+        if entry is None:
+            return Rejection(Reason.UNKNOWN_SCHEMA, f"schema id {schema_id} is not registered")
+        return _avro(raw[CONFLUENT_HEADER_BYTES:], entry)
+
+    def _single_object(self, raw: bytes) -> _Decoded | Rejection:
+        if len(raw) < SINGLE_OBJECT_HEADER_BYTES or raw[:2] != SINGLE_OBJECT_MAGIC:
+            return Rejection(
+                Reason.UNDECODABLE,
+                f"not Avro single-object encoding: expected C3 01 and an 8-byte fingerprint, "
+                f"got {raw[:SINGLE_OBJECT_HEADER_BYTES].hex() or 'nothing'}",
+            )
+        fingerprint = raw[2:SINGLE_OBJECT_HEADER_BYTES]
+        entry = self._registry.by_fingerprint(fingerprint)
+        if entry is None:
+            return Rejection(
+                Reason.UNKNOWN_SCHEMA, f"schema fingerprint {fingerprint.hex()} is not registered"
+            )
+        return _avro(raw[SINGLE_OBJECT_HEADER_BYTES:], entry)
+
+
+def _avro(body: bytes, entry: SchemaEntry) -> _Decoded | Rejection:
+    buffer = io.BytesIO(body)
+    try:
+        datum = fastavro.schemaless_reader(buffer, entry.parsed, None)
+    except Exception as exc:  # foreign bytes: fastavro raises many kinds; none may escape
+        return Rejection(
+            Reason.SCHEMA_MISMATCH,
+            f"does not decode with {entry.subject}: {type(exc).__name__}: {exc}"[:300],
+            source=entry.source,
+            event_type=entry.event_type,
+        )
+    if buffer.tell() != len(body):
+        return Rejection(
+            Reason.SCHEMA_MISMATCH,
+            f"{len(body) - buffer.tell()} bytes left over after decoding with {entry.subject}",
+            source=entry.source,
+            event_type=entry.event_type,
+        )
+    return _Decoded(json_safe(datum), entry)
+
+
+def _constant(spec: FieldSpec | None) -> str | None:
+    return spec.constant if spec is not None else None
+
+
+def _field_plan(binding: TapBinding) -> list[tuple[str, FieldSpec | None, Any]]:
+    """Per text field: the binding's spec, or where its default comes from (decided once)."""
+    plan: list[tuple[str, FieldSpec | None, Any]] = []
+    for name in ("source", "event_type"):
+        spec: FieldSpec | None = getattr(binding, name)
+        if spec is None and binding.format is Format.JSON:
+            spec = FieldSpec(path=(name,))  # JSON records may carry them themselves
+        plan.append((name, spec, _FROM_SCHEMA if spec is None else None))
+    plan.append(("entity_id", binding.entity_id, _FROM_PARTITION_KEY))
+    plan.append(("idempotency_key", binding.idempotency_key, None))
+    return plan
+
+
+def _lookup(spec: FieldSpec, value: Any) -> Any:
+    """The value a spec names; ``_MISSING`` when a path finds nothing (or null)."""
+    if spec.constant is not None:
+        return spec.constant
+    current = value
+    for part in spec.path or ():
+        if isinstance(current, dict):
+            current = current.get(part, _MISSING)
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return _MISSING
+        if current is _MISSING:
+            return _MISSING
+    return _MISSING if current is None else current
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo is not None else None
+    if isinstance(value, str):
+        try:
+            return parse_time(value)
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if abs(value) >= EPOCH_MILLIS_ABOVE else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
+
+
+def _payload(raw: bytes, value: Any, fmt: Format) -> dict[str, Any]:
+    if fmt is Format.RAW:  # opaque: the bytes are archived as they are; identity needs content
+        return {"raw_sha256": hashlib.sha256(raw).hexdigest(), "raw_bytes": len(raw)}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def json_safe(value: Any) -> Any:
+    """An Avro datum as JSON values: bytes → base64 text, times → ISO text, decimals → text."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime):
+        return format_time(value) if value.tzinfo else value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return str(value)  # NaN / infinity have no JSON form
+    return value
+
+
+def submissions_of(decoder: RecordDecoder, records: Sequence[StreamRecord]) -> list[Submission]:
+    return [sub for record in records for sub in decoder.submissions(record)]

@@ -1,0 +1,110 @@
+"""Lambda entry point for a Kinesis event source mapping: the tap's scale-out path on AWS.
+
+The mapping delivers batches of one shard's records (base64 ``data``); each is de-aggregated
+(KPL), decoded by the stream's ``[[tap]]`` binding (``PIK_CONFIG`` bundled with the function, or
+the envelope default), and made durable through the same sink as ``pik tap``, with the same
+occurrence ids (``kinesis:<stream>:<shard>:<seq>:<sub>``) and file cuts, so a retried batch is
+absorbed as redelivery. The mapping checkpoints, not the kit: with ``ReportBatchItemFailures``
+the answer names the first record of every shard batch that could not be made durable, and
+Lambda retries from there (nothing after it is lost, what was durable is absorbed).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from consumers.ingest import IngestSink
+from consumers.tap.binding import TapBinding, stream_name
+from consumers.tap.decode import RecordDecoder, StreamRecord
+from infra.errors import KitError
+from infra.metrics import Metrics
+from pik.config import KitConfig, load_config
+from pik.kit import build_kit
+from pik.logs import configure_logging
+from pik.settings import Settings
+from schemas.registry import SchemaRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivered:
+    record: StreamRecord | None  # None: the event record itself was malformed
+    sequence_number: str
+
+
+def _stream_record(raw: dict[str, Any]) -> _Delivered:
+    kinesis = raw.get("kinesis", {})
+    sequence = str(kinesis.get("sequenceNumber", ""))
+    try:
+        shard_id = str(raw["eventID"]).split(":", 1)[0]
+        stream = stream_name(str(raw["eventSourceARN"]))
+        data = base64.b64decode(kinesis["data"], validate=True)
+        arrival = datetime.fromtimestamp(float(kinesis["approximateArrivalTimestamp"]), UTC)
+        key = str(kinesis["partitionKey"])
+    except (KeyError, ValueError, TypeError, binascii.Error, KitError):
+        return _Delivered(None, sequence)
+    return _Delivered(StreamRecord(stream, shard_id, sequence, key, arrival, data), sequence)
+
+
+def handle_kinesis_event(
+    event: dict[str, Any],
+    *,
+    sink: IngestSink,
+    config: KitConfig,
+    registry: SchemaRegistry,
+    max_event_bytes: int,
+) -> dict[str, Any]:
+    """A Kinesis event → ``{"batchItemFailures": [...]}`` (empty when all is durable)."""
+    batches: dict[tuple[str, str], list[StreamRecord]] = defaultdict(list)
+    failures: list[dict[str, str]] = []
+    for raw in event.get("Records", []):
+        delivered = _stream_record(raw)
+        if delivered.record is None:  # not retryable into anything better: fail loudly
+            log.error(
+                "malformed Kinesis event record", extra={"sequence": delivered.sequence_number}
+            )
+            failures.append({"itemIdentifier": delivered.sequence_number})
+            continue
+        r = delivered.record
+        batches[(r.stream, r.shard_id)].append(r)
+    for (stream, shard_id), records in batches.items():
+        binding = config.binding_for(stream) or TapBinding(stream=stream)
+        decoder = RecordDecoder(binding, registry, max_event_bytes=max_event_bytes)
+        submissions = [s for r in records for s in decoder.submissions(r)]
+        try:
+            sink.ingest(submissions, label=f"{stream}-{shard_id}", at=records[0].arrival_time)
+        except KitError:
+            log.exception("batch not durable", extra={"stream": stream, "shard": shard_id})
+            failures.append({"itemIdentifier": records[0].sequence_number})
+    return {"batchItemFailures": failures}
+
+
+@cache
+def _built() -> tuple[IngestSink, KitConfig, SchemaRegistry, int, Metrics]:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    kit = build_kit(settings)
+    config = load_config(settings.config)
+    return kit.sink, config, SchemaRegistry.load(), settings.max_event_bytes, kit.metrics
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Kinesis event source mapping (with ``FunctionResponseTypes: [ReportBatchItemFailures]``)."""
+    sink, config, registry, max_bytes, metrics = _built()
+    try:
+        return handle_kinesis_event(
+            event, sink=sink, config=config, registry=registry, max_event_bytes=max_bytes
+        )
+    finally:
+        for doc in metrics.drain_emf():
+            sys.stdout.write(json.dumps(doc) + "\n")

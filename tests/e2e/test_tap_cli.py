@@ -1,0 +1,126 @@
+"""`pik produce` and `pik tap` as a user runs them, against `pik local`: --once twice, bad usage,
+SIGTERM. (The SIGKILL crash test is tests/integration/test_tap_crash.py.)"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra.aws import AwsClients, AwsConfig
+from tests.e2e.conftest import PIK, base_env, free_port, run_pik, running
+
+STREAM = "pik-demo"  # made by `pik bootstrap`: an existing stream as far as the tap knows
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One `pik local` for the module; each test reads on from the checkpoints before it."""
+    tmp_path = tmp_path_factory.mktemp("tap-cli")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = base_env(AWS_ENDPOINT_URL=endpoint)
+    with running("local", "--port", str(port), env=env, ready_url=f"{endpoint}/moto-api/config"):
+        config = tmp_path / "pik.toml"
+        made = run_pik("produce", "--stream", STREAM, "--print-binding", env=env)
+        config.write_bytes(made.stdout)
+        env["PIK_CONFIG"] = str(config)
+        assert run_pik("bootstrap", env=env).returncode == 0
+        yield env
+
+
+def pik_json(*args: str, env: dict[str, str]) -> dict[str, Any]:
+    done = run_pik(*args, "--json", env=env)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    doc: dict[str, Any] = json.loads(done.stdout)
+    return doc
+
+
+def test_produce_then_tap_once_twice(local: dict[str, str]) -> None:
+    made = pik_json(
+        "produce",
+        "--stream",
+        STREAM,
+        "--count",
+        "150",
+        "--duplicates",
+        "5%",
+        "--bad",
+        "4%",
+        "--late",
+        "10%",
+        "--seed",
+        "5",
+        env=local,
+    )
+    kpl = pik_json(
+        "produce", "--stream", STREAM, "--count", "100", "--kpl", "--seed", "6", env=local
+    )
+    first = pik_json("tap", "--stream", STREAM, "--once", env=local)
+    assert first["user_records"] == 250
+    assert first["records"] == made["kinesis_records"] + kpl["kinesis_records"]
+    assert first["accepted"] == made["expected"]["accepted"] + 100
+    assert first["duplicates"] == made["expected"]["duplicate"]
+    assert first["rejected"] == made["expected"]["rejected"]
+    assert first["millis_behind_latest"] == 0
+    assert {s["shard_id"] for s in first["shards"]} == {
+        "shardId-000000000000",
+        "shardId-000000000001",
+    }
+    second = pik_json("tap", "--stream", STREAM, "--once", env=local)
+    assert second["records"] == 0 and second["accepted"] == 0
+
+    human = run_pik("tap", "--stream", STREAM, "--once", env=local)
+    assert human.returncode == 0 and b"read 0 records" in human.stdout
+
+    # bad usage exits non-zero with one line
+    bad_from = run_pik("tap", "--stream", STREAM, "--from", "yesterday", "--once", env=local)
+    assert bad_from.returncode == 2
+    assert bad_from.stderr.decode().strip().count("\n") == 0
+    missing = run_pik("tap", "--stream", "no-such-stream", "--once", env=local)
+    assert missing.returncode == 1 and b"no-such-stream" in missing.stderr
+
+
+def _tap(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [PIK, "tap", "--stream", STREAM, "--json", *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _leases(env: dict[str, str]) -> list[dict[str, Any]]:
+    clients = AwsClients(AwsConfig(endpoint_url=env["AWS_ENDPOINT_URL"]))
+    items: list[dict[str, Any]] = clients.dynamodb().scan(TableName="pik-leases")["Items"]
+    return items
+
+
+def _checkpointed(env: dict[str, str]) -> int:
+    """moto's sequence numbers count up per shard, so this sums the records checkpointed."""
+    return sum(int(i.get("checkpoint", {}).get("S", "0")) for i in _leases(env))
+
+
+def test_sigterm_flushes_checkpoints_and_releases_leases(local: dict[str, str]) -> None:
+    before = _checkpointed(local)
+    pik_json("produce", "--stream", STREAM, "--count", "200", "--seed", "9", env=local)
+    proc = _tap(local)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if _checkpointed(local) >= before + 200:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert json.loads(out)["accepted"] == 200
+    assert all("lease_owner" not in item for item in _leases(local))

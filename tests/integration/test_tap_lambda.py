@@ -1,0 +1,128 @@
+"""pik/lambda_tap.py: a Kinesis event source mapping's batches through the same sink as the tap,
+against the embedded backend."""
+
+from __future__ import annotations
+
+import base64
+import json
+import tomllib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.ingest import IngestResult, IngestSink, Submission
+from consumers.tap.kpl import aggregate
+from infra.errors import BackendError
+from pik import lambda_tap
+from pik.config import parse_config
+from pik.kit import Kit
+from pik.settings import Settings
+from schemas.envelope import Event
+from schemas.identity import event_id
+from schemas.registry import SchemaRegistry
+
+ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
+CONFIG_TOML = f"""
+[[tap]]
+stream = "{ARN}"
+source = "orders-service"
+event_type = "$.type"
+entity_id = "$.customer"
+idempotency_key = "$.id"
+"""
+CONFIG = parse_config(tomllib.loads(CONFIG_TOML))
+
+
+def order(n: int) -> bytes:
+    return json.dumps({"type": "order_placed", "customer": f"c-{n % 3}", "id": f"o-{n}"}).encode()
+
+
+def event_record(seq: int, data: bytes, key: str = "pk") -> dict[str, Any]:
+    return {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": key,
+            "sequenceNumber": str(seq),
+            "data": base64.b64encode(data).decode(),
+            "approximateArrivalTimestamp": 1767000000.25,
+        },
+        "eventSource": "aws:kinesis",
+        "eventID": f"shardId-000000000003:{seq}",
+        "eventSourceARN": ARN,
+        "eventName": "aws:kinesis:record",
+    }
+
+
+def kinesis_event() -> dict[str, Any]:
+    (agg,) = aggregate([(f"c-{n}", order(n)) for n in range(10)])
+    return {
+        "Records": [
+            event_record(100, agg.data),
+            event_record(101, order(50)),
+            event_record(102, order(3)),  # a duplicate of the aggregate's o-3
+            event_record(103, b"not json"),
+        ]
+    }
+
+
+def handle(kit: Kit, event: dict[str, Any], sink: IngestSink | None = None) -> dict[str, Any]:
+    return lambda_tap.handle_kinesis_event(
+        event,
+        sink=sink or kit.sink,
+        config=CONFIG,
+        registry=SchemaRegistry.load(),
+        max_event_bytes=kit.settings.max_event_bytes,
+    )
+
+
+def test_a_batch_is_made_durable_and_a_retry_is_absorbed(kit: Kit) -> None:
+    assert handle(kit, kinesis_event()) == {"batchItemFailures": []}
+    assert kit.metrics.counter("IngestCount") == 11
+    assert kit.metrics.counter("DuplicateCount") == 1
+    assert kit.metrics.counter("RejectedCount") == 1
+    assert handle(kit, kinesis_event()) == {"batchItemFailures": []}
+    assert kit.metrics.counter("IngestCount") == 11  # the retried batch added nothing
+    assert kit.metrics.counter("DuplicateCount") == 1
+
+
+def test_what_is_not_durable_is_reported_for_retry(kit: Kit) -> None:
+    class Down(IngestSink):
+        def ingest(
+            self, batch: Sequence[Submission], *, label: str, at: datetime | None = None
+        ) -> list[IngestResult]:
+            raise BackendError("S3 put: InternalError", service="s3")
+
+    broken = {"Records": [*kinesis_event()["Records"], {"kinesis": {"sequenceNumber": "104"}}]}
+    sink = Down(kit.archive, kit.index, kit.clock, kit.metrics)
+    out = handle(kit, broken, sink=sink)
+    assert out == {"batchItemFailures": [{"itemIdentifier": "104"}, {"itemIdentifier": "100"}]}
+
+
+def test_the_handler_builds_the_kit_from_the_environment(
+    kit: Kit, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "pik.toml"
+    config.write_text(CONFIG_TOML)
+    monkeypatch.setenv("PIK_CONFIG", str(config))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", settings.endpoint_url or "")
+    for name in ("bucket", "events_table", "leases_table"):
+        monkeypatch.setenv(f"PIK_{name.upper()}", getattr(settings, name))
+    lambda_tap._built.cache_clear()
+    try:
+        assert lambda_tap.handler(kinesis_event(), None) == {"batchItemFailures": []}
+    finally:
+        lambda_tap._built.cache_clear()
+    o50 = Event(
+        source="orders-service",
+        event_type="order_placed",
+        entity_id="c-2",
+        event_time=datetime.fromtimestamp(1767000000.25, UTC),
+        payload={},
+        idempotency_key="o-50",
+    )
+    item = kit.index.get(event_id(o50))
+    assert item is not None
+    assert item["first_occurrence"] == "kinesis:orders:shardId-000000000003:101:0"
