@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -55,9 +55,33 @@ class ArchiveRecord:
     schema_fingerprint: str | None = None
 
     def to_avro(self) -> dict[str, Any]:
-        row = {name: getattr(self, name) for name in self.__slots__ if name != "provenance"}
-        row.update(asdict(self.provenance))
-        return row
+        # Spelled out: this runs once per archived record (dataclasses.asdict deep-copies).
+        p = self.provenance
+        return {
+            "event_id": self.event_id,
+            "status": self.status,
+            "reason": self.reason,
+            "detail": self.detail,
+            "source": self.source,
+            "event_type": self.event_type,
+            "entity_id": self.entity_id,
+            "event_time": self.event_time,
+            "idempotency_key": self.idempotency_key,
+            "ingest_time": self.ingest_time,
+            "lag_ms": self.lag_ms,
+            "payload": self.payload,
+            "raw": self.raw,
+            "schema_fingerprint": self.schema_fingerprint,
+            "occurrence_id": p.occurrence_id,
+            "origin": p.origin,
+            "request_id": p.request_id,
+            "stream": p.stream,
+            "shard_id": p.shard_id,
+            "sequence_number": p.sequence_number,
+            "sub_sequence_number": p.sub_sequence_number,
+            "partition_key": p.partition_key,
+            "arrival_time": p.arrival_time,
+        }
 
     @classmethod
     def from_avro(cls, row: dict[str, Any]) -> ArchiveRecord:

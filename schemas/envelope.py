@@ -185,6 +185,9 @@ def _checked_float(text: str) -> float:
     return value
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_checked_float)
+
+
 def decode_json(raw: bytes) -> Any | Rejection:
     """Strict JSON: UTF-8, no NaN/Infinity, bounded depth. Never raises."""
     try:
@@ -194,7 +197,7 @@ def decode_json(raw: bytes) -> Any | Rejection:
             Reason.INVALID_UTF8, f"body is not UTF-8: {exc.reason} at byte {exc.start}"
         )
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_checked_float)
+        value = _DECODER.decode(text)
     except RecursionError:
         return Rejection(Reason.TOO_DEEP, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     except ValueError as exc:  # JSONDecodeError, NaN, huge ints (int_max_str_digits)
