@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,7 @@ from infra.metrics import Metrics
 from schemas.codec import ArchiveRecord, Provenance, encode_archive
 from schemas.envelope import Event, Rejection, Status, format_time
 from schemas.identity import canonical_json, event_id, rejected_event_id
+from schemas.validation import PayloadValidator
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,10 @@ class IngestSink:
         metrics: Metrics,
         *,
         dry_run: bool = False,
+        validator: PayloadValidator | None = None,
     ) -> None:
         self._archive = archive
+        self._validator = validator
         self._index = index
         self._clock = clock
         self._metrics = metrics
@@ -152,11 +155,27 @@ class IngestSink:
 
     # -- steps -----------------------------------------------------------------------------
     def _identify(self, sub: Submission, ingest_time: datetime) -> _Row:
+        sub = self._validate(sub)
         parsed = sub.parsed
         if isinstance(parsed, Rejection):
             return _Row(sub, rejected_event_id(sub.raw), Status.REJECTED)
         lag = (ingest_time - parsed.event_time) // timedelta(milliseconds=1)
         return _Row(sub, event_id(parsed), Status.ACCEPTED, lag_ms=lag)
+
+    def _validate(self, sub: Submission) -> Submission:
+        """The payload against its registered schema: a misfit becomes a rejection, a fit
+        carries the fingerprint of the version it fits. Records decoded with their writer's
+        schema (Avro-framed stream records) already carry it and are not checked again."""
+        if (
+            self._validator is None
+            or not isinstance(sub.parsed, Event)
+            or sub.schema_fingerprint is not None
+        ):
+            return sub
+        verdict = self._validator.check(sub.parsed)
+        if isinstance(verdict, Rejection):
+            return replace(sub, parsed=verdict)
+        return replace(sub, schema_fingerprint=verdict) if verdict is not None else sub
 
     @staticmethod
     def _first_copies(rows: list[_Row]) -> dict[str, _Row]:

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from consumers.ingest import IngestResult
 from infra.errors import ConfigError, KitError, NotFound
-from pik import cli_audit, cli_deploy, cli_process, cli_replay, cli_tap
+from pik import cli_audit, cli_deploy, cli_process, cli_replay, cli_schemas, cli_tap
 from pik.kit import build_kit
 from pik.logs import configure_logging
 from pik.settings import Settings
@@ -290,6 +290,7 @@ cli_tap.register(app)
 cli_audit.register(app)
 cli_deploy.register(app)
 cli_process.register(app)
+cli_schemas.register(app)
 
 
 def main() -> None:

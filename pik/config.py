@@ -15,7 +15,7 @@ from typing import Any
 from consumers.tap.binding import TapBinding, binding_from_table, stream_name
 from infra.errors import ConfigError
 
-TOP_LEVEL_KEYS = ("tap", "aggregate")
+TOP_LEVEL_KEYS = ("tap", "aggregate", "sources", "schemas")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,13 @@ from consumers.ingest import IngestSink
 from infra.archive import ArchiveReader, S3RawArchive
 from infra.aws import AwsClients
 from infra.clock import Clock, SystemClock
+from infra.errors import ConfigError
 from infra.index import DynamoEventIndex
 from infra.metrics import Metrics
 from infra.resources import Bootstrap, ResourceNames
+from pik.schema_policy import load_schema_policy
 from pik.settings import Settings
+from schemas.registry import RegistryError
 
 
 @dataclass
@@ -40,5 +43,10 @@ def build_kit(settings: Settings, clock: Clock | None = None) -> Kit:
     index = DynamoEventIndex(clients.dynamodb(), names.events_table)
     metrics = Metrics()
     clock = clock or SystemClock()
-    sink = IngestSink(archive, index, clock, metrics, dry_run=settings.dry_run)
+    policy = load_schema_policy(settings.config)
+    try:
+        validator = policy.validator()
+    except RegistryError as exc:
+        raise ConfigError(f"schema registry: {exc}") from exc
+    sink = IngestSink(archive, index, clock, metrics, dry_run=settings.dry_run, validator=validator)
     return Kit(settings, clients, names, archive, index, metrics, clock, sink)
