@@ -52,11 +52,17 @@ def env(aws_server: EmbeddedAws) -> dict[str, str]:
     )
 
 
-def test_without_a_source_the_commands_say_so_in_one_line(env: dict[str, str]) -> None:
-    done = run_pik("audit", *WINDOW, env=env)
+def test_without_a_source_the_catalog_names_the_sources(env: dict[str, str]) -> None:
+    done = run_pik("audit", *WINDOW, "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert SOURCE in json.loads(done.stdout)["sources"]
+
+
+def test_bad_window_says_so_in_one_line(env: dict[str, str]) -> None:
+    done = run_pik("audit", "--since", "yesterday", env=env)
     assert done.returncode == 2
     [line] = done.stderr.decode().strip().splitlines()
-    assert "--source" in line
+    assert "yesterday" in line
 
 
 def test_gaps_json_names_the_missing_hour(env: dict[str, str]) -> None:

@@ -28,7 +28,7 @@ ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
 CONFIG_TOML = f"""
 [[tap]]
 stream = "{ARN}"
-source = "orders-service"
+source = "orders-json"
 event_type = "$.type"
 entity_id = "$.customer"
 idempotency_key = "$.id"
@@ -116,7 +116,7 @@ def test_the_handler_builds_the_kit_from_the_environment(
     finally:
         lambda_tap._built.cache_clear()
     o50 = Event(
-        source="orders-service",
+        source="orders-json",
         event_type="order_placed",
         entity_id="c-2",
         event_time=datetime.fromtimestamp(1767000000.25, UTC),
