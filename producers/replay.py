@@ -501,10 +501,16 @@ class ReplayService:
         try:
             for chunk in chunks(messages, max(target.max_batch_messages, 100)):
                 self._send_chunk(
-                    run, chunk, target, reader, pacer, batch_limit, checkpoint, should_stop
+                    run,
+                    chunk,
+                    target,
+                    reader,
+                    pacer,
+                    batch_limit,
+                    checkpoint,
+                    should_stop,
+                    progress,
                 )
-                if progress is not None:
-                    progress(run.sent, run.matched)
                 if run.stop_status is not None:
                     break
         except Exception as exc:  # recorded on the job, which can be resumed
@@ -528,6 +534,7 @@ class ReplayService:
         batch_limit: int | None,
         checkpoint: Checkpoints,
         should_stop: StopCheck | None,
+        progress: ProgressCallback | None,
     ) -> None:
         """Send one chunk batch by batch, moving the cursor over what is known sent."""
         replay_id = run.job.replay_id
@@ -566,6 +573,8 @@ class ReplayService:
             run.sent += len(outcome.sent)
             self._count([by_key[k] for k in outcome.sent])
             advance()
+            if progress is not None:
+                progress(run.sent, run.matched)
             if outcome.failed:
                 key, why = next(iter(outcome.failed.items()))
                 run.failed = len(outcome.failed)
