@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test lint bench clean
+.PHONY: install demo up test lint bench reliability reliability-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/cfn-lint --include-checks I -- infra/template.yaml
+
+# The reliability suite: pytest form (short, run by CI) and the long form with its figures table.
+reliability-quick: $(STAMP)
+	$(BIN)/pytest -n 2 --dist loadfile -m reliability tests/reliability
+
+reliability: $(STAMP)
+	$(BIN)/python bench/reliability.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

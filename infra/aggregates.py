@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.archive import RawArchive
 from infra.errors import BackendError, NotFound, ResourceMissing
+from infra.keys import escape_segment
 
 INLINE_INPUT_LIMIT = 1000
 VERSION_DIGITS = 8
@@ -183,7 +184,7 @@ class DynamoAggregates:
             len(version.input_event_ids) <= self._inline_limit
         )
         if version.input_event_ids is not None and not inline:
-            key = f"aggregates/{version.entity_id}/{version.version_key}.json"
+            key = f"aggregates/{escape_segment(version.entity_id)}/{version.version_key}.json"
             body = json.dumps(version.input_event_ids).encode()
             self._blobs.put_file(key, body)  # written once; a retry finds it there
             version = _with_inputs_key(version, key)

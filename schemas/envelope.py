@@ -79,10 +79,16 @@ def _check_payload(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _require_text(value: Any) -> Any:
-    """Times are RFC 3339 text: a bare number (seconds? milliseconds?) is ambiguous."""
-    if not isinstance(value, str | datetime):
+    """Times are RFC 3339 text with an offset: a number, even as a string (seconds?
+    milliseconds?), is ambiguous and refused."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
         raise ValueError("event_time must be RFC 3339 text with an offset")
-    return value
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise ValueError(f"not an RFC 3339 time with an offset: {value[:40]!r}") from None
 
 
 NonEmpty = StringConstraints(min_length=1, strict=True)

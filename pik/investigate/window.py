@@ -55,6 +55,9 @@ def iso(value: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
+MAX_WINDOW = timedelta(days=366)  # as replay: each day of a window costs Queries
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """A half-open UTC time window ``[start, end)``."""
@@ -67,6 +70,11 @@ class Window:
             raise WindowError("window bounds need a UTC offset")
         if self.end <= self.start:
             raise WindowError(f"empty window: {iso(self.start)} is not before {iso(self.end)}")
+        if self.end - self.start > MAX_WINDOW:
+            raise WindowError(
+                f"window of {(self.end - self.start).days} days: at most {MAX_WINDOW.days} "
+                "(each day costs Queries); split it"
+            )
 
     @property
     def low(self) -> str:

@@ -1,0 +1,47 @@
+"""Bad input never breaks the kit: hypothesis-made HTTP bodies, single and in batches.
+
+Each body is judged on its answer (never a 5xx; an invalid body is REJECTED with the reason it
+deserves, a valid one is ACCEPTED) and then audited on the backend (every rejection is a
+quarantined record with its reason and exact bytes, every acceptance is indexed).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pik.kit import Kit, build_kit
+from pik.settings import Settings
+from schemas.envelope import Reason, Rejection, parse_body
+from tests.conftest import fresh_settings
+from tests.reliability.bad_input import fuzz_http
+from tests.reliability.conftest import assert_figures
+
+pytestmark = pytest.mark.reliability
+
+SMALL_LIMITS = {"max_event_bytes": 32 * 1024, "max_body_bytes": 256 * 1024}
+
+
+@pytest.fixture
+def small_kit(settings: Settings) -> Kit:
+    """A kit whose size limits are small, so oversized bodies are cheap to send."""
+    built = build_kit(fresh_settings(settings.endpoint_url or "", **SMALL_LIMITS))
+    built.bootstrap().run(demo_stream=False)
+    return built
+
+
+def test_fuzzed_bodies_are_quarantined_or_indexed_never_a_5xx(small_kit: Kit) -> None:
+    figures = fuzz_http(small_kit, examples=25, batch_examples=12)
+    assert_figures(figures)
+    assert figures.tried >= 300, figures.to_json()
+
+
+NUMERIC_TIMES = ["1735430399", "1735430399000", "1735430399.5"]
+
+
+@pytest.mark.parametrize("when", NUMERIC_TIMES)
+def test_a_numeric_string_is_not_an_event_time(when: str) -> None:
+    body = {"source": "s", "event_type": "t", "entity_id": "e", "event_time": when, "payload": {}}
+    parsed = parse_body(json.dumps(body).encode())
+    assert isinstance(parsed, Rejection) and parsed.reason is Reason.INVALID_TIME
