@@ -38,7 +38,15 @@ ALGORITHM_VERSION = "pik.aggregate.v1"
 KINDS = ("count", "sum", "min", "max")
 SAMPLE_SIZE = 5
 MAX_VERSION_RACES = 10
-BATCH_FILE_CACHE = 256
+WINDOW_ATTRIBUTES = (
+    "event_id",
+    "source",
+    "event_type",
+    "archive_bucket",
+    "archive_key",
+    "archive_position",
+)
+FILE_CACHE = 256  # decoded archive files kept (immutable, so never stale)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +168,13 @@ class Processor:
         self._metrics = metrics
         self.definitions = tuple(definitions)
         self.dry_run = dry_run
+        # Archive files are immutable, so decoded files stay valid across batches.
+        self._reader = ArchiveReader(archive, cached_files=FILE_CACHE)
 
     def process(self, messages: Sequence[tuple[str, str]]) -> BatchOutcome:
         """Handle one batch of (message id, body); failures are reported per message."""
         outcome = BatchOutcome()
-        reader = ArchiveReader(self._archive, cached_files=BATCH_FILE_CACHE)
+        reader = self._reader
         windows: dict[tuple[str, str], list[ReplayMessage]] = defaultdict(list)
         self._metrics.incr("ProcessorMessageCount", len(messages))
         for message_id, body in messages:
@@ -200,9 +210,10 @@ class Processor:
     ) -> None:
         start = parse_time(f"{day}T00:00:00Z")
         selection = Selection(start=start, end=start + timedelta(days=1), entity_id=entity_id)
-        items = [item for page in self._index.select(selection) for item in page.items]
+        pages = self._index.select(selection, page_size=1000, attributes=WINDOW_ATTRIBUTES)
+        items = [item for page in pages for item in page.items]
         payloads: dict[str, dict[str, Any]] = {}
-        for item in items:  # one S3 read per archive file: the reader caches decoded files
+        for item in items:  # one S3 read per archive file: the reader keeps decoded files
             pointer = ArchivePointer(
                 item["archive_bucket"], item["archive_key"], int(item["archive_position"])
             )

@@ -178,7 +178,12 @@ class EventIndex(Protocol):
     def occurrences(self, event_id: str) -> list[dict[str, Any]]: ...
 
     def select(
-        self, sel: Selection, *, after: str | None = None, page_size: int = 500
+        self,
+        sel: Selection,
+        *,
+        after: str | None = None,
+        page_size: int = 500,
+        attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]: ...
 
 
@@ -485,11 +490,17 @@ class DynamoEventIndex:
         )
 
     def select(
-        self, sel: Selection, *, after: str | None = None, page_size: int = 500
+        self,
+        sel: Selection,
+        *,
+        after: str | None = None,
+        page_size: int = 500,
+        attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]:
         """Identity items of a selection in event-time order, page by page, by Query only.
 
         ``after`` is a ``time_key`` already handled (a replay's cursor): reading resumes past it.
+        ``attributes`` limits what each item carries (a projection: much less to transfer).
         """
         low, high = format_time(sel.start), format_time(sel.end)
         if after is not None and after >= low:
@@ -510,6 +521,10 @@ class DynamoEventIndex:
             }
             if condition:
                 kwargs["FilterExpression"] = condition
+            if attributes:
+                names = {f"#a{i}": a for i, a in enumerate(attributes)}
+                kwargs["ProjectionExpression"] = ", ".join(names)
+                kwargs["ExpressionAttributeNames"].update(names)
             yield from self._pages(**kwargs)
 
     def _pages(self, **kwargs: Any) -> Iterator[QueryPage]:
@@ -603,7 +618,12 @@ class MemoryEventIndex:
         ]
 
     def select(
-        self, sel: Selection, *, after: str | None = None, page_size: int = 500
+        self,
+        sel: Selection,
+        *,
+        after: str | None = None,
+        page_size: int = 500,
+        attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]:
         plan_queries(sel)  # the same validation as the DynamoDB adapter
         low, high = format_time(sel.start), format_time(sel.end)
