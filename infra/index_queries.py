@@ -20,7 +20,6 @@ is out, because ``"<t>#..."`` sorts after ``"<t>"``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from decimal import Decimal
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer
@@ -36,6 +35,7 @@ from infra.index import (
     MemoryEventIndex,
     QueryPage,
     catalog_partition,
+    plain,
 )
 
 __all__ = [
@@ -96,18 +96,6 @@ class IndexQueries(Protocol):
     def catalog(self, day: str) -> Iterator[QueryPage]:
         """Catalog items recorded for ingest ``day`` (none until the sink writes them)."""
         ...
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, set):
-        return sorted(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 class _Expression:
@@ -266,7 +254,7 @@ class DynamoIndexQueries:
                 return
 
     def _load(self, raw: dict[str, Any]) -> dict[str, Any]:
-        return {k: _plain(self._de.deserialize(v)) for k, v in raw.items()}
+        return {k: plain(self._de.deserialize(v)) for k, v in raw.items()}
 
     def _fail(self, exc: Exception) -> BackendError:
         if isinstance(exc, ClientError):

@@ -13,7 +13,6 @@ ingest day. DynamoDB and in-memory adapters (``ReplayQueries``), by Query / Batc
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from decimal import Decimal
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer
@@ -27,6 +26,7 @@ from infra.index import (
     OCCURRENCE_PREFIX,
     MemoryEventIndex,
     QueryPage,
+    plain,
 )
 
 __all__ = ["DynamoReplayQueries", "MemoryReplayQueries", "ReplayQueries"]
@@ -58,19 +58,6 @@ class ReplayQueries(Protocol):
         ...
 
 
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal and string sets as sets: make them int and lists."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, set):
-        return sorted(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _bounds(low: str, after: str | None) -> str:
     return after + AFTER_ANY_SUFFIX if after is not None and after >= low else low
 
@@ -82,7 +69,7 @@ class DynamoReplayQueries:
         self._de = TypeDeserializer()
 
     def _load(self, raw: dict[str, Any]) -> dict[str, Any]:
-        return {k: _plain(self._de.deserialize(v)) for k, v in raw.items()}
+        return {k: plain(self._de.deserialize(v)) for k, v in raw.items()}
 
     def _fail(self, what: str, exc: Exception) -> BackendError:
         if isinstance(exc, ClientError):
