@@ -18,6 +18,7 @@ Event-time keys are fixed-width UTC text plus the event id, so string order is t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import threading
@@ -207,9 +208,11 @@ def catalog_partition(day: str) -> str:
 
 def catalog_item(day: str, source: str, event_type: str) -> dict[str, Any]:
     """Which (source, event type) pairs were seen on a day: investigations start from it."""
+    # Hashed: a sort key holds at most 1,024 bytes, and two 128-character names need more.
+    pair = hashlib.sha256(json.dumps([source, event_type]).encode()).hexdigest()
     return {
         "event_id": catalog_partition(day),
-        "item": CATALOG_ITEM_PREFIX + json.dumps([source, event_type]),
+        "item": CATALOG_ITEM_PREFIX + pair,
         "source": source,
         "event_type": event_type,
         "day": day,

@@ -38,6 +38,9 @@ __all__ = ["DEFAULT_LATEST", "CountingQueries", "InvestigationReport", "Investig
 DEFAULT_LATEST = 20
 
 
+MAX_CATALOG_SOURCES = 50  # each source costs Queries per day; any producer can add one
+
+
 class CountingQueries:
     """An ``IndexQueries`` that counts what it read: Queries (pages), items kept, items read."""
 
@@ -123,6 +126,11 @@ class Investigator:
             raise SourceRequired(
                 "name the source (--source S): the index keeps no catalog of sources yet, "
                 "and finding them would need a Scan of the whole table"
+            )
+        if len(known) > MAX_CATALOG_SOURCES:
+            raise SourceRequired(
+                f"{len(known)} sources in this window (producers choose them): name the ones "
+                f"to look at with --source (at most {MAX_CATALOG_SOURCES} are examined unasked)"
             )
         return known
 

@@ -246,7 +246,7 @@ def processor_crash(
     repeats, and nothing reached the dead-letter queue. ``visibility_s`` None runs the command
     unchanged (a killed batch comes back after 120 s)."""
     label = "pik process --once" if visibility_s is None else "pik process --once (short vis.)"
-    figures = Figures(f"crash: {label} SIGKILLed x{kills}")
+    figures = Figures(f"crash: {label} SIGKILLed x{kills} (aggregates)")
     rng = random.Random(seed)
     settings = settings_for(endpoint_url)
     kit = kit_with(settings)
@@ -358,6 +358,7 @@ def tap_crash(
         retries = sum(p.kind == "duplicate" for p in produced)
         found = kit.index.lookup(ids)
         duplicates = sum(len(h.dup_occurrences) for h in found.values())
+    figures.scenario = f"crash: pik tap SIGKILLed x{kills_made}"
     figures.tried = len(ids)
     figures.survived = len(found)
     figures.lost = len(set(ids) - set(found))

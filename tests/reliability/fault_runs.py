@@ -274,7 +274,7 @@ def processor_under_faults(
     """A processor drain with faults in S3, DynamoDB and SQS: replay messages for ``events``
     events (each sent twice, as two replays would), drained until the queue is empty; then every
     aggregate equals a from-scratch recomputation, and nothing is in the dead-letter queue."""
-    figures = Figures(f"faults: processor drain, {rate:.0%} of S3/DynamoDB/SQS calls")
+    figures = Figures(f"faults: processor drain (aggregates), {rate:.0%} of S3/DynamoDB/SQS calls")
     settings = settings_for(endpoint_url)
     clean = kit_with(settings)
     clean.bootstrap().run(demo_stream=False)

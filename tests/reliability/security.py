@@ -186,7 +186,7 @@ def keys_stay_in_prefix(kit: Kit, *, examples: int, seed_value: int = 9) -> Figu
                 if answer.status_code >= 500:
                     figures.fail(
                         f"batch answered {answer.status_code}: {answer.text[:300]} "
-                        f"for {json.dumps(triples)[:600]}"
+                        f"for {json.dumps(triples)[:4000]}"
                     )
 
             send()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from fastapi.testclient import TestClient
 
+from pik.http import create_app
 from pik.kit import Kit, build_kit
 from pik.settings import Settings
 from schemas.envelope import Reason, Rejection, parse_body
@@ -45,3 +47,29 @@ def test_a_numeric_string_is_not_an_event_time(when: str) -> None:
     body = {"source": "s", "event_type": "t", "entity_id": "e", "event_time": when, "payload": {}}
     parsed = parse_body(json.dumps(body).encode())
     assert isinstance(parsed, Rejection) and parsed.reason is Reason.INVALID_TIME
+
+
+LONGEST_PAIRS = [
+    ("é" * 128, "é" * 128),  # the longest source and event type the contract allows
+    ("\x01" * 128, "\x01" * 128),  # control characters: JSON escapes them to 6 bytes each
+]
+
+
+@pytest.mark.parametrize(("source", "event_type"), LONGEST_PAIRS)
+def test_the_longest_allowed_source_and_type_are_ingested(
+    kit: Kit, source: str, event_type: str
+) -> None:
+    app = create_app(kit)
+    body = {
+        "source": source,
+        "event_type": event_type,
+        "entity_id": "e",
+        "event_time": "2025-12-28T10:00:00Z",
+        "payload": {},
+    }
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            answer = client.post("/ingest", content=json.dumps(body).encode())
+    finally:
+        app.state.committer.close()
+    assert answer.status_code == 200, answer.text
