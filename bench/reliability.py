@@ -201,7 +201,8 @@ def highlights(f: Figures) -> str:
             f"{rss['max_mib']} MiB"
         )
     if "rejections_by_reason" in n:
-        return f"{len(n['rejections_by_reason'])} reasons, answers {n.get('answers_by_code', '')}"
+        answers = f", answers {n['answers_by_code']}" if "answers_by_code" in n else ""
+        return f"{len(n['rejections_by_reason'])} rejection reasons{answers}"
     if "requests_by_operation" in n:
         return f"{len(n['requests_by_operation'])} operations"
     if "routes" in n:
