@@ -450,6 +450,7 @@ def schemathesis_run(kit: Kit, *, examples_per_operation: int) -> Figures:
 def _probe(
     strategy: Any, label: str, figures: Figures, operations: dict[str, int], examples: int
 ) -> Callable[[], None]:
+    @seed(len(label))  # reproducible, and hypothesis prints no seed for a skipped mode
     @settings(
         max_examples=examples,
         deadline=None,
