@@ -249,13 +249,16 @@ def explain(
     event_id: Annotated[str, typer.Argument(help="The event id (64 hex digits).")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Everything known about one event: index item, duplicates, archive location, raw record."""
+    """Everything known about one event: every delivery (arrival, provenance, status and reason,
+    lag, archive location, schema), the replays that re-emitted it and the aggregate versions
+    that included it."""
     from pik.explain import explain as explain_event
+    from pik.lineage import kit_lineage
     from pik.render import render_explain
 
     kit = build_kit(load_settings())
     try:
-        doc = explain_event(event_id, kit.index, kit.reader)
+        doc = explain_event(event_id, kit.index, kit.reader, kit_lineage(kit))
     except NotFound as exc:
         fail(str(exc), 1)
     except KitError as exc:

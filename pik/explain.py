@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -30,13 +31,13 @@ __all__ = ["EventLineage", "explain", "record_json"]
 
 
 class EventLineage(Protocol):
-    """The hook for what happened to an event after ingest: the replays that re-emitted it and
-    the aggregate versions that included it. Replay and the processor provide it; until then
-    ``explain`` reports both as not tracked."""
+    """What happened to an event after ingest: the replays that re-emitted it and the aggregate
+    versions that included it (``pik.lineage.StoreLineage``). ``event`` is the identity item
+    (or, for an event only ever rejected, its first delivery). ``None`` means not tracked."""
 
-    def replays(self, event_id: str) -> list[dict[str, Any]]: ...
+    def replays(self, event: Mapping[str, Any]) -> list[dict[str, Any]] | None: ...
 
-    def aggregate_versions(self, event_id: str) -> list[dict[str, Any]]: ...
+    def aggregate_versions(self, event: Mapping[str, Any]) -> list[dict[str, Any]] | None: ...
 
 
 def record_json(record: ArchiveRecord) -> dict[str, Any]:
@@ -140,6 +141,7 @@ def explain(
     event = _with_record(item, reader) if item else None
     others = [_with_record(o, reader) for o in occurrences]
     deliveries = _deliveries(event, others)
+    subject = {**(item or occurrences[0]), "event_id": event_id}
     return {
         "event_id": event_id,
         "status": status,
@@ -148,6 +150,6 @@ def explain(
         "occurrences": others,
         "deliveries": deliveries,
         "summary": _summary(deliveries),
-        "replays": lineage.replays(event_id) if lineage else None,
-        "aggregate_versions": lineage.aggregate_versions(event_id) if lineage else None,
+        "replays": lineage.replays(subject) if lineage else None,
+        "aggregate_versions": lineage.aggregate_versions(subject) if lineage else None,
     }

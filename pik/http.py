@@ -24,6 +24,7 @@ from consumers.ingest import IngestResult, Submission
 from infra.errors import BackendError, KitError, NotFound
 from pik.explain import explain
 from pik.kit import Kit
+from pik.lineage import kit_lineage
 from pik.replay_api import replay_router
 from pik.report_api import report_router
 from schemas.codec import Provenance
@@ -109,6 +110,7 @@ def create_app(kit: Kit, committer: GroupCommitter | None = None) -> FastAPI:
         description="Ingest events; every event, good, duplicate or bad, is archived and indexed.",
     )
     app.state.committer = committer
+    lineage = kit_lineage(kit)
 
     @app.middleware("http")
     async def authorize(
@@ -221,7 +223,8 @@ def create_app(kit: Kit, committer: GroupCommitter | None = None) -> FastAPI:
         if not EVENT_ID.match(event_id):
             return _error(404, "not_found", "event ids are 64 lowercase hex digits")
         try:
-            return JSONResponse(await run_in_threadpool(explain, event_id, kit.index, kit.reader))
+            doc = await run_in_threadpool(explain, event_id, kit.index, kit.reader, lineage)
+            return JSONResponse(doc)
         except NotFound as exc:
             return _error(404, "not_found", str(exc))
 

@@ -128,5 +128,22 @@ def render_explain(console: Console, doc: dict[str, Any]) -> None:
         value = doc[key]
         if value is None:
             console.print(f"  {label}: not tracked yet", style="dim")
-        else:
-            console.print(f"  {label}: {len(value)}", highlight=False)
+            continue
+        console.print(f"  {label}: {len(value)}", highlight=False)
+        for row in value:
+            console.print(f"    {_lineage_line(key, row)}", highlight=False, markup=False)
+
+
+def _lineage_line(key: str, row: dict[str, Any]) -> str:
+    if key == "replays":
+        times = "" if row.get("sent", 0) <= 1 else f" {row['sent']} times"
+        line = (
+            f"{row['replay_id']} {row['status']} by {row['requester']} → {row['target']}: "
+            f"sent{times} at {row.get('first_sent_at')}"
+        )
+        return line if row.get("log_complete", True) else line + " (log too long to search)"
+    latest = "latest" if row.get("is_latest") else f"superseded by v{row.get('latest_version')}"
+    return (
+        f"{row['metric']} {row['day']} v{row['version']} = {row['value']} "
+        f"({row['input_count']} inputs, {latest}; replay {row.get('replay_id') or '-'})"
+    )

@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from infra.errors import BackendError, KitError, NotFound
 from infra.replay_jobs import DynamoReplayJobs, JobConflict, ReplayJob
+from infra.replay_log import S3ReplayLog
 from infra.replay_queries import DynamoReplayQueries
 from infra.targets import InvalidTarget, ReplayTarget, open_target
 from pik.kit import Kit
@@ -98,6 +99,7 @@ def replay_service(
         clock=kit.clock,
         metrics=kit.metrics,
         dry_run=kit.settings.dry_run,
+        log=S3ReplayLog(kit.clients.s3(), kit.names.bucket),
         **options,
     )
 

@@ -38,9 +38,11 @@ from typing import Any
 
 from infra.archive import ArchiveReader, RawArchive
 from infra.clock import Clock
+from infra.errors import KitError
 from infra.index import EventIndex
 from infra.metrics import Metrics
 from infra.replay_jobs import JobConflict, JobStatus, Progress, ReplayJob, ReplayJobs
+from infra.replay_log import ReplayLog
 from infra.replay_queries import ReplayQueries
 from infra.targets import ReplayTarget, TargetMessage, fifo_dedup_id, message_group_id
 from producers.replay_client import ReplayClient, ReplayClientError
@@ -97,6 +99,16 @@ TargetFactory = Callable[[str | None], ReplayTarget]
 
 
 # -- results --------------------------------------------------------------------------------------
+def _log_entry(m: PlannedMessage, sent_at: str) -> dict[str, Any]:
+    return {
+        "key": m.key,
+        "event_id": m.event_id,
+        "occurrence_id": m.occurrence_id,
+        "status": m.status,
+        "sent_at": sent_at,
+    }
+
+
 def job_json(job: ReplayJob, *, dry_run: bool = False) -> dict[str, Any]:
     """The job as the CLI and the HTTP API show it: the contract's fields first."""
     request = job.request
@@ -198,6 +210,11 @@ class _Run:
     stop_status: JobStatus | None = None
     stop_reason: str | None = None
     taken_over: bool = False
+    unlogged: list[dict[str, Any]] = field(default_factory=list)  # sent, not yet in the log
+    logged_cursor: Position | None = None  # the cursor when the log last caught up
+
+    def __post_init__(self) -> None:
+        self.logged_cursor = self.cursor
 
     def progress(self) -> Progress:
         return Progress(
@@ -208,6 +225,17 @@ class _Run:
             cursor=encode_cursor(self.cursor),
             sent_ahead=tuple(sorted(self.skip | self.ahead)),
             plan=self.plan,
+        )
+
+    def logged_progress(self) -> Progress:
+        """Progress as far as the sent log reaches: what a resume must not send again. The
+        messages not in the log count as not sent, so a resume sends (and logs) them again."""
+        unlogged = {str(e["key"]) for e in self.unlogged}
+        return replace(
+            self.progress(),
+            sent=self.sent - len(self.unlogged),
+            cursor=encode_cursor(self.logged_cursor),
+            sent_ahead=tuple(sorted((self.skip | self.ahead) - unlogged)),
         )
 
 
@@ -230,8 +258,10 @@ class ReplayService:
         stale_after: timedelta = DEFAULT_STALE_AFTER,
         max_planned: int = MAX_PLANNED_IN_MEMORY,
         page_size: int = DEFAULT_PAGE_SIZE,
+        log: ReplayLog | None = None,
     ) -> None:
         self._queries = queries
+        self._log = log
         self._planner = Planner(index, queries, page_size=page_size)
         self.jobs = jobs
         self._targets = targets
@@ -571,6 +601,9 @@ class ReplayService:
             outcome = target.send_batch(batch)
             run.ahead.update(outcome.sent)
             run.sent += len(outcome.sent)
+            if self._log is not None:
+                sent_at = self._now()
+                run.unlogged += [_log_entry(by_key[k], sent_at) for k in outcome.sent]
             self._count([by_key[k] for k in outcome.sent])
             advance()
             if progress is not None:
@@ -589,6 +622,7 @@ class ReplayService:
 
     def _checkpoint(self, run: _Run) -> bool:
         """Write progress; False when the job must stop (cancelled, or taken by another)."""
+        self._write_log(run)  # first: every message before a recorded cursor is in the log
         try:
             job = self.jobs.checkpoint(run.job.replay_id, run.runner, run.progress(), self._now())
         except JobConflict as exc:
@@ -608,18 +642,33 @@ class ReplayService:
         signal = None
         if run.sent == 0 and status is JobStatus.COMPLETED:
             signal = self._signal(request, run.job, run)
+        progress = run.progress()
+        try:
+            self._write_log(run)
+        except KitError as exc:  # as if it crashed before this checkpoint: resume re-sends
+            log.exception("replay sent log not written", extra={"replay_id": run.job.replay_id})
+            progress = run.logged_progress()
+            status, run.stop_reason = JobStatus.FAILED, f"sent log not written: {exc}"
         try:
             return self.jobs.finish(
                 run.job.replay_id,
                 run.runner,
                 status,
-                run.progress(),
+                progress,
                 self._now(),
                 reason=run.stop_reason,
                 signal=signal,
             )
         except JobConflict as exc:  # another runner took the job over: its record wins
             return exc.job
+
+    def _write_log(self, run: _Run) -> None:
+        if self._log is None or not run.unlogged:
+            return
+        first = run.sent - len(run.unlogged)  # the job's count of sent messages before these
+        self._log.append(run.job.replay_id, first, run.runner, run.unlogged)
+        run.unlogged = []
+        run.logged_cursor = run.cursor
 
     @staticmethod
     def _records(

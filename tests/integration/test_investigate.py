@@ -140,7 +140,7 @@ def test_explain_over_http_tells_every_delivery_of_the_storm_event(
     assert first["archive"]["uri"].startswith(f"s3://{kit.names.bucket}/raw/source=orders/")
     assert {c["status"] for c in copies} == {"DUPLICATE"}
     assert all(c["archive"]["key"].startswith("raw/") for c in copies)
-    assert doc["replays"] is None
+    assert doc["replays"] == [] and doc["aggregate_versions"] == []  # tracked, none yet
 
 
 def test_catalog_items_the_sink_wrote_name_the_sources(

@@ -4,6 +4,7 @@ charts), and ``explain`` with every delivery of an event."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -121,15 +122,29 @@ def test_explain_of_a_rejected_record_and_with_a_lineage(seeded: MemoryIncident)
     )
 
     class Lineage:
-        def replays(self, event_id: str) -> list[dict[str, Any]]:
-            return [{"replay_id": "r1"}]
+        def replays(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+            assert event["event_id"] == rejected and event["status"] == "REJECTED"
+            return [
+                {
+                    "replay_id": "r1",
+                    "status": "COMPLETED",
+                    "requester": "ops",
+                    "target": "sqs:q",
+                    "sent": 2,
+                    "first_sent_at": "2025-12-29T02:00:00Z",
+                    "log_complete": True,
+                }
+            ]
 
-        def aggregate_versions(self, event_id: str) -> list[dict[str, Any]]:
+        def aggregate_versions(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
             return []
 
     doc = explain(rejected, seeded.index, ArchiveReader(seeded.archive), Lineage())
     assert doc["status"] == "REJECTED" and doc["event"] is None
     [only] = doc["deliveries"]
     assert (only["reason"], only["provenance"]["origin"]) == ("invalid_time", "http")
-    assert doc["replays"] == [{"replay_id": "r1"}] and doc["aggregate_versions"] == []
-    assert "http request bad-" in text_of(render_explain, doc)
+    assert doc["replays"][0]["replay_id"] == "r1" and doc["aggregate_versions"] == []
+    text = text_of(render_explain, doc)
+    assert "http request bad-" in text
+    assert "r1 COMPLETED by ops → sqs:q: sent 2 times at 2025-12-29T02:00:00Z" in text
+    assert "aggregate versions: 0" in text
