@@ -21,6 +21,7 @@ up: $(STAMP)
 	$(BIN)/pik up
 
 test: $(STAMP)
+	tests/tools/ensure-chromium
 	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: $(STAMP)

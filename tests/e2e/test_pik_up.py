@@ -100,15 +100,13 @@ def test_state_survives_a_restart_with_a_data_dir(tmp_path: Path) -> None:
         assert doc["event"]["record"]["entity_id"] == "user_123"
 
 
-def test_demo_runs_end_to_end() -> None:
-    result = run_pik("demo", "--json")
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    statuses = [s.get("status") for s in report["steps"]]
-    assert statuses[:3] == ["ACCEPTED", "DUPLICATE", "ACCEPTED"]
-    assert statuses.count("REJECTED") == 3
-    assert report["explain"]["duplicates"] == 1
-    assert report["metrics"]["RejectedCount"] == 3
+def test_demo_refuses_a_dry_run_in_one_line() -> None:
+    # the whole demo, --json and --out included, runs in tests/integration/test_demo.py
+    result = run_pik("demo", "--json", env=base_env(DRY_RUN="true"))
+    assert result.returncode == 2
+    [line] = result.stderr.decode().strip().splitlines()
+    assert "DRY_RUN" in line
+    assert result.stdout == b""
 
 
 def test_dry_run_ingest_writes_nothing(tmp_path: Path) -> None:
