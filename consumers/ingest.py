@@ -50,6 +50,11 @@ class Submission:
     parsed: Event | Rejection
     position: str  # its place in the batch, used in archive file names ("17", "4961.0")
     schema_fingerprint: str | None = None
+    # This very delivery may have been ingested before (a tap re-reading after a restart). A
+    # rejected record is then looked up in the index (one query per rejected identity), so that
+    # reading it again is a redelivery rather than a second rejection. Accepted and duplicate
+    # records need no flag: the identity lookup every batch makes already tells.
+    maybe_redelivered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +137,7 @@ class IngestSink:
         rows = [self._identify(sub, ingest_time) for sub in batch]
         firsts = self._first_copies(rows)
         self._settle(rows, self._index.lookup(list(firsts)))
+        self._settle_rejected(rows)
         files = self._layout(rows, label, at or ingest_time)
         self.last_plan = BatchPlan(
             files={key: len(members) for key, members in files.items()},
@@ -227,6 +233,18 @@ class IngestSink:
             row.status = Status.DUPLICATE
             row.first_occurrence = holder.first_occurrence
             row.redelivery = not was_archived and occurrence in holder.dup_occurrences
+
+    def _settle_rejected(self, rows: list[_Row]) -> None:
+        """Rejected deliveries that may have been ingested before and whose occurrence is
+        indexed already: redeliveries (absorbed: nothing new is written or counted)."""
+        suspects = [r for r in rows if r.status is Status.REJECTED and r.sub.maybe_redelivered]
+        recorded = {
+            str(item.get("occurrence_id"))
+            for event_id in {r.event_id for r in suspects}
+            for item in self._index.occurrences(event_id)
+        }
+        for row in suspects:
+            row.redelivery = row.sub.provenance.occurrence_id in recorded
 
     def _layout(self, rows: list[_Row], label: str, at: datetime) -> dict[str, list[_Row]]:
         """Assign every new row a file and position: one file per partition of the batch."""

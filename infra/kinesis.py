@@ -1,22 +1,29 @@
 """The stream port the tap reads through, its values and errors, and an in-memory stream.
 
-``StreamPort`` is what a shard reader needs from Kinesis: shards, iterators, pages of records.
-``BotoKinesis`` (``consumers/tap/kinesis_boto.py``) adapts boto3 to it; ``MemoryStream`` here is
-a faithful-enough fake for unit tests (closed parents readable, ``ChildShards`` at a parent's
-end, iterators that expire, throttling on demand).
+``StreamPort`` is what a shard reader needs from Kinesis: shards, iterators, pages of records
+(shared-throughput polling), and for enhanced fan-out a registered stream consumer and
+subscriptions (SubscribeToShard), each an iterator of pages that ends on its own (after at most
+five minutes on AWS). ``BotoKinesis`` (``infra/kinesis_boto.py``) adapts boto3 to it;
+``MemoryStream`` here is a faithful-enough fake for unit tests (closed parents readable,
+``ChildShards`` at a parent's end, iterators that expire, throttling and busy subscriptions on
+demand).
 
 Errors (all ``KitError``)::
 
     BackendError
      ├── Throttled          ProvisionedThroughputExceeded and friends: back off, then retry
-     └── IteratorExpired    ExpiredIteratorException: get a new iterator from the checkpoint
+     ├── IteratorExpired    ExpiredIteratorException: get a new iterator from the checkpoint
+     ├── SubscriptionBusy   ResourceInUseException: another subscription of this consumer is
+     │                      open on the shard: back off, then subscribe again
+     └── SubscriptionBroken the event stream broke off (connection, error event): subscribe
+                            again from the last position
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -45,6 +52,14 @@ class Throttled(BackendError):
 
 
 class IteratorExpired(BackendError):
+    pass
+
+
+class SubscriptionBusy(BackendError):
+    pass
+
+
+class SubscriptionBroken(BackendError):
     pass
 
 
@@ -100,10 +115,42 @@ class Shard:
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """A GetRecords page, or one SubscribeToShard event.
+
+    ``next_iterator`` is the next shard iterator (GetRecords) or the event's
+    ``ContinuationSequenceNumber`` (SubscribeToShard: subscribe again after it); None when the
+    shard is closed and read to its end, with ``child_shards`` then listing its children.
+    """
+
     records: list[StreamRecord]
-    next_iterator: str | None  # None: the shard is closed and read to its end
+    next_iterator: str | None
     millis_behind_latest: int | None
     child_shards: tuple[str, ...] = ()
+
+
+class ConsumerStatus(StrEnum):
+    CREATING = "CREATING"
+    DELETING = "DELETING"
+    ACTIVE = "ACTIVE"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConsumer:
+    """A registered enhanced fan-out consumer of one stream."""
+
+    name: str
+    arn: str
+    status: ConsumerStatus
+
+
+class Subscription(Protocol):
+    """One SubscribeToShard event stream: pages until it ends (iteration stops) or breaks
+    (``SubscriptionBroken``, ``SubscriptionBusy``, ``Throttled``). ``close`` may be called from
+    another thread, to end a subscription that is waiting for its next event."""
+
+    def __iter__(self) -> Iterator[Page]: ...
+
+    def close(self) -> None: ...
 
 
 class StreamPort(Protocol):
@@ -112,6 +159,18 @@ class StreamPort(Protocol):
     def iterator(self, stream: str, shard_id: str, start: StartAt) -> str: ...
 
     def get_records(self, stream: str, shard_id: str, iterator: str, limit: int) -> Page: ...
+
+    def consumer(self, stream: str, name: str) -> StreamConsumer | None:
+        """The stream's consumer of that name, None when there is none."""
+        ...
+
+    def register_consumer(self, stream: str, name: str) -> StreamConsumer:
+        """Register a consumer (or return the one of that name registered meanwhile)."""
+        ...
+
+    def subscribe(
+        self, stream: str, consumer_arn: str, shard_id: str, start: StartAt
+    ) -> Subscription: ...
 
 
 def sequence_key(sequence_number: str) -> int:
@@ -141,6 +200,14 @@ class MemoryStream:
         self.expired: set[str] = set()
         self.throttle_next = 0  # this many get_records calls answer Throttled first
         self.calls: list[str] = []
+        self.consumers: dict[str, StreamConsumer] = {}
+        self.activation_polls = 1  # a new consumer is CREATING for this many look-ups
+        self.busy_next = 0  # this many subscribe calls answer SubscriptionBusy first
+        self.break_next = 0  # this many subscriptions break off after their first event
+        self.events_per_subscription = 3  # then the subscription ends (AWS: 5 minutes)
+        self.event_limit = 10  # records per subscription event
+        self.idle_event_s = 0.005  # pause before an empty event (kinesis-local: about 1 s)
+        self.subscriptions: list[tuple[str, StartAt]] = []
         for _ in range(shards):
             self._add_shard()
         self._now = clock_now or datetime(2025, 12, 29, tzinfo=UTC)
@@ -245,7 +312,76 @@ class MemoryStream:
             behind = 0 if end >= len(mem.records) else 1000
             return Page(list(page), token, behind)
 
+    def consumer(self, stream: str, name: str) -> StreamConsumer | None:
+        with self._lock:
+            found = self.consumers.get(name)
+            if found is not None and found.status is ConsumerStatus.CREATING:
+                self.activation_polls -= 1
+                if self.activation_polls < 0:
+                    found = StreamConsumer(name, found.arn, ConsumerStatus.ACTIVE)
+                    self.consumers[name] = found
+            return found
+
+    def register_consumer(self, stream: str, name: str) -> StreamConsumer:
+        with self._lock:
+            if name not in self.consumers:
+                arn = f"arn:aws:kinesis:us-east-1:000000000000:stream/{stream}/consumer/{name}:1"
+                self.consumers[name] = StreamConsumer(name, arn, ConsumerStatus.CREATING)
+            return self.consumers[name]
+
+    def subscribe(
+        self, stream: str, consumer_arn: str, shard_id: str, start: StartAt
+    ) -> _MemorySubscription:
+        with self._lock:
+            if not any(c.arn == consumer_arn for c in self.consumers.values()):
+                raise ResourceMissing(f"no consumer {consumer_arn}", service="kinesis")
+            if self.busy_next > 0:
+                self.busy_next -= 1
+                raise SubscriptionBusy("Another active subscription exists", service="kinesis")
+            self.subscriptions.append((shard_id, start))
+            breaks = self.break_next > 0
+            if breaks:
+                self.break_next -= 1
+        index = self._iterators[self.iterator(stream, shard_id, start)][1]
+        return _MemorySubscription(self, self._shards[shard_id], index, breaks=breaks)
+
     def expire(self, iterators: Sequence[str] | None = None) -> None:
         """Make iterators handed out so far expire (all of them by default)."""
         with self._lock:
             self.expired.update(iterators if iterators is not None else self._iterators)
+
+
+class _MemorySubscription:
+    """``MemoryStream.subscribe``: events of up to ``event_limit`` records from a position, an
+    empty event when caught up, ``ChildShards`` at a closed shard's end; it ends after
+    ``events_per_subscription`` events (or breaks off after its first, when told to)."""
+
+    def __init__(
+        self, stream: MemoryStream, shard: _MemShard, index: int, *, breaks: bool = False
+    ) -> None:
+        self._stream = stream
+        self._shard = shard
+        self._index = index
+        self._breaks = breaks
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def __iter__(self) -> Iterator[Page]:
+        for n in range(self._stream.events_per_subscription):
+            if self._closed.is_set() or (self._breaks and n == 1):
+                raise SubscriptionBroken("the event stream broke off", service="kinesis")
+            with self._stream._lock:
+                records = self._shard.records
+                page = records[self._index : self._index + self._stream.event_limit]
+                self._index += len(page)
+                caught_up = self._index >= len(records)
+                ended = self._shard.closed and caught_up
+                last = records[self._index - 1].sequence_number if self._index else "0"
+            if ended:
+                yield Page(list(page), None, 0, self._shard.children)
+                return
+            if not page:
+                self._closed.wait(self._stream.idle_event_s)
+            yield Page(list(page), last, 0 if caught_up else 1000)

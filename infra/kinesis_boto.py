@@ -1,23 +1,32 @@
 """``StreamPort`` on boto3's Kinesis client; AWS errors become the kit's at this edge.
 
-(An adapter: it belongs in ``infra/`` by the layout rule and moves there unchanged.)
+Enhanced fan-out: ``SubscribeToShard`` answers an HTTP/2-style event stream (botocore's
+``EventStream``); ``BotoSubscription`` turns its ``SubscribeToShardEvent``s into pages and its
+error events, broken connections and a ``close()`` from another thread into the kit's errors.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from infra.errors import BackendError, ResourceMissing
 from infra.kinesis import (
+    ConsumerStatus,
     IteratorExpired,
     Page,
     Shard,
     StartAt,
     StartKind,
+    StreamConsumer,
     StreamRecord,
+    SubscriptionBroken,
+    SubscriptionBusy,
     Throttled,
 )
 
@@ -44,13 +53,47 @@ def translate(exc: Exception, what: str, stream: str, shard_id: str = "") -> Bac
             return IteratorExpired(text, service="kinesis", code=code)
         if code == "ResourceNotFoundException":
             return ResourceMissing(text, service="kinesis", code=code)
+        if code == "ResourceInUseException" and what == SUBSCRIBE:
+            return SubscriptionBusy(text, service="kinesis", code=code)
         return BackendError(text, service="kinesis", code=code)
     return BackendError(f"Kinesis {what} on {where}: {exc}", service="kinesis")
+
+
+SUBSCRIBE = "SubscribeToShard"
+NO_FAN_OUT_HINT = (
+    "enhanced fan-out needs an endpoint that implements SubscribeToShard "
+    "(moto does not): run the tap without --efo"
+)
+
+
+def _subscribe_failed(exc: Exception, stream: str, shard_id: str) -> BackendError:
+    """A SubscribeToShard call that failed after botocore's retries, for something other than
+    a busy shard, throttling or a missing resource: say so in one line, with what to do."""
+    error = translate(exc, SUBSCRIBE, stream, shard_id)
+    if type(error) is not BackendError:
+        return error
+    reason = error.code or type(exc).__name__
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = str(exc.response.get("Error", {}).get("Message", ""))
+        if not message or message.lstrip().startswith("<"):  # an HTML error page
+            message = ""
+        reason = f"HTTP {status} {reason}" if reason != str(status) else f"HTTP {status}"
+    else:
+        message = str(exc)
+    if message:
+        reason += ": " + " ".join(message.split())[:200]
+    return BackendError(
+        f"Kinesis {SUBSCRIBE} on {stream}/{shard_id} failed: {reason}; {NO_FAN_OUT_HINT}",
+        service="kinesis",
+        code=error.code,
+    )
 
 
 class BotoKinesis:
     def __init__(self, kinesis_client: Any) -> None:
         self._kinesis = kinesis_client
+        self._stream_arns: dict[str, str] = {}
 
     def list_shards(self, stream: str) -> list[Shard]:
         shards: list[Shard] = []
@@ -111,6 +154,128 @@ class BotoKinesis:
         ]
         children = tuple(c["ShardId"] for c in out.get("ChildShards") or [])
         return Page(records, out.get("NextShardIterator"), out.get("MillisBehindLatest"), children)
+
+    # -- enhanced fan-out ----------------------------------------------------------------------
+    def stream_arn(self, stream: str) -> str:
+        if stream not in self._stream_arns:
+            try:
+                out = self._kinesis.describe_stream_summary(StreamName=stream)
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, "DescribeStreamSummary", stream) from exc
+            self._stream_arns[stream] = out["StreamDescriptionSummary"]["StreamARN"]
+        return self._stream_arns[stream]
+
+    def consumer(self, stream: str, name: str) -> StreamConsumer | None:
+        try:
+            out = self._kinesis.describe_stream_consumer(
+                StreamARN=self.stream_arn(stream), ConsumerName=name
+            )
+        except (ClientError, BotoCoreError) as exc:
+            error = translate(exc, "DescribeStreamConsumer", stream)
+            if isinstance(error, ResourceMissing):
+                return None
+            raise error from exc
+        return _consumer(out["ConsumerDescription"])
+
+    def register_consumer(self, stream: str, name: str) -> StreamConsumer:
+        try:
+            out = self._kinesis.register_stream_consumer(
+                StreamARN=self.stream_arn(stream), ConsumerName=name
+            )
+        except (ClientError, BotoCoreError) as exc:
+            error = translate(exc, "RegisterStreamConsumer", stream)
+            if error.code == "ResourceInUseException":  # registered meanwhile, by another tap
+                found = self.consumer(stream, name)
+                if found is not None:
+                    return found
+            raise error from exc
+        return _consumer(out["Consumer"])
+
+    def subscribe(
+        self, stream: str, consumer_arn: str, shard_id: str, start: StartAt
+    ) -> BotoSubscription:
+        position: dict[str, Any] = {"Type": start.kind.value}
+        if start.kind is StartKind.AFTER_SEQUENCE_NUMBER:
+            position["SequenceNumber"] = start.sequence_number
+        elif start.kind is StartKind.AT_TIMESTAMP:
+            position["Timestamp"] = start.timestamp
+        try:
+            out = self._kinesis.subscribe_to_shard(
+                ConsumerARN=consumer_arn, ShardId=shard_id, StartingPosition=position
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _subscribe_failed(exc, stream, shard_id) from exc
+        return BotoSubscription(stream, shard_id, out["EventStream"])
+
+
+def _consumer(raw: Mapping[str, Any]) -> StreamConsumer:
+    return StreamConsumer(
+        raw["ConsumerName"], raw["ConsumerARN"], ConsumerStatus(raw["ConsumerStatus"])
+    )
+
+
+class BotoSubscription:
+    """One SubscribeToShard event stream as pages (see ``infra.kinesis.Subscription``)."""
+
+    def __init__(self, stream: str, shard_id: str, event_stream: Any) -> None:
+        self._stream = stream
+        self._shard_id = shard_id
+        self._events = event_stream
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._events.close()
+
+    def __iter__(self) -> Iterator[Page]:
+        events = iter(self._events)
+        while True:
+            try:
+                event = next(events)
+            except StopIteration:
+                return
+            except ClientError as exc:  # an error event (EventStreamError)
+                if self._closed.is_set():
+                    raise self._broken("closed") from exc
+                error = translate(exc, SUBSCRIBE, self._stream, self._shard_id)
+                if type(error) is BackendError:  # a server-side failure: subscribe again
+                    raise SubscriptionBroken(
+                        str(error), service="kinesis", code=error.code
+                    ) from exc
+                raise error from exc
+            except (BotoCoreError, Urllib3Error, OSError) as exc:
+                raise self._broken(str(exc)) from exc
+            except Exception as exc:  # reading a body that close() tore down meanwhile
+                if self._closed.is_set():
+                    raise self._broken("closed") from exc
+                raise
+            body = event.get("SubscribeToShardEvent")
+            if body is not None:
+                yield self._page(body)
+
+    def _broken(self, why: str) -> SubscriptionBroken:
+        return SubscriptionBroken(
+            f"Kinesis {SUBSCRIBE} on {self._stream}/{self._shard_id}: the event stream broke "
+            f"off: {why}",
+            service="kinesis",
+        )
+
+    def _page(self, body: Mapping[str, Any]) -> Page:
+        records = [
+            StreamRecord(
+                stream=self._stream,
+                shard_id=self._shard_id,
+                sequence_number=raw["SequenceNumber"],
+                partition_key=raw["PartitionKey"],
+                arrival_time=_aware(raw["ApproximateArrivalTimestamp"]),
+                data=raw["Data"],
+            )
+            for raw in body.get("Records", [])
+        ]
+        children = tuple(c["ShardId"] for c in body.get("ChildShards") or [])
+        # The shard's end: no continuation, or ChildShards (AWS sends them only at the end).
+        continuation = None if children else body.get("ContinuationSequenceNumber")
+        return Page(records, continuation, body.get("MillisBehindLatest"), children)
 
 
 def _aware(value: datetime) -> datetime:

@@ -5,6 +5,11 @@ are read as Prometheus text (``GET /metrics``); on Lambda the same values are pr
 CloudWatch embedded metric format. Dimension values come from configured sources and event types;
 when none are configured, the first ``max_series`` distinct values are kept and the rest are
 reported as ``_other``, so the number of series stays bounded whatever producers send.
+
+Gauges (``set_gauge``) hold a current value, such as the tap's ``TapMillisBehindLatest`` per
+stream and shard. Their label values are taken as given: callers pass only values bounded by
+the kit's own configuration (streams it taps, shards it holds), never producers' data, and
+remove a series (``clear_gauge``) when it stops being true.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class Metrics:
         self._counters: dict[tuple[str, Labels], float] = defaultdict(float)
         self._histograms: dict[tuple[str, Labels], list[int]] = {}
         self._sums: dict[tuple[str, Labels], float] = defaultdict(float)
+        self._gauges: dict[tuple[str, Labels], float] = {}
 
     def _bound(self, value: str | None, *, admit: bool = True) -> str:
         if not value:
@@ -73,6 +79,23 @@ class Metrics:
                 buckets[-1] += 1
             self._sums[key] += value
 
+    @staticmethod
+    def _exact(dims: dict[str, str | None]) -> Labels:
+        return tuple(sorted((k, v or "_unknown") for k, v in dims.items()))
+
+    def set_gauge(self, name: str, value: float, /, **dims: str | None) -> None:
+        with self._lock:
+            self._gauges[(name, self._exact(dims))] = value
+
+    def clear_gauge(self, name: str, /, **dims: str | None) -> None:
+        with self._lock:
+            self._gauges.pop((name, self._exact(dims)), None)
+
+    def gauge(self, name: str, /, **dims: str | None) -> float | None:
+        """The current value of one gauge series, None when it is not set."""
+        with self._lock:
+            return self._gauges.get((name, self._exact(dims)))
+
     def counter(self, name: str, **dims: str | None) -> float:
         """Current value of one series (or the sum over all series when no dims are given)."""
         with self._lock:
@@ -90,6 +113,11 @@ class Metrics:
             for name in sorted({n for n, _ in self._counters}):
                 lines.append(f"# TYPE {name} counter")
                 for (n, labels), value in sorted(self._counters.items()):
+                    if n == name:
+                        lines.append(f"{name}{fmt(labels)} {_number(value)}")
+            for name in sorted({n for n, _ in self._gauges}):
+                lines.append(f"# TYPE {name} gauge")
+                for (n, labels), value in sorted(self._gauges.items()):
                     if n == name:
                         lines.append(f"{name}{fmt(labels)} {_number(value)}")
             for name in sorted({n for n, _ in self._histograms}):
@@ -110,11 +138,13 @@ class Metrics:
         """Everything counted since the last drain, as CloudWatch embedded-metric-format
         documents (one per label set), and start counting afresh. Lag histograms become
         ``Values``/``Counts`` arrays (bucket upper bounds; the overflow bucket as the last bound
-        doubled), which CloudWatch turns into percentiles."""
+        doubled), which CloudWatch turns into percentiles. Gauges are reported with their
+        current value (in milliseconds: the one gauge is a lag) and kept."""
         with self._lock:
             counters, self._counters = self._counters, defaultdict(float)
             histograms, self._histograms = self._histograms, {}
             self._sums = defaultdict(float)
+            gauges = dict(self._gauges)
         docs: dict[Labels, dict[str, Any]] = {}
         units: dict[Labels, list[tuple[str, str]]] = {}
         for (name, labels), value in counters.items():
@@ -127,6 +157,9 @@ class Metrics:
                 "Values": [b for b, _ in pairs],
                 "Counts": [c for _, c in pairs],
             }
+            units.setdefault(labels, []).append((name, "Milliseconds"))
+        for (name, labels), value in gauges.items():
+            docs.setdefault(labels, dict(labels))[name] = value
             units.setdefault(labels, []).append((name, "Milliseconds"))
         now = int(time.time() * 1000)
         for labels, doc in docs.items():

@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +18,7 @@ from rich.table import Table
 
 from consumers.tap.binding import TapBinding, stream_name
 from consumers.tap.decode import RecordDecoder
+from consumers.tap.fanout import DEFAULT_CONSUMER_NAME, FanOut
 from consumers.tap.shard import ReaderOptions
 from consumers.tap.summary import TapSummary
 from consumers.tap.worker import DEFAULT_DISCOVER_INTERVAL_S, TapOptions, TapWorker
@@ -47,8 +48,12 @@ def build_tap_worker(
     registry: SchemaRegistry | None = None,
     options: TapOptions | None = None,
     worker_id: str | None = None,
+    fan_out: FanOut | None = None,
 ) -> TapWorker:
-    """A tap on one bound stream, wired to the kit's clients, sink, clock and metrics."""
+    """A tap on one bound stream, wired to the kit's clients, sink, clock and metrics.
+
+    It reads with enhanced fan-out when ``fan_out`` is given or the binding says ``efo =
+    true``, and by polling otherwise."""
     try:
         registry = registry or SchemaRegistry.load()
     except RegistryError as exc:
@@ -58,7 +63,11 @@ def build_tap_worker(
         leases = DryRunLeaseStore(leases)
     opts = options or TapOptions()
     if start is not None:
-        opts = TapOptions(start, opts.reader, opts.discover_interval_s, opts.max_shards)
+        opts = replace(opts, start=start)
+    if fan_out is None and binding.efo:
+        fan_out = FanOut(binding.efo_consumer or DEFAULT_CONSUMER_NAME)
+    if fan_out is not None:
+        opts = replace(opts, fan_out=fan_out)
     return TapWorker(
         binding.stream_name,
         port=BotoKinesis(kit.clients.kinesis()),
@@ -167,6 +176,10 @@ def render_summary(console: Console, doc: dict[str, Any]) -> None:
         highlight=False,
         markup=False,
     )
+    if doc.get("efo_consumer"):
+        console.print(
+            f"  enhanced fan-out through {doc['efo_consumer']}", highlight=False, markup=False
+        )
     table = Table(
         "shard",
         "records",
@@ -229,6 +242,22 @@ def register(app: typer.Typer) -> None:
                 help="Lease time: a dead worker's shards are taken over after this long.",
             ),
         ] = DEFAULT_LEASE_MS / 1000,
+        efo: Annotated[
+            bool,
+            typer.Option(
+                "--efo",
+                help="Read with enhanced fan-out (SubscribeToShard through a registered stream "
+                "consumer) instead of shared-throughput polling.",
+            ),
+        ] = False,
+        efo_consumer: Annotated[
+            str | None,
+            typer.Option(
+                "--efo-consumer",
+                help=f"The stream consumer's name with --efo (default: the binding's "
+                f"efo_consumer, else {DEFAULT_CONSUMER_NAME}); registered when missing.",
+            ),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     ) -> None:
         """Tap an existing Kinesis stream: archive and index every record, exactly once.
@@ -245,11 +274,16 @@ def register(app: typer.Typer) -> None:
             position = StartAt.parse(start)
             config = load_config(settings.config)
             binding = config.binding_for(stream) or default_binding(stream_name(stream))
+            fan_out = None
+            if efo or binding.efo or efo_consumer is not None:
+                name = efo_consumer or binding.efo_consumer or DEFAULT_CONSUMER_NAME
+                fan_out = FanOut(name)
             worker = build_tap_worker(
                 build_kit(settings),
                 binding,
                 start=position,
                 options=tap_options(lease_ms=int(lease_seconds * 1000)),
+                fan_out=fan_out,
             )
             with _stop_on_signals() as stop:
                 summary = worker.run(once=once, stop=stop)

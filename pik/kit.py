@@ -36,8 +36,11 @@ class Kit:
         return Bootstrap(self.clients, self.names)
 
 
-def build_kit(settings: Settings, clock: Clock | None = None) -> Kit:
-    clients = AwsClients(settings.aws())
+def build_kit(
+    settings: Settings, clock: Clock | None = None, *, clients: AwsClients | None = None
+) -> Kit:
+    """``clients`` replaces the clients made from ``settings.aws()`` (other retries, hooks)."""
+    clients = clients or AwsClients(settings.aws())
     names = settings.names()
     archive = S3RawArchive(clients.s3(), names.bucket)
     index = DynamoEventIndex(clients.dynamodb(), names.events_table)

@@ -1,7 +1,9 @@
 """The Kinesis tap: attach to an existing stream, de-aggregate, decode by binding, feed the sink.
 
 Modules, top to bottom: ``binding`` (the config contract), ``kpl`` (KPL aggregates),
-``decode`` (records → submissions), ``checkpoints`` (leases and checkpoints, the port and its
-adapters), ``kinesis`` (the stream port and its boto3 adapter), ``shard`` (one shard's read
-loop), ``worker`` (shards, leases and resharding for one stream), ``summary`` (what a run did).
+``decode`` (records → submissions), ``shard`` (one shard's polling read loop: GetRecords, ingest,
+checkpoint), ``fanout`` (enhanced fan-out: the stream consumer and a SubscribeToShard reader),
+``worker`` (shards, leases and resharding for one stream), ``summary`` (what a run did). The
+stream port and its adapters are in ``infra/kinesis.py`` and ``infra/kinesis_boto.py``, the
+leases in ``infra/leases.py``.
 """

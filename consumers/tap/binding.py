@@ -11,6 +11,8 @@ A binding names the stream, the record format and where each envelope field come
     entity_id = "$.customer_id"       # default: the record's partition key
     event_time = "$.ts"               # default: the record's ApproximateArrivalTimestamp
     idempotency_key = "$.order_id"    # default: none
+    efo = true                        # optional: read with enhanced fan-out (default: polling)
+    efo_consumer = "pik-tap"          # optional: the stream consumer's name (default pik-tap)
 
 Defaults when a field is not mapped:
 
@@ -74,6 +76,8 @@ class TapBinding:
     entity_id: FieldSpec | None = None
     event_time: FieldSpec | None = None
     idempotency_key: FieldSpec | None = None
+    efo: bool = False  # how to read, not what: enhanced fan-out instead of GetRecords polling
+    efo_consumer: str | None = None  # None: the default consumer name
 
     @property
     def stream_name(self) -> str:
@@ -93,10 +97,15 @@ class TapBinding:
             spec = getattr(self, name)
             if spec is not None:
                 out[name] = str(spec)
+        if self.efo:
+            out["efo"] = True
+        if self.efo_consumer is not None:
+            out["efo_consumer"] = self.efo_consumer
         return out
 
 
-BINDING_KEYS = ("stream", "format", *ENVELOPE_FIELDS)
+READ_KEYS = ("efo", "efo_consumer")
+BINDING_KEYS = ("stream", "format", *ENVELOPE_FIELDS, *READ_KEYS)
 
 
 def stream_name(name_or_arn: str) -> str:
@@ -145,5 +154,11 @@ def binding_from_table(table: Mapping[str, Any], where: str = "[[tap]]") -> TapB
         paths = [name for name, spec in specs.items() if spec.path is not None]
         if paths:
             raise ConfigError(f"{where}: raw records have no fields to read: {', '.join(paths)}")
+    efo = table.get("efo", False)
+    if not isinstance(efo, bool):
+        raise ConfigError(f"{where}: `efo` must be true or false")
+    consumer = table.get("efo_consumer")
+    if consumer is not None and (not isinstance(consumer, str) or not consumer):
+        raise ConfigError(f"{where}: `efo_consumer` must be a stream consumer name")
     stream_name(stream)  # an ARN must name a stream
-    return TapBinding(stream=stream, format=fmt, **specs)
+    return TapBinding(stream=stream, format=fmt, efo=efo, efo_consumer=consumer, **specs)

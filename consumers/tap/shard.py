@@ -1,5 +1,8 @@
 """One shard's read loop: GetRecords → de-aggregate/decode → ``sink.ingest`` → checkpoint.
 
+(``consumers/tap/fanout.py`` reads with SubscribeToShard instead and shares everything after the
+read: ingest in groups, checkpoint, lease renewal, the lag gauge.)
+
 The checkpoint is written only after ``sink.ingest`` returned, i.e. after the archive files and
 index items of the batch are durable. A crash before that re-reads the batch from the previous
 checkpoint; the batch is then cut the same way (same label, same first and last positions, same
@@ -7,6 +10,17 @@ checkpoint; the batch is then cut the same way (same label, same first and last 
 redeliveries. Limits: at most ``1 / min_call_interval_s`` GetRecords per second on the shard
 (Kinesis allows 5), exponential backoff with full jitter on throttling, a new iterator from the
 checkpoint when one expires, and a failed ingest retried with backoff (never skipped).
+
+After a (re)start the first records read may repeat what an earlier reader of the shard made
+durable without checkpointing it: at most the one group it was ingesting, so within
+``MAX_GET_RECORDS_LIMIT`` Kinesis records of the checkpoint, and never past the first record
+that proves new (accepted, not a redelivery: an earlier reader claims identities before it
+records rejections). Those records are marked ``maybe_redelivered``, so that the sink absorbs a
+rejected one read again as a redelivery, as it does accepted ones.
+
+Every read sets the shard's ``MillisBehindLatest`` gauge (``LAG_GAUGE``, labels stream and
+shard); the series is removed when the reader ends, since the shard is then read elsewhere, by
+no one (finished), or the tap stopped.
 """
 
 from __future__ import annotations
@@ -16,7 +30,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -25,9 +39,17 @@ from consumers.tap.decode import RecordDecoder, StreamRecord
 from consumers.tap.summary import ShardSummary
 from infra.clock import Clock
 from infra.errors import BackendError, ResourceMissing
-from infra.kinesis import IteratorExpired, Page, StartAt, StreamPort, Throttled
+from infra.kinesis import (
+    MAX_GET_RECORDS_LIMIT,
+    IteratorExpired,
+    Page,
+    StartAt,
+    StreamPort,
+    Throttled,
+)
 from infra.leases import DEFAULT_LEASE_MS, Lease, LeaseLost, LeaseStore
 from infra.metrics import Metrics
+from schemas.envelope import Status
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +58,8 @@ DEFAULT_GET_LIMIT = 2_500
 DEFAULT_BATCH_RECORDS = 2_500
 DEFAULT_PAGE_BYTES = 4 * 1024 * 1024
 FIRST_PAGE_LIMIT = 100
+KINESIS_SUBSCRIBES_PER_SECOND = 1  # per shard and consumer
+LAG_GAUGE = "TapMillisBehindLatest"
 
 
 class Outcome(StrEnum):
@@ -55,6 +79,7 @@ class ReaderOptions:
     lease_ms: int = DEFAULT_LEASE_MS
     max_batch_records: int = DEFAULT_BATCH_RECORDS  # user records per sink.ingest call
     page_bytes: int = DEFAULT_PAGE_BYTES
+    min_subscribe_interval_s: float = 1 / KINESIS_SUBSCRIBES_PER_SECOND
 
 
 def full_jitter(attempt: int, base: float, cap: float) -> float:
@@ -99,6 +124,7 @@ class ShardReader:
         self._last_renewal = monotonic()
         self.children: tuple[str, ...] = ()
         self._limit = min(options.limit, FIRST_PAGE_LIMIT)  # grows once record sizes are seen
+        self._may_repeat = MAX_GET_RECORDS_LIMIT  # Kinesis records that may be redelivered
 
     @property
     def shard_id(self) -> str:
@@ -113,19 +139,29 @@ class ShardReader:
         return self._start
 
     def run(self) -> Outcome:
+        """Read until the shard is finished, at its tip (``once``), stopped or lost. The lease is
+        given up afterwards, also when reading failed (the failure is then raised), so that
+        another worker need not wait for it to expire."""
         try:
             outcome = self._loop()
         except LeaseLost as exc:
             log.warning("lease lost", extra={"stream": self.stream, "shard": self.shard_id})
             log.debug("%s", exc)
             outcome = Outcome.LOST
+        except BaseException:
+            self._end()
+            raise
         self.summary.outcome = outcome.value
-        if outcome is not Outcome.LOST:
+        self._end(release=outcome is not Outcome.LOST)
+        return outcome
+
+    def _end(self, *, release: bool = True) -> None:
+        self._metrics.clear_gauge(LAG_GAUGE, stream=self.stream, shard=self.shard_id)
+        if release:
             try:
                 self._leases.release(self.lease)
             except BackendError:  # the lease then simply expires
                 log.warning("could not release lease", extra={"shard": self.shard_id})
-        return outcome
 
     def _loop(self) -> Outcome:
         iterator = self._port.iterator(self.stream, self.shard_id, self._position())
@@ -151,11 +187,7 @@ class ShardReader:
             if not self._handle(page):
                 return Outcome.STOPPED
             if page.next_iterator is None:
-                self.children = page.child_shards
-                self.lease = self._leases.checkpoint(
-                    self.lease, None, self._now_ms(), self._opt.lease_ms, finished=True
-                )
-                self.summary.finished = True
+                self._finish(page.child_shards)
                 return Outcome.FINISHED
             iterator = page.next_iterator
             if not page.records:
@@ -164,6 +196,14 @@ class ShardReader:
                 if not self._once:
                     self._stop.wait(self._opt.idle_wait_s)
         return Outcome.STOPPED
+
+    def _finish(self, children: tuple[str, ...]) -> None:
+        """The shard is closed and read to its end: its children may be read now."""
+        self.children = children
+        self.lease = self._leases.checkpoint(
+            self.lease, None, self._now_ms(), self._opt.lease_ms, finished=True
+        )
+        self.summary.finished = True
 
     def _handle(self, page: Page) -> bool:
         """Ingest a page, a group of records at a time, checkpointing after each group.
@@ -174,8 +214,8 @@ class ShardReader:
         """
         self.summary.millis_behind_latest = page.millis_behind_latest
         if page.millis_behind_latest is not None:
-            self._metrics.observe(
-                "TapMillisBehindLatest", page.millis_behind_latest, stream=self.stream
+            self._metrics.set_gauge(
+                LAG_GAUGE, page.millis_behind_latest, stream=self.stream, shard=self.shard_id
             )
         if not page.records:
             return True
@@ -195,9 +235,14 @@ class ShardReader:
     def _commit(self, group: list[StreamRecord], submissions: list[Submission]) -> bool:
         if self._stop.is_set():  # SIGTERM between groups: what is durable is checkpointed
             return False
+        if self._may_repeat > 0:
+            submissions = [replace(s, maybe_redelivered=True) for s in submissions]
         results = self._ingest(submissions, group[0].arrival_time)
         if results is None:
             return False
+        self._may_repeat -= len(group)
+        if any(r.status is Status.ACCEPTED and not r.redelivery for r in results):
+            self._may_repeat = 0  # new records from here on
         self.summary.add(len(group), results)  # durable now, whether or not we keep the lease
         last = group[-1].sequence_number
         self.lease = self._leases.checkpoint(
@@ -232,8 +277,10 @@ class ShardReader:
                     return None
                 self._renew_if_due()
 
-    def _pace(self) -> None:
-        wait = self._last_call + self._opt.min_call_interval_s - self._monotonic()
+    def _pace(self, interval: float | None = None) -> None:
+        """At most one call per ``interval`` (default: GetRecords' ``min_call_interval_s``)."""
+        interval = self._opt.min_call_interval_s if interval is None else interval
+        wait = self._last_call + interval - self._monotonic()
         if wait > 0:
             self._stop.wait(wait)
         self._last_call = self._monotonic()

@@ -28,6 +28,8 @@ class ShardSummary:
     checkpoint: str | None = None
     finished: bool = False  # closed and read to its end
     get_records_calls: int = 0
+    subscriptions: int = 0  # enhanced fan-out: SubscribeToShard event streams opened
+    subscription_retries: int = 0  # busy (another subscription open) or broken off
     throttled: int = 0
     expired_iterators: int = 0
     ingest_retries: int = 0
@@ -56,6 +58,8 @@ class ShardSummary:
             "checkpoint": self.checkpoint,
             "finished": self.finished,
             "get_records_calls": self.get_records_calls,
+            "subscriptions": self.subscriptions,
+            "subscription_retries": self.subscription_retries,
             "throttled": self.throttled,
             "expired_iterators": self.expired_iterators,
             "ingest_retries": self.ingest_retries,
@@ -68,6 +72,7 @@ class TapSummary:
     stream: str
     worker_id: str
     dry_run: bool = False
+    efo_consumer: str | None = None  # the stream consumer's ARN when reading with fan-out
     shards: dict[str, ShardSummary] = field(default_factory=dict)
     held_elsewhere: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -97,6 +102,7 @@ class TapSummary:
             "stream": self.stream,
             "worker_id": self.worker_id,
             "dry_run": self.dry_run,
+            "efo_consumer": self.efo_consumer,
             **self.totals(),
             "shards": shards,
             "held_elsewhere": sorted(self.held_elsewhere),

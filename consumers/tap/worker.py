@@ -11,6 +11,9 @@
   given up on exit; a worker that dies stops renewing, and its shards are taken over once the
   lease time passes.
 * ``once``: drain every shard that can be read now to its tip (or end), then return.
+* **Enhanced fan-out** (``TapOptions.fan_out``): the stream consumer is found or registered
+  and waited for once, before any shard is read; each shard is then read by a
+  ``FanOutReader`` (SubscribeToShard) instead of a polling ``ShardReader``.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from consumers.ingest import IngestSink
 from consumers.tap.decode import RecordDecoder
+from consumers.tap.fanout import FanOut, FanOutReader, ensure_consumer
 from consumers.tap.shard import Outcome, ReaderOptions, ShardReader
 from consumers.tap.summary import TapSummary
 from infra.clock import Clock
@@ -45,6 +50,7 @@ class TapOptions:
     reader: ReaderOptions = field(default_factory=ReaderOptions)
     discover_interval_s: float = DEFAULT_DISCOVER_INTERVAL_S
     max_shards: int | None = None  # None: a fair share of the stream's shards
+    fan_out: FanOut | None = None  # None: shared-throughput polling (GetRecords)
 
 
 @dataclass
@@ -83,6 +89,7 @@ class TapWorker:
         self.summary = TapSummary(stream, self.worker_id, dry_run=sink.dry_run)
         self._wake = threading.Event()
         self._readers_stop = threading.Event()
+        self._consumer_arn: str | None = None
 
     def _now_ms(self) -> int:
         return int(self._clock.now().timestamp() * 1000)
@@ -93,6 +100,18 @@ class TapWorker:
         A reader's failure (a missing stream or table) stops the others and is raised here.
         """
         stop = stop or threading.Event()
+        if self._opt.fan_out is not None and self._consumer_arn is None:
+            consumer = ensure_consumer(
+                self._port,
+                self.stream,
+                self._opt.fan_out,
+                stop,
+                register=not self._sink.dry_run,
+                monotonic=self._monotonic,
+            )
+            if consumer is None:  # stopped before it was ACTIVE: nothing was read
+                return self.summary
+            self._consumer_arn = self.summary.efo_consumer = consumer.arn
         running: dict[str, _Running] = {}
         done: set[str] = set()  # drained or finished in this run (once), or finished
         failure: BaseException | None = None
@@ -207,21 +226,26 @@ class TapWorker:
             start = StartAt(StartKind.TRIM_HORIZON)
         summary = self.summary.shard(shard.shard_id)
         summary.checkpoint = lease.checkpoint
-        reader = ShardReader(
-            stream=self.stream,
-            port=self._port,
-            leases=self._leases,
-            lease=lease,
-            sink=self._sink,
-            decoder=self._decoder,
-            clock=self._clock,
-            metrics=self._metrics,
-            summary=summary,
-            start=start,
-            stop=self._readers_stop,
-            once=once,
-            options=self._opt.reader,
-            monotonic=self._monotonic,
+        reader_kwargs: dict[str, Any] = {
+            "stream": self.stream,
+            "port": self._port,
+            "leases": self._leases,
+            "lease": lease,
+            "sink": self._sink,
+            "decoder": self._decoder,
+            "clock": self._clock,
+            "metrics": self._metrics,
+            "summary": summary,
+            "start": start,
+            "stop": self._readers_stop,
+            "once": once,
+            "options": self._opt.reader,
+            "monotonic": self._monotonic,
+        }
+        reader = (
+            ShardReader(**reader_kwargs)
+            if self._consumer_arn is None
+            else FanOutReader(consumer_arn=self._consumer_arn, **reader_kwargs)
         )
         item = _Running(reader, threading.Thread())
 

@@ -7,12 +7,14 @@ import json
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from infra.aws import AwsClients, AwsConfig
+from pik.kit import Kit
 from tests.e2e.conftest import PIK, base_env, free_port, run_pik, running
 
 STREAM = "pik-demo"  # made by `pik bootstrap`: an existing stream as far as the tap knows
@@ -124,3 +126,34 @@ def test_sigterm_flushes_checkpoints_and_releases_leases(local: dict[str, str]) 
     assert proc.returncode == 0
     assert json.loads(out)["accepted"] == 200
     assert all("lease_owner" not in item for item in _leases(local))
+
+
+def test_efo_on_moto_fails_with_a_one_line_reason(kit: Kit) -> None:
+    """moto answers SubscribeToShard with HTTP 500 (not implemented): `--efo` says so and how
+    to go on, in one line, exits 1, and gives its leases up. (The suite's in-process moto, not
+    `pik local`: moto logs a traceback per refused call, which would fill `pik local`'s unread
+    stderr pipe.)"""
+    stream = f"existing-{uuid.uuid4().hex[:8]}"
+    kinesis = kit.clients.kinesis()
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2})
+    env = base_env(
+        AWS_ENDPOINT_URL=str(kit.settings.endpoint_url),
+        PIK_BUCKET=kit.names.bucket,
+        PIK_EVENTS_TABLE=kit.names.events_table,
+        PIK_LEASES_TABLE=kit.names.leases_table,
+    )
+
+    done = run_pik("tap", "--stream", stream, "--efo", "--once", env=env)
+
+    error = done.stderr.decode().strip()
+    assert done.returncode == 1, error
+    *logs, reason = error.splitlines()  # structured log lines (JSON), then the reason
+    assert all(line.startswith("{") for line in logs) and "Traceback" not in error
+    assert reason == (
+        f"error: Kinesis SubscribeToShard on {stream}/shardId-000000000000 failed: HTTP 500; "
+        "enhanced fan-out needs an endpoint that implements SubscribeToShard (moto does not): "
+        "run the tap without --efo"
+    )
+    leases = kit.clients.dynamodb().scan(TableName=kit.names.leases_table)["Items"]
+    assert len(leases) == 1 and "lease_owner" not in leases[0]

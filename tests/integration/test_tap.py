@@ -104,7 +104,7 @@ def test_plain_and_kpl_records_are_archived_exactly_once(kit: Kit) -> None:
 def test_a_lost_checkpoint_is_absorbed_as_redelivery(kit: Kit) -> None:
     stream = create_stream(kit, shards=1)
     Producer(BotoKinesis(kit.clients.kinesis()), kit.clock).run(
-        stream, ProduceSpec(count=120, duplicates=0.1, seed=3)
+        stream, ProduceSpec(count=120, duplicates=0.1, bad=0.1, seed=3)
     )
     first = tap_once(kit, checkout_binding(stream)).to_json()
     ddb = kit.clients.dynamodb()
@@ -116,8 +116,10 @@ def test_a_lost_checkpoint_is_absorbed_as_redelivery(kit: Kit) -> None:
     again = tap_once(kit, checkout_binding(stream)).to_json()
 
     assert again["records"] == first["records"] == 120
+    assert first["rejected"] > 0
     assert again["accepted"] == again["duplicates"] == 0  # no false duplicates
-    assert again["redeliveries"] == first["accepted"] + first["duplicates"]
+    assert again["rejected"] == 0  # nor rejections counted twice
+    assert again["redeliveries"] == first["accepted"] + first["duplicates"] + first["rejected"]
     assert len(archived(kit)) == files
 
 
