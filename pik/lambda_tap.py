@@ -17,7 +17,7 @@ import json
 import logging
 import sys
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -80,7 +80,11 @@ def handle_kinesis_event(
     for (stream, shard_id), records in batches.items():
         binding = config.binding_for(stream) or TapBinding(stream=stream)
         decoder = RecordDecoder(binding, registry, max_event_bytes=max_event_bytes)
-        submissions = [s for r in records for s in decoder.submissions(r)]
+        # Any mapping batch may be a retry: a rejected record seen before is then a redelivery
+        # (one index lookup per rejected identity), not a second rejection.
+        submissions = [
+            replace(s, maybe_redelivered=True) for r in records for s in decoder.submissions(r)
+        ]
         try:
             sink.ingest(submissions, label=f"{stream}-{shard_id}", at=records[0].arrival_time)
         except KitError:

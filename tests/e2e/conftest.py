@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -56,24 +57,25 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 @contextmanager
 def running(*args: str, env: dict[str, str], ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([PIK, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    # Output goes to a file: a pipe nobody reads fills up (moto logs a traceback per refused
+    # call) and stalls the server.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([PIK, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_http(ready_url)
-        except TimeoutError:
-            proc.kill()
-            _, stderr = proc.communicate(timeout=10)
-            raise AssertionError(f"pik {args} did not start: {stderr.decode()[-2000:]}") from None
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
             try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
+                wait_http(ready_url)
+            except TimeoutError:
                 proc.kill()
-                proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
-        if proc.stderr:
-            proc.stderr.close()
+                proc.wait(timeout=10)
+                log.seek(0)
+                said = log.read().decode(errors="replace")[-2000:]
+                raise AssertionError(f"pik {args} did not start: {said}") from None
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
