@@ -42,9 +42,11 @@ def _error(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"status": "ERROR", "reason": reason, "detail": detail, **extra}, status)
 
 
-def _request_id(request: Request) -> str:
+def _request_id(request: Request) -> tuple[str, bool]:
+    """The request's id, and whether the client chose it (then a retry of this request carries
+    it again, and its deliveries may have been ingested before)."""
     given = request.headers.get("x-request-id", "")
-    return given if REQUEST_ID.match(given) else uuid.uuid4().hex
+    return (given, True) if REQUEST_ID.match(given) else (uuid.uuid4().hex, False)
 
 
 async def _read_limited(request: Request, limit: int) -> tuple[bytes, bool]:
@@ -153,7 +155,7 @@ def create_app(kit: Kit, committer: GroupCommitter | None = None) -> FastAPI:
         },
     )
     async def ingest(request: Request) -> JSONResponse:
-        request_id = _request_id(request)
+        request_id, retry = _request_id(request)
         raw, too_large = await _read_limited(request, settings.max_event_bytes)
         provenance = Provenance(
             occurrence_id=f"http:{request_id}:0", origin="http", request_id=request_id
@@ -164,7 +166,8 @@ def create_app(kit: Kit, committer: GroupCommitter | None = None) -> FastAPI:
             )
         else:
             parsed = parse_body(raw, settings.max_event_bytes)
-        [result] = await ingest_submissions([Submission(raw, provenance, parsed, "0")])
+        submission = Submission(raw, provenance, parsed, "0", maybe_redelivered=retry)
+        [result] = await ingest_submissions([submission])
         answer = _body_answer(result)
         if too_large:
             answer.status_code = 413
@@ -185,7 +188,7 @@ def create_app(kit: Kit, committer: GroupCommitter | None = None) -> FastAPI:
         },
     )
     async def ingest_batch(request: Request) -> JSONResponse:
-        request_id = _request_id(request)
+        request_id, retry = _request_id(request)
         raw, too_large = await _read_limited(request, settings.max_body_bytes)
         if too_large:
             prov = Provenance(f"http:{request_id}:body", "http", request_id=request_id)
@@ -193,14 +196,18 @@ def create_app(kit: Kit, committer: GroupCommitter | None = None) -> FastAPI:
                 Reason.TOO_LARGE, f"body over the limit of {settings.max_body_bytes} bytes"
             )
             [result] = await run_in_threadpool(
-                kit.sink.ingest, [Submission(raw, prov, rejection, "body")], label=request_id
+                kit.sink.ingest,
+                [Submission(raw, prov, rejection, "body", maybe_redelivered=retry)],
+                label=request_id,
             )
             return JSONResponse(result.to_json(), 413)
         items = _split_batch(raw)
         if isinstance(items, Rejection):
             prov = Provenance(f"http:{request_id}:body", "http", request_id=request_id)
             [result] = await run_in_threadpool(
-                kit.sink.ingest, [Submission(raw, prov, items, "body")], label=request_id
+                kit.sink.ingest,
+                [Submission(raw, prov, items, "body", maybe_redelivered=retry)],
+                label=request_id,
             )
             return JSONResponse(result.to_json(), 422)
         subs = [
@@ -209,6 +216,7 @@ def create_app(kit: Kit, committer: GroupCommitter | None = None) -> FastAPI:
                 Provenance(f"http:{request_id}:{i}", "http", request_id=request_id),
                 parse_body(item, settings.max_event_bytes),
                 str(i),
+                maybe_redelivered=retry,
             )
             for i, item in enumerate(items)
         ]

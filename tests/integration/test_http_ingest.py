@@ -214,3 +214,32 @@ def test_dry_run_answers_but_writes_nothing(kit: Kit, settings: Settings) -> Non
     assert kit.clients.s3().list_objects_v2(Bucket=kit.names.bucket)["KeyCount"] == 0
     assert kit.index.get(answers[0]["event_id"]) is None
     assert dry.sink.last_plan.files  # it says what it would have written
+
+
+def test_a_retried_request_with_its_own_request_id_is_a_redelivery_even_when_rejected(
+    client: TestClient, kit: Kit
+) -> None:
+    """A client that retries with the same ``X-Request-Id`` (a timeout it could not tell from a
+    failure) gets the same answer, and nothing is archived or counted twice: for a good event
+    (the identity lookup tells) and for a rejected one (the sink looks the delivery up)."""
+    bad = b'{"source":"demo","event_type":"heartbeat","entity_id":"u","payload":{}}'
+    good = json.dumps(GUIDE).encode()
+    answers = {
+        name: [
+            client.post("/ingest", content=body, headers={"X-Request-Id": f"retry-{name}-1"})
+            for _ in range(2)
+        ]
+        for name, body in (("bad", bad), ("good", good))
+    }
+    first_bad, again_bad = (a.json() for a in answers["bad"])
+    assert [a.status_code for a in answers["bad"]] == [422, 422]
+    assert first_bad["event_id"] == again_bad["event_id"]
+    assert again_bad.get("redelivery") is True and not first_bad.get("redelivery")
+    assert answers["good"][1].json()["redelivery"] is True
+    assert len(kit.index.occurrences(first_bad["event_id"])) == 1
+    assert len(archived(kit, "quarantine/")) == 1
+    assert len(archived(kit, "raw/")) == 1
+    assert kit.metrics.counter("RejectedCount") == 1
+    # Without the client's id every request is new: the same bad body is a second rejection.
+    client.post("/ingest", content=bad)
+    assert kit.metrics.counter("RejectedCount") == 2
