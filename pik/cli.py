@@ -1,31 +1,39 @@
 """The ``pik`` command line: the operator's front door.
 
 Every command has ``--help``; failures print one line on stderr and exit non-zero (1: the kit or
-the backend failed, 2: bad usage or configuration); ``--json`` prints one JSON document.
+the backend failed, 2: bad usage or configuration, or a port already in use); ``--json`` prints
+one JSON document.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import signal
+import socket
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from consumers.ingest import IngestResult
 from infra.errors import ConfigError, KitError, NotFound
 from pik import cli_audit, cli_deploy, cli_process, cli_replay, cli_schemas, cli_tap
 from pik.kit import build_kit
 from pik.logs import configure_logging
-from pik.settings import Settings
+from pik.settings import Settings, describe_errors
+
+if TYPE_CHECKING:
+    from infra.local import EmbeddedAws
 
 app = typer.Typer(
     name="pik",
@@ -33,6 +41,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts quote TOML tables ([[tap]], [schemas]): plain text, never rich markup.
+    rich_markup_mode=None,
 )
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -45,10 +55,16 @@ DataDir = Annotated[
     Path | None,
     typer.Option(help="Keep the embedded backend's state here across restarts."),
 ]
+PORT_RANGE: dict[str, Any] = {"min": 0, "max": 65535}
+
+
+def print_error(message: str) -> None:
+    """``error: <message>`` on stderr, the message as it is (``[[tap]]`` is not markup)."""
+    err.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    print_error(message)
     raise typer.Exit(code)
 
 
@@ -56,13 +72,51 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         settings = Settings()
     except ValidationError as exc:
-        fail(f"bad configuration: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", 2)
+        fail(describe_errors(exc, os.environ), 2)
     configure_logging(settings.log_level)
     return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
 def print_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def cannot_listen(exc: OSError, host: str, port: int, *, what: str, flag: str) -> NoReturn:
+    """Fail (exit 2: the machine's state, not the kit, is in the way) naming the flag to use."""
+    other = port + 1 if 0 < port < 65535 else "PORT"
+    if exc.errno == errno.EADDRINUSE:
+        fail(
+            f"port {port} on {host} is in use: {what} cannot listen there "
+            f"(stop what holds it, or use {flag} {other})",
+            2,
+        )
+    # socket.create_server (the embedded AWS's) appends "(while attempting to bind ...)"
+    reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+    fail(f"{what} cannot listen on {host}:{port}: {reason}", 2)
+
+
+def listen(host: str, port: int, *, what: str, flag: str) -> socket.socket:
+    """A listening socket, bound before anything starts so that a busy port is one clear line."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        sock.bind((host, port))
+        sock.listen()
+    except OSError as exc:
+        sock.close()
+        cannot_listen(exc, host, port, what=what, flag=flag)
+    return sock
+
+
+def start_embedded_aws(server: EmbeddedAws, *, flag: str) -> None:
+    try:
+        server.start()
+    except ConfigError as exc:
+        if isinstance(exc.__cause__, OSError):  # the bind failed
+            cannot_listen(
+                exc.__cause__, server.host, server.port, what="the embedded AWS", flag=flag
+            )
+        fail(str(exc), 2)
 
 
 @contextlib.contextmanager
@@ -76,9 +130,13 @@ def backend(
         return
     from infra.local import EmbeddedAws
 
-    with EmbeddedAws(port=port, data_dir=data_dir) as server:
-        err.print(f"embedded AWS on {server.endpoint_url}", highlight=False)
+    server = EmbeddedAws(port=port, data_dir=data_dir)
+    start_embedded_aws(server, flag="--aws-port")
+    try:
+        err.print(f"embedded AWS on {server.endpoint_url}", highlight=False, markup=False)
         yield settings.model_copy(update={"endpoint_url": server.endpoint_url})
+    finally:
+        server.stop()
 
 
 def wait_for_interrupt() -> None:
@@ -90,7 +148,7 @@ def wait_for_interrupt() -> None:
 
 @app.command()
 def local(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = DEFAULT_AWS_PORT,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", **PORT_RANGE)] = DEFAULT_AWS_PORT,
     data_dir: DataDir = None,
 ) -> None:
     """Run the embedded AWS (moto's server, requests serialized) in the foreground until Ctrl-C.
@@ -100,12 +158,15 @@ def local(
     load_settings()
     from infra.local import EmbeddedAws
 
+    server = EmbeddedAws(port=port, data_dir=data_dir)
+    start_embedded_aws(server, flag="--port")
     try:
-        with EmbeddedAws(port=port, data_dir=data_dir) as server:
-            out.print(f"embedded AWS listening on {server.endpoint_url} (Ctrl-C stops it)")
-            wait_for_interrupt()
-    except OSError as exc:
-        fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}")
+        out.print(
+            f"embedded AWS listening on {server.endpoint_url} (Ctrl-C stops it)", markup=False
+        )
+        wait_for_interrupt()
+    finally:
+        server.stop()
 
 
 @app.command()
@@ -121,42 +182,53 @@ def bootstrap(as_json: JsonFlag = False) -> None:
         return
     for key, value in result.items():
         if key != "created":
-            out.print(f"{key:18} {value}", highlight=False)
+            out.print(f"{key:18} {value}", highlight=False, markup=False)
     out.print(f"created: {', '.join(result['created']) or 'nothing (all present)'}")
 
 
-def serve_http(settings: Settings, host: str, port: int) -> None:
+def listen_http(host: str, port: int) -> socket.socket:
+    return listen(host, port, what="the HTTP API", flag="--port")
+
+
+def serve_http(settings: Settings, listener: socket.socket) -> None:
+    """Serve the HTTP API on ``listener`` (from ``listen_http``) until Ctrl-C."""
     import uvicorn
 
     from pik.http import create_app
 
     kit = build_kit(settings)
     api = create_app(kit)
+    host, port = listener.getsockname()[:2]
     config = uvicorn.Config(api, host=host, port=port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
-    err.print(f"HTTP API on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
+    shown = f"[{host}]" if ":" in host else host
+    err.print(f"HTTP API on http://{shown}:{port} (Ctrl-C stops it)", highlight=False, markup=False)
     try:
-        server.run()
+        server.run(sockets=[listener])
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it already handled: the stop was clean
     finally:
+        listener.close()
         api.state.committer.close()
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_API_PORT,
+    port: Annotated[int, typer.Option(help="Port to listen on.", **PORT_RANGE)] = DEFAULT_API_PORT,
 ) -> None:
     """Serve the HTTP API (POST /ingest, /ingest/batch; GET /events/ID, /healthz, /metrics)."""
-    serve_http(load_settings(), host, port)
+    settings = load_settings()
+    serve_http(settings, listen_http(host, port))
 
 
 @app.command()
 def up(
     host: Annotated[str, typer.Option(help="HTTP API interface.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="HTTP API port.")] = DEFAULT_API_PORT,
-    aws_port: Annotated[int, typer.Option(help="Embedded AWS port.")] = DEFAULT_AWS_PORT,
+    port: Annotated[int, typer.Option(help="HTTP API port.", **PORT_RANGE)] = DEFAULT_API_PORT,
+    aws_port: Annotated[
+        int, typer.Option(help="Embedded AWS port.", **PORT_RANGE)
+    ] = DEFAULT_AWS_PORT,
     aws: Annotated[
         bool, typer.Option("--aws", help="Use real AWS (or AWS_ENDPOINT_URL), no embedded one.")
     ] = False,
@@ -174,20 +246,28 @@ def up(
     settings = load_settings()
     try:
         config = load_config(settings.config)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    listener = listen_http(host, port)  # before anything starts: a busy port fails at once
+    try:
         with backend(settings, aws=aws, port=aws_port, data_dir=data_dir) as live:
             kit = build_kit(live)
             kit.bootstrap().run()
             taps = start_taps(kit, config.taps)
             for binding in config.taps:
-                err.print(f"tap on {binding.stream_name}", highlight=False)
+                err.print(f"tap on {binding.stream_name}", highlight=False, markup=False)
             try:
-                serve_http(live, host, port)
+                serve_http(live, listener)
             finally:
                 taps.stop()
+    except ConfigError as exc:
+        fail(str(exc), 2)
     except KitError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot start: {exc}")
+    finally:
+        listener.close()
 
 
 @app.command()
@@ -312,5 +392,5 @@ def main() -> None:
     try:
         app()
     except ConfigError as exc:
-        err.print(f"error: {exc}")
+        print_error(str(exc))
         raise SystemExit(2) from exc

@@ -12,7 +12,7 @@ import typer
 from infra.errors import KitError
 from pik.investigate import Axis, Granularity, Investigator, SourceRequired, WindowError
 from pik.investigate.gaps import DEFAULT_THRESHOLD
-from pik.investigate.service import DEFAULT_LATEST
+from pik.investigate.service import DEFAULT_LATEST, MAX_CATALOG_SOURCES
 
 T = TypeVar("T")
 
@@ -21,7 +21,8 @@ SourceOpt = Annotated[
     typer.Option(
         "--source",
         metavar="SOURCE",
-        help="Source to look at (repeat for several). Required until the index keeps a catalog.",
+        help="Source to look at (repeat for several). Default: every source the index's catalog "
+        f"saw in the window (with more than {MAX_CATALOG_SOURCES}, name them).",
     ),
 ]
 EventTypeOpt = Annotated[

@@ -35,7 +35,7 @@ from rich.text import Text
 
 from infra.errors import KitError
 from infra.replay_jobs import JobStatus, ReplayJob
-from infra.targets import InvalidTarget
+from infra.targets import InvalidTarget, ReplayTarget
 from producers.replay import InvalidReplayRequest, job_json, parse_request
 
 if TYPE_CHECKING:
@@ -73,9 +73,20 @@ def _print_json(doc: Any) -> None:
 def _service() -> ReplayService:
     from pik.cli import load_settings
     from pik.kit import build_kit
-    from pik.replay_api import replay_service
+    from pik.replay_api import replay_service, target_factory
 
-    return replay_service(build_kit(load_settings()), allow_files=True)
+    kit = build_kit(load_settings())
+    open_target = target_factory(kit, allow_files=True)
+
+    def targets(spec: str | None) -> ReplayTarget:
+        try:
+            return open_target(spec)
+        except InvalidTarget as exc:
+            if spec in (None, "", "default"):  # the kit's own replay queue: bootstrap makes it
+                raise InvalidTarget(f"{exc} (run `pik bootstrap`)") from exc
+            raise
+
+    return replay_service(kit, allow_files=True, targets=targets)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.text import Text
 
 from infra.errors import ConfigError
 from schemas.codec import schema_fingerprint
@@ -258,9 +259,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _print_json(doc)
             return
-        out.print(f"registry {folder.path}", highlight=False)
+        out.print(f"registry {folder.path}", highlight=False, markup=False)
         for item in doc["subjects"]:
-            out.print(f"{item['subject']}  [{item['mode']}]", highlight=False)
+            out.print(f"{item['subject']}  [{item['mode']}]", highlight=False, markup=False)
             for v in item["versions"]:
                 schema_id = "-" if v["id"] is None else v["id"]
                 out.print(
@@ -312,7 +313,7 @@ def register(app: typer.Typer) -> None:
             for s, problems in results.items():
                 if not problems:
                     mode = folder.modes.mode(s).value
-                    out.print(f"ok  {s} ({mode}, {len(folder.versions(s))} versions)")
+                    out.print(f"ok  {s} ({mode}, {len(folder.versions(s))} versions)", markup=False)
             for s, problems in bad.items():
                 _print_problems(problems, s, folder.modes.mode(s))
             if bad:
@@ -342,7 +343,10 @@ def register(app: typer.Typer) -> None:
         if problems:
             _report_problems(problems, subject, mode)
         versions = len(folder.versions(subject))
-        out.print(f"compatible: {file} with {subject} ({mode.value}, {versions} versions)")
+        out.print(
+            f"compatible: {file} with {subject} ({mode.value}, {versions} versions)",
+            markup=False,
+        )
 
     def _check_subject(folder: Folder, subject: str, as_json: bool) -> None:
         from pik.cli import out
@@ -365,7 +369,9 @@ def register(app: typer.Typer) -> None:
             return
         if problems:
             _report_problems(problems, subject, mode)
-        out.print(f"ok  {subject} ({mode.value}, {len(folder.versions(subject))} versions)")
+        out.print(
+            f"ok  {subject} ({mode.value}, {len(folder.versions(subject))} versions)", markup=False
+        )
 
     @schemas_app.command("register")
     def register_(
@@ -411,12 +417,14 @@ def register(app: typer.Typer) -> None:
                 f"already registered: {subject} v{done.version} "
                 f"(fingerprint {done.fingerprint}), nothing written",
                 highlight=False,
+                markup=False,
             )
             return
         out.print(
             f"registered {subject} v{done.version}: fingerprint {done.fingerprint}, "
             f"id {done.schema_id}, {done.path}",
             highlight=False,
+            markup=False,
         )
 
 
@@ -424,4 +432,5 @@ def _print_problems(problems: list[Incompatibility], subject: str, mode: Mode) -
     from pik.cli import err
 
     for problem in problems:
-        err.print(f"[red]incompatible:[/red] {subject} ({mode.value}): {problem}", highlight=False)
+        line = Text.assemble(("incompatible:", "red"), f" {subject} ({mode.value}): {problem}")
+        err.print(line, highlight=False)

@@ -6,9 +6,10 @@ kit's own names and limits, ``DRY_RUN``, and an optional TOML config file (``PIK
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.aws import AwsConfig
@@ -59,3 +60,30 @@ class Settings(BaseSettings):
             replay_dlq=self.replay_dlq,
             demo_stream=self.demo_stream,
         )
+
+    @classmethod
+    def variables(cls, field: str) -> list[str]:
+        """The environment variables that set ``field`` (a field name, or one of its aliases as a
+        validation error's location gives it), in the order they are looked up."""
+        prefix = cls.model_config.get("env_prefix", "")
+        for name, info in cls.model_fields.items():
+            alias = info.validation_alias
+            choices = [alias] if isinstance(alias, str) else []
+            if isinstance(alias, AliasChoices):
+                choices = [c for c in alias.choices if isinstance(c, str)]
+            if field == name or field in choices:
+                return choices or [f"{prefix}{name}".upper()]
+        return [field]
+
+
+def describe_errors(exc: ValidationError, environ: Mapping[str, str]) -> str:
+    """``exc`` in the operator's words: each bad value named by the variable that was set
+    (``PIK_MAX_EVENT_BYTES``, not ``max_event_bytes``), never by its value (it may be a secret)."""
+    given = {key.upper() for key in environ}
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        names = Settings.variables(field)
+        variable = next((n for n in names if n.upper() in given), names[0])
+        problems.append(f"{variable}: {error['msg']}")
+    return "; ".join(problems)
