@@ -307,5 +307,5 @@ def test_role_statements_name_resources_that_exist(stack: Stack) -> None:
                 if match := log_group.match(arn):
                     assert logical.lower().startswith(match[1]), arn
                     continue
-                base = re.sub(r"/(raw|quarantine|aggregates)/\*$|/index/[\w*]+$", "", arn)
+                base = re.sub(r"/(raw|quarantine|aggregates|replays)/\*$|/index/[\w*]+$", "", arn)
                 assert base in existing, f"{logical}: {arn} names nothing the stack created"

@@ -63,6 +63,7 @@ WAITERS = {
 IAM_ACTIONS: dict[str, tuple[str, ...]] = {
     "s3:PutObject": ("s3:PutObject",),
     "s3:GetObject": ("s3:GetObject",),
+    "s3:ListObjectsV2": ("s3:ListBucket",),
     # Each item of a transaction is authorised as its own operation. The index writes Put items
     # (claims) and Update items (duplicates), never Delete or ConditionCheck items.
     "dynamodb:TransactWriteItems": ("dynamodb:PutItem", "dynamodb:UpdateItem"),
@@ -81,8 +82,11 @@ ARCHIVE = ("RawBucket/raw/*", "RawBucket/quarantine/*")
 # The reviewed table: per handler module, operation -> the resources it is made on.
 HANDLER_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
     "pik.lambda_api": {
-        "s3:PutObject": ARCHIVE,  # ingest: archive files (S3RawArchive.put_file)
-        "s3:GetObject": ARCHIVE,  # GET /events/{id}, replay payloads (ArchiveReader)
+        # ingest: archive files (S3RawArchive.put_file); replay: sent logs (S3ReplayLog)
+        "s3:PutObject": (*ARCHIVE, "RawBucket/replays/*"),
+        # GET /events/{id} (records, sent logs, aggregate input lists), replay payloads
+        "s3:GetObject": (*ARCHIVE, "RawBucket/replays/*", "RawBucket/aggregates/*"),
+        "s3:ListObjectsV2": ("RawBucket",),  # explain: a replay's sent log blocks
         "dynamodb:TransactWriteItems": ("EventsTable",),  # claims, duplicates
         "dynamodb:BatchWriteItem": ("EventsTable",),  # occurrence items
         "dynamodb:BatchGetItem": ("EventsTable",),  # lookups, replay occurrences
@@ -91,6 +95,7 @@ HANDLER_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
             "EventsTable",  # an event's occurrences
             "EventsTable/index/*",  # replay selection, investigations
             "ReplayJobsTable/index/by_created",  # recent jobs
+            "AggregatesTable",  # explain: an entity's aggregate versions
         ),
         "dynamodb:PutItem": ("ReplayJobsTable",),  # a new job
         "dynamodb:UpdateItem": ("ReplayJobsTable",),  # progress, status
