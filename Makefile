@@ -30,7 +30,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/cfn-lint --include-checks I -- infra/template.yaml
 
-# The reliability suite: pytest form (short, run by CI) and the long form with its figures table.
+# The reliability suite: pytest form (short, run by CI) and the long form with its figures table;
+# both print the same table. The tap's crash and fault rows also run on npm kinesis-local
+# (installed into .cache/ on first use by tests/emulators.py; needs node and npm).
 reliability-quick: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile -m reliability tests/reliability
 

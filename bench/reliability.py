@@ -1,10 +1,13 @@
 """The reliability suite, long form: bad input, faults, crashes, load and security, on a
-``pik local`` backend it starts itself; prints ONE table of figures (tried, survived, lost) and
-writes it to ``bench/results/reliability-<UTC time>.json`` and ``reliability-latest.json``.
+``pik local`` backend it starts itself, and the tap's crash and fault runs again with the stream
+on npm ``kinesis-local`` (faithful resharding; tests/emulators.py installs and starts it);
+prints ONE table of figures (scenario, backend, tried, survived, lost) and writes it to
+``bench/results/reliability-<UTC time>.json`` and ``reliability-latest.json``.
 
     .venv/bin/python bench/reliability.py            # the full run (make reliability)
     .venv/bin/python bench/reliability.py --quick    # the short sizes of the pytest files
     .venv/bin/python bench/reliability.py --only faults,crash [--json]
+    .venv/bin/python bench/reliability.py --no-kinesis-local   # moto rows only (no node/npm)
 
 The scenarios are the ones ``tests/reliability/`` runs in short form (the same code, bigger
 numbers). Exit code 1 when any scenario lost something or failed a check.
@@ -21,6 +24,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +33,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the scenarios live in tests/reliability (not an installed package)
 
+import pytest  # noqa: E402
+
+from tests.emulators import KINESIS_LOCAL_VERSION, kinesis_local  # noqa: E402
 from tests.reliability import bad_input, crash, fault_runs, load, security  # noqa: E402
-from tests.reliability.support import Figures, kit_with, settings_for  # noqa: E402
+from tests.reliability.support import KINESIS_LOCAL, Figures, kit_with, settings_for  # noqa: E402
+from tests.reliability.table import table  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 GROUPS = ("bad_input", "faults", "crash", "load", "security")
@@ -53,6 +61,11 @@ class Sizes:
     process_visibility_s: int | None  # None: the command unchanged (120 s visibility)
     tap_crash_records: int
     tap_kills: int
+    tap_crash_write_s: float
+    kl_crash_records: int  # the tap SIGKILLed on kinesis-local, with a split and a merge
+    kl_crash_kills: int
+    kl_crash_write_s: float
+    kl_fault_records: int  # the tap under faults on kinesis-local, across a split
     load_seconds: float
     load_batch_seconds: float
     key_examples: int
@@ -74,11 +87,16 @@ QUICK = Sizes(
     process_visibility_s=3,
     tap_crash_records=0,
     tap_kills=0,
+    tap_crash_write_s=0.0,
+    kl_crash_records=300,
+    kl_crash_kills=3,
+    kl_crash_write_s=10.0,
+    kl_fault_records=300,
     load_seconds=8.0,
     load_batch_seconds=5.0,
     key_examples=25,
 )
-# make reliability (~30 minutes on 2 cores).
+# make reliability (~15 minutes on 2 cores).
 FULL = Sizes(
     fuzz_examples=200,
     fuzz_batch_examples=60,
@@ -94,6 +112,11 @@ FULL = Sizes(
     process_visibility_s=None,
     tap_crash_records=1500,
     tap_kills=8,
+    tap_crash_write_s=20.0,
+    kl_crash_records=1500,
+    kl_crash_kills=10,
+    kl_crash_write_s=25.0,
+    kl_fault_records=2000,
     load_seconds=60.0,
     load_batch_seconds=30.0,
     key_examples=200,
@@ -106,7 +129,11 @@ def _kit(endpoint: str, **overrides: Any) -> Any:
     return kit
 
 
-def scenarios(endpoint: str, sizes: Sizes, workdir: Path) -> dict[str, list[Callable[[], Figures]]]:
+def scenarios(
+    endpoint: str, sizes: Sizes, workdir: Path, kinesis: Callable[[], str] | None = None
+) -> dict[str, list[Callable[[], Figures]]]:
+    """Every scenario by group; ``kinesis`` gives the kinesis-local endpoint (started on first
+    use), None leaves the kinesis-local rows out."""
     small = {"max_event_bytes": 32 * 1024, "max_body_bytes": 256 * 1024}
     out: dict[str, list[Callable[[], Figures]]] = {
         "bad_input": [
@@ -161,84 +188,40 @@ def scenarios(endpoint: str, sizes: Sizes, workdir: Path) -> dict[str, list[Call
         ],
     }
     if sizes.tap_crash_records:
-
-        def tap() -> Figures:
-            settings = settings_for(endpoint)
-            kit = kit_with(settings)
-            kit.bootstrap().run(demo_stream=False)
-            return crash.tap_crash(
-                kit,
-                settings,
+        out["crash"].append(
+            lambda: crash.tap_crash(
+                endpoint,
                 records=sizes.tap_crash_records,
                 kills=sizes.tap_kills,
                 workdir=workdir,
+                write_s=sizes.tap_crash_write_s,
             )
-
-        out["crash"].append(tap)
+        )
+    if kinesis is not None:
+        out["faults"].append(
+            lambda: fault_runs.tap_under_faults(
+                endpoint,
+                records=sizes.kl_fault_records,
+                rate=0.3,
+                seed=32,
+                kinesis_endpoint=kinesis(),
+                reshard=True,
+                get_limit=25,
+            )
+        )
+        out["crash"].append(
+            lambda: crash.tap_crash(
+                endpoint,
+                records=sizes.kl_crash_records,
+                kills=sizes.kl_crash_kills,
+                workdir=workdir,
+                seed=31,
+                kinesis_endpoint=kinesis(),
+                reshard=True,
+                write_s=sizes.kl_crash_write_s,
+            )
+        )
     return out
-
-
-def highlights(f: Figures) -> str:
-    """The few notes a reader of the table needs; the JSON has them all."""
-    n = f.notes
-    if "faults" in n:
-        faults = n["faults"]
-        kinds = ", ".join(f"{k} {v}" for k, v in faults["by_kind"].items())
-        return (
-            f"injected {faults['injected']}/{faults['attempts']} ({faults['share']:.1%}): {kinds}"
-        )
-    if "kills" in n:
-        return f"kills {n['kills']}" + (
-            f", client errors {sum(n.get('client_errors', {}).values())}"
-            if "client_errors" in n
-            else ""
-        )
-    if "latency_ms" in n:
-        lat, rss = n["latency_ms"], n["server_rss"]
-        return (
-            f"{n['requests_per_s']} req/s, {n['events_per_s']} ev/s, p50 {lat['p50']} ms, "
-            f"p99 {lat['p99']} ms, errors {n['error_rate']:.2%}, RSS {rss['start_mib']}→"
-            f"{rss['max_mib']} MiB"
-        )
-    if "rejections_by_reason" in n:
-        answers = f", answers {n['answers_by_code']}" if "answers_by_code" in n else ""
-        return f"{len(n['rejections_by_reason'])} rejection reasons{answers}"
-    if "requests_by_operation" in n:
-        return f"{len(n['requests_by_operation'])} operations"
-    if "routes" in n:
-        return f"{len(n['routes'])} routes"
-    return ""
-
-
-def table(rows: list[Figures]) -> str:
-    head = ("scenario", "tried", "survived", "lost", "s", "ok", "notes")
-    body = [
-        (
-            f.scenario,
-            f"{f.tried:,}",
-            f"{f.survived:,}",
-            f"{f.lost:,}",
-            f"{f.seconds:.0f}",
-            "yes" if f.ok else "NO",
-            highlights(f),
-        )
-        for f in rows
-    ]
-    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head) - 1)]
-    lines = []
-    for row in [head, (*("-" * w for w in widths), "-----"), *body]:
-        cells = [
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=False))
-        ]
-        lines.append("  ".join([*cells, row[-1]]))
-    totals = (sum(f.tried for f in rows), sum(f.survived for f in rows), sum(f.lost for f in rows))
-    lines.append(f"\ntotal: tried {totals[0]:,}, survived {totals[1]:,}, lost {totals[2]:,}")
-    failures = [(f.scenario, msg) for f in rows for msg in f.failures[:5]]
-    if failures:
-        lines.append("failures:")
-        lines.extend(f"  {s}: {m[:300]}" for s, m in failures)
-    return "\n".join(lines)
 
 
 def versions() -> dict[str, str]:
@@ -253,11 +236,31 @@ def versions() -> dict[str, str]:
     return out
 
 
+def lazy_kinesis_local(stack: ExitStack) -> Callable[[], str]:
+    """The kinesis-local endpoint, started on first use and stopped with ``stack``."""
+    started: list[str] = []
+
+    def endpoint() -> str:
+        if not started:
+            try:
+                started.append(stack.enter_context(kinesis_local()))
+            except pytest.skip.Exception as exc:  # no node/npm: those rows fail, others run
+                raise RuntimeError(f"kinesis-local unavailable: {exc}") from None
+        return started[0]
+
+    return endpoint
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="The short form's sizes.")
     parser.add_argument("--only", default="", help=f"Comma-separated groups of {GROUPS}.")
     parser.add_argument("--json", action="store_true", help="Print one JSON document.")
+    parser.add_argument(
+        "--no-kinesis-local",
+        action="store_true",
+        help=f"Leave out the rows on npm kinesis-local {KINESIS_LOCAL_VERSION} (needs node/npm).",
+    )
     args = parser.parse_args(argv)
     groups = [g for g in args.only.split(",") if g] or list(GROUPS)
     unknown = sorted(set(groups) - set(GROUPS))
@@ -266,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     started = time.monotonic()
     rows: list[Figures] = []
-    with tempfile.TemporaryDirectory() as tmp, crash.pik_local() as endpoint:
-        plan = scenarios(endpoint, sizes, Path(tmp))
+    with tempfile.TemporaryDirectory() as tmp, crash.pik_local() as endpoint, ExitStack() as stack:
+        kinesis = None if args.no_kinesis_local else lazy_kinesis_local(stack)
+        plan = scenarios(endpoint, sizes, Path(tmp), kinesis)
         for group in groups:
             for make in plan[group]:
                 try:
@@ -287,7 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.monotonic() - started, 1),
         "cpus": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "versions": versions(),
+        "versions": {
+            **versions(),
+            **({} if args.no_kinesis_local else {KINESIS_LOCAL: KINESIS_LOCAL_VERSION}),
+        },
         "sizes": sizes.__dict__,
         "totals": {
             "tried": sum(f.tried for f in rows),

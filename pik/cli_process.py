@@ -13,6 +13,8 @@ from consumers.processor import diff_versions
 from consumers.processor_loop import run_queue
 from infra.aggregates import AggregateVersion
 from infra.errors import KitError
+from infra.queue import SQS_MAX_VISIBILITY_S
+from infra.resources import REPLAY_VISIBILITY_TIMEOUT_S
 
 aggregates_app = typer.Typer(
     help="Versions of aggregates, and what changed between two of them.", no_args_is_help=True
@@ -25,6 +27,17 @@ def process(
         str | None, typer.Option("--queue-url", help="Another queue than the replay queue.")
     ] = None,
     wait: Annotated[int, typer.Option(min=1, max=20, help="Long-poll seconds.")] = 20,
+    visibility_timeout: Annotated[
+        int,
+        typer.Option(
+            "--visibility-timeout",
+            min=1,
+            max=SQS_MAX_VISIBILITY_S,
+            metavar="SECONDS",
+            help="How long a received batch stays hidden from other processors; if this one "
+            "dies, its batch comes back after that long. Longer than a batch takes.",
+        ),
+    ] = REPLAY_VISIBILITY_TIMEOUT_S,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Consume replay messages and write versioned aggregates (off unless you run it).
@@ -43,7 +56,7 @@ def process(
         signal.signal(sig, lambda *_: stop.set())
     try:
         processor = build_processor(kit)
-        queue = replay_queue(kit, queue_url)
+        queue = replay_queue(kit, queue_url, visibility_timeout_s=visibility_timeout)
         if not once:
             err.print(f"processing {queue.url} (Ctrl-C stops)", highlight=False)
         summary = run_queue(processor, queue, once=once, stop=stop, wait_s=wait)

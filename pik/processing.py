@@ -58,7 +58,11 @@ def build_processor(kit: Kit) -> Processor:
     )
 
 
-def replay_queue(kit: Kit, url: str | None = None) -> SqsWorkQueue:
+def replay_queue(
+    kit: Kit, url: str | None = None, *, visibility_timeout_s: int = REPLAY_VISIBILITY_TIMEOUT_S
+) -> SqsWorkQueue:
+    """The replay queue (or ``url``), received with ``visibility_timeout_s``: how long a batch a
+    processor took stays hidden from the others, and how late it comes back if that one dies."""
     sqs = kit.clients.sqs()
     if url is None:
         try:
@@ -67,4 +71,4 @@ def replay_queue(kit: Kit, url: str | None = None) -> SqsWorkQueue:
             raise BackendError(
                 f"replay queue {kit.names.replay_queue} not found (run `pik bootstrap`)"
             ) from exc
-    return SqsWorkQueue(sqs, url, REPLAY_VISIBILITY_TIMEOUT_S)
+    return SqsWorkQueue(sqs, url, visibility_timeout_s)

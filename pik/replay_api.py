@@ -156,6 +156,22 @@ class _Background:
             thread.join(timeout / max(len(threads), 1))
 
 
+async def _read_bounded(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is over ``limit`` bytes: a declared Content-Length over it is
+    refused unread, and a chunked body is read only until it passes the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _requester(request: Request) -> str:
     given = request.headers.get("x-requester", "").strip()
     if given and REQUESTER.match(given):
@@ -195,8 +211,8 @@ def replay_router(
         },
     )
     async def post_replay(request: Request) -> JSONResponse:
-        raw = await request.body()
-        if len(raw) > MAX_REQUEST_BYTES:
+        raw = await _read_bounded(request, MAX_REQUEST_BYTES)
+        if raw is None:
             return _error(413, "too_large", f"a replay request is at most {MAX_REQUEST_BYTES} B")
         try:
             data = json.loads(raw)

@@ -13,7 +13,6 @@ import json
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,12 +21,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from consumers.processor import AggregateDefinition
 from pik.kit import Kit
-from pik.settings import Settings
 from tests.reliability.fault_runs import (
     DEFINITIONS,
     check_aggregates,
@@ -35,7 +34,10 @@ from tests.reliability.fault_runs import (
     queue_depth,
     replay_messages,
 )
+from tests.reliability.reshard import merge_last_pair, split_first, wait_active
 from tests.reliability.support import (
+    KINESIS_LOCAL,
+    MOTO,
     PIK,
     Figures,
     audit,
@@ -48,13 +50,6 @@ from tests.reliability.support import (
 )
 
 READY_TIMEOUT_S = 60.0
-# ``pik process`` receives with a 120 s visibility timeout (infra/resources.py), so a batch held
-# by a killed processor comes back only after two minutes. The short form runs the very same
-# command with that constant shortened, so a test can wait for it; the bench runs it unchanged.
-SHORT_VISIBILITY_LAUNCHER = (
-    "import sys, infra.resources as r; r.REPLAY_VISIBILITY_TIMEOUT_S = int(sys.argv[1]); "
-    "sys.argv = ['pik', *sys.argv[2:]]; from pik.cli import main; main()"
-)
 
 
 def free_port() -> int:
@@ -243,9 +238,12 @@ def processor_crash(
 ) -> Figures:
     """``pik process --once`` SIGKILLed ``kills`` times mid-drain, then run to the end; every
     aggregate then equals a from-scratch recomputation, its versions chain without gaps or
-    repeats, and nothing reached the dead-letter queue. ``visibility_s`` None runs the command
-    unchanged (a killed batch comes back after 120 s)."""
-    label = "pik process --once" if visibility_s is None else "pik process --once (short vis.)"
+    repeats, and nothing reached the dead-letter queue. A batch a killed run held comes back
+    after the visibility timeout: ``--visibility-timeout visibility_s``, or with None the
+    default (120 s)."""
+    label = "pik process --once" + (
+        "" if visibility_s is None else f" --visibility-timeout {visibility_s}"
+    )
     figures = Figures(f"crash: {label} SIGKILLed x{kills} (aggregates)")
     rng = random.Random(seed)
     settings = settings_for(endpoint_url)
@@ -261,11 +259,9 @@ def processor_crash(
     config = workdir / f"aggregates-{run}.toml"
     config.write_text(_config_toml(DEFINITIONS))
     env = env_for(settings, PIK_CONFIG=str(config))
-    if visibility_s is None:
-        command = [PIK, "process", "--once", "--wait", "1", "--json"]
-    else:
-        launcher = [sys.executable, "-c", SHORT_VISIBILITY_LAUNCHER, str(visibility_s)]
-        command = [*launcher, "process", "--once", "--wait", "1", "--json"]
+    command = [PIK, "process", "--once", "--wait", "1", "--json"]
+    if visibility_s is not None:
+        command += ["--visibility-timeout", str(visibility_s)]
     kills_made = runs = 0
     exits: Counter[int] = Counter()
     with timed(figures):
@@ -302,12 +298,68 @@ def processor_crash(
 
 
 # -- pik tap ---------------------------------------------------------------------------------
+def leases(kit: Kit) -> dict[str, tuple[str | None, str | None]]:
+    """Lease key → (owner, checkpoint), read with a Scan (the table holds a few items)."""
+    pages = (
+        kit.clients.dynamodb()
+        .get_paginator("scan")
+        .paginate(TableName=kit.names.leases_table, ConsistentRead=True)
+    )
+    return {
+        i["lease_key"]["S"]: (
+            i["lease_owner"]["S"] if "lease_owner" in i else None,
+            i["checkpoint"]["S"] if "checkpoint" in i else None,
+        )
+        for p in pages
+        for i in p["Items"]
+    }
+
+
+def wait_for_tap(
+    kit: Kit,
+    before: dict[str, tuple[str | None, str | None]],
+    proc: subprocess.Popen[bytes],
+    *,
+    progress: bool,
+    timeout: float = 30.0,
+) -> bool:
+    """Wait until the tap just started holds a lease (an owner not in ``before``) or, with
+    ``progress``, has moved a checkpoint; False when it did not within ``timeout``."""
+    owners = {owner for owner, _ in before.values()}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        now = leases(kit)
+        if progress:
+            if any(before.get(key, (None, None))[1] != cp for key, (_, cp) in now.items()):
+                return True
+        elif {owner for owner, _ in now.values()} - owners:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def tap_crash(
-    kit: Kit, settings: Settings, *, records: int, kills: int, workdir: Path, seed: int = 5
+    endpoint_url: str,
+    *,
+    records: int,
+    kills: int,
+    workdir: Path,
+    seed: int = 5,
+    kinesis_endpoint: str | None = None,
+    reshard: bool = False,
+    write_s: float = 10.0,
+    rounds: int = 20,
 ) -> Figures:
-    """``pik tap`` SIGKILLed while a producer writes (5 % producer retries): afterwards every
-    record is indexed exactly once and the duplicates are exactly the producer's retries
-    (tests/integration/test_tap_crash.py is the short form; this is the long one)."""
+    """``pik tap`` SIGKILLed at random moments while a producer writes to a 2-shard stream (5 %
+    producer retries), then run once to the end: every record is indexed exactly once and the
+    duplicates are exactly the producer's retries (tests/integration/test_tap_crash.py is the
+    short form on moto).
+
+    ``kinesis_endpoint`` puts the stream on another Kinesis (npm kinesis-local: the archive,
+    index and leases stay on ``endpoint_url``); ``reshard`` then splits a shard a third of the
+    way through the writes and merges two a third later (moto cannot: it keeps writing to closed
+    parents and never ends them), so killed taps leave parents half read under new children.
+    """
     from consumers.tap.decode import RecordDecoder, StreamRecord
     from infra.clock import SystemClock
     from infra.kinesis_boto import BotoKinesis
@@ -316,35 +368,80 @@ def tap_crash(
     from schemas.envelope import Event
     from schemas.identity import event_id
 
-    figures = Figures(f"crash: pik tap SIGKILLed x{kills}")
+    backend = KINESIS_LOCAL if kinesis_endpoint else MOTO
+    figures = Figures(f"crash: pik tap SIGKILLed x{kills}", backend=backend)
+    if reshard and not kinesis_endpoint:
+        raise ValueError("resharding needs a faithful Kinesis (moto keeps writing to parents)")
     rng = random.Random(seed)
+    settings = settings_for(endpoint_url)
+    kit = kit_with(settings, kinesis_endpoint=kinesis_endpoint)
+    kit.bootstrap().run(demo_stream=False)
     stream = f"crash-{uuid.uuid4().hex[:8]}"
     kinesis = kit.clients.kinesis()
     kinesis.create_stream(StreamName=stream, ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2})
+    wait_active(kinesis, stream)
     config = workdir / f"tap-{stream}.toml"
     config.write_text(BINDING_TOML.format(stream=stream))
-    env = env_for(settings, PIK_CONFIG=str(config))
+    extra = {"AWS_ENDPOINT_URL_KINESIS": kinesis_endpoint} if kinesis_endpoint else {}
+    env = env_for(settings, PIK_CONFIG=str(config), **extra)
     tap = [PIK, "tap", "--stream", stream, "--lease-seconds", "1", "--json"]
     produced: list[Produced] = []
-    spec = ProduceSpec(count=records, rate=max(50.0, records / 30), duplicates=0.05, seed=seed)
+    reshards: list[str] = []
+    writer_errors: list[str] = []
     producer = Producer(BotoKinesis(kinesis), SystemClock())
-    kills_made = 0
+    per_round = -(-records // rounds)
+
+    def write() -> None:
+        started = time.monotonic()
+        try:
+            for n in range(rounds):
+                if reshard and n == rounds // 3:
+                    reshards.append(f"split {split_first(kinesis, stream)}")
+                if reshard and n == 2 * rounds // 3:
+                    reshards.append(f"merge {merge_last_pair(kinesis, stream)}")
+                count = min(per_round, records - n * per_round)
+                if count <= 0:
+                    break
+                spec = ProduceSpec(count=count, duplicates=0.05, seed=seed * 1000 + n)
+                producer.run(stream, spec, keep=produced)
+                time.sleep(max(0.0, started + (n + 1) * write_s / rounds - time.monotonic()))
+        except Exception as exc:  # reported as a failed check, not a crashed thread
+            writer_errors.append(f"{type(exc).__name__}: {exc}")
+        figures.notes["write_s"] = round(time.monotonic() - started, 1)
+
+    kills_made = idle = 0
     with timed(figures):
-        flow = threading.Thread(target=producer.run, args=(stream, spec), kwargs={"keep": produced})
+        flow = threading.Thread(target=write, name="producer")
         flow.start()
         while flow.is_alive() or kills_made < kills:
+            before = leases(kit)
             proc = subprocess.Popen(
                 tap, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            time.sleep(rng.uniform(0.8, 2.5))
+            # Killed at a random moment while it works, not while it is still importing (a
+            # start takes 1-4 s on a busy 2-core machine): every other run shortly after it
+            # takes a lease, possibly before its first checkpoint; the others after it moved
+            # a checkpoint, so that some work is done by taps that are then killed.
+            after_progress = kills_made % 2 == 1
+            if wait_for_tap(kit, before, proc, progress=after_progress, timeout=10.0):
+                time.sleep(rng.uniform(0.0, 1.5))
+            else:
+                idle += 1
             kill_hard(proc)
             kills_made += 1
         flow.join()
         time.sleep(1.2)  # the killed workers' leases expire
+        final_started = time.monotonic()
         final = subprocess.run([*tap, "--once"], env=env, capture_output=True, timeout=600)
+        figures.notes["final_run_s"] = round(time.monotonic() - final_started, 1)
+        last: dict[str, Any] = {}
         if final.returncode != 0:
             figures.fail(f"final tap --once failed: {final.stderr.decode()[-500:]}")
+        else:
+            last = json.loads(final.stdout)
+            figures.notes["final_run"] = {
+                k: last.get(k) for k in ("user_records", "accepted", "duplicates", "redeliveries")
+            }
         binding = load_config(config).taps[0]
         decoder = RecordDecoder(binding)
         ids = []
@@ -356,15 +453,36 @@ def tap_crash(
             if isinstance(sub.parsed, Event):
                 ids.append(event_id(sub.parsed))
         retries = sum(p.kind == "duplicate" for p in produced)
+        result = audit(kit, ids)
         found = kit.index.lookup(ids)
         duplicates = sum(len(h.dup_occurrences) for h in found.values())
-    figures.scenario = f"crash: pik tap SIGKILLed x{kills_made}"
+    figures.scenario = f"crash: pik tap SIGKILLed x{kills_made}" + (
+        ", split + merge" if reshard else ""
+    )
     figures.tried = len(ids)
-    figures.survived = len(found)
-    figures.lost = len(set(ids) - set(found))
+    figures.survived = result.indexed_once
+    figures.lost = result.lost
+    if writer_errors:
+        figures.fail(f"the producer stopped: {writer_errors[0]}")
+    if len(set(ids)) != len(ids):
+        figures.fail(f"{len(ids) - len(set(ids))} produced events share an identity")
     if duplicates != retries:
         figures.fail(f"{duplicates} duplicates indexed for {retries} producer retries")
+    if result.unexpected:
+        figures.fail(f"{result.unexpected} identities indexed that nobody sent")
+    if reshard and len(reshards) != 2:
+        figures.fail(f"expected a split and a merge, made {reshards}")
+    shards = [s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"]]
     figures.notes.update(
-        {"kills": kills_made, "producer_retries": retries, "duplicates_indexed": duplicates}
+        {
+            "kills": kills_made,
+            "killed_idle": idle,  # no lease (or no progress) within 10 s: killed anyway
+            "indexed_before_the_final_run": len(ids) - int(last.get("accepted") or 0),
+            "producer_retries": retries,
+            "duplicates_indexed": duplicates,
+            "reshards": reshards,
+            "shards": shards,
+            "audit": result.to_json(),
+        }
     )
     return figures

@@ -11,6 +11,7 @@ copies of each event (exactly one unless a 503 made the client send it again).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
@@ -32,8 +33,11 @@ from pik.kit import Kit
 from pik.processing import aggregates
 from schemas.codec import Provenance
 from schemas.envelope import parse_body
+from tests.reliability.reshard import split_first, wait_active
 from tests.reliability.support import (
+    KINESIS_LOCAL,
     KIT_RETRIES,
+    MOTO,
     Figures,
     audit,
     identity_of,
@@ -44,6 +48,7 @@ from tests.reliability.support import (
 )
 
 HTTP_RETRIES = 40
+MAX_TAP_STARTS = 20
 DEFINITIONS = (
     AggregateDefinition("daily_event_count"),
     AggregateDefinition("daily_steps", kind="sum", field="steps"),
@@ -339,22 +344,35 @@ def tap_under_faults(
     rate: float = 0.15,
     seed: int = 3,
     max_attempts: int = KIT_RETRIES,
+    kinesis_endpoint: str | None = None,
+    reshard: bool = False,
+    get_limit: int | None = None,
 ) -> Figures:
     """``records`` known events on a 2-shard stream (a third of them KPL-aggregated) drained by
     the tap with faults in Kinesis, S3 and DynamoDB: each indexed exactly once, never as a
-    duplicate of itself. A tap that gives up is started again, as a supervisor would."""
+    duplicate of itself. A tap that gives up is started again, as a supervisor would.
+
+    ``kinesis_endpoint`` puts the stream on another Kinesis (npm kinesis-local); ``reshard``
+    then splits a shard once half the records are written, so the faulty tap also lists
+    closed parents and children, reads parents to their end and follows ``ChildShards``.
+    ``get_limit`` caps the records per GetRecords call (more calls, so more Kinesis faults).
+    """
     from consumers.tap.binding import binding_from_table
     from consumers.tap.kpl import aggregate
     from pik.cli_tap import build_tap_worker, tap_options
 
-    figures = Figures(f"faults: tap drain, {rate:.0%} of Kinesis/S3/DynamoDB calls")
+    if reshard and not kinesis_endpoint:
+        raise ValueError("resharding needs a faithful Kinesis (moto keeps writing to parents)")
+    label = f"faults: tap drain, {rate:.0%} of Kinesis/S3/DynamoDB calls"
+    backend = KINESIS_LOCAL if kinesis_endpoint else MOTO
+    figures = Figures(label + (", after a split" if reshard else ""), backend=backend)
     settings = settings_for(endpoint_url)
-    clean = kit_with(settings)
+    clean = kit_with(settings, kinesis_endpoint=kinesis_endpoint)
     clean.bootstrap().run(demo_stream=False)
     kinesis = clean.clients.kinesis()
     stream = f"faults-{uuid.uuid4().hex[:8]}"
     kinesis.create_stream(StreamName=stream, ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2})
+    wait_active(kinesis, stream)
     run = uuid.uuid4().hex[:8]
     bodies = [known_event(run, n) for n in range(records)]
     entries: list[dict[str, Any]] = []
@@ -365,24 +383,40 @@ def tap_under_faults(
     for start in range(0, len(group), 5):
         part = [(f"pk-{start % 11}", b) for b in group[start : start + 5]]
         entries.extend({"Data": a.data, "PartitionKey": a.partition_key} for a in aggregate(part))
+    half = len(entries) // 2 if reshard else len(entries)
     for start in range(0, len(entries), 500):
+        if start <= half < start + 500 and reshard:
+            kinesis.put_records(StreamName=stream, Records=entries[start:half])
+            split_first(kinesis, stream)
+            kinesis.put_records(StreamName=stream, Records=entries[half : start + 500])
+            continue
         kinesis.put_records(StreamName=stream, Records=entries[start : start + 500])
     plan = FaultPlan(rate=rate, services=frozenset({"kinesis", "s3", "dynamodb"}), seed=seed)
     injector = FaultInjector(plan)
-    faulty = kit_with(settings, max_attempts=max_attempts, injector=injector)
+    faulty = kit_with(
+        settings, max_attempts=max_attempts, injector=injector, kinesis_endpoint=kinesis_endpoint
+    )
     binding = binding_from_table({"stream": stream})
+    options = tap_options(lease_ms=2_000)
+    if get_limit is not None:
+        options = dataclasses.replace(
+            options, reader=dataclasses.replace(options.reader, limit=get_limit)
+        )
     restarts = 0
     totals: dict[str, Any] = {}
     with timed(figures):
-        for _ in range(20):
+        for _ in range(MAX_TAP_STARTS):
             try:
-                worker = build_tap_worker(faulty, binding, options=tap_options(lease_ms=2_000))
+                worker = build_tap_worker(faulty, binding, options=options)
                 totals = worker.run(once=True).totals()
                 break
             except Exception as exc:  # the process would exit non-zero and be restarted
                 restarts += 1
-                figures.notes.setdefault("restart_causes", []).append(str(exc)[:200])
+                cause = f"{type(exc).__name__}: {str(exc)[:200]}"
+                figures.notes.setdefault("restart_causes", []).append(cause)
                 time.sleep(2.5)  # its leases expire
+        else:
+            figures.fail(f"the tap failed {restarts} times; last: {cause}")
         with injector.paused():
             result = audit(clean, {identity_of(b) for b in bodies})
     figures.tried = records
@@ -394,6 +428,7 @@ def tap_under_faults(
         {
             "faults": injector.report(),
             "kinesis_records": len(entries),
+            "shards": [s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"]],
             "tap_restarts": restarts,
             "tap_totals": {k: v for k, v in totals.items() if k != "reasons"},
             "audit": result.to_json(),

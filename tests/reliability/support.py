@@ -7,6 +7,7 @@ figure counts what is really missing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -21,21 +22,20 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from consumers.ingest import IngestSink
-from infra.archive import S3RawArchive
 from infra.aws import AwsClients, AwsConfig
-from infra.clock import Clock, SystemClock
+from infra.clock import Clock
 from infra.faults import FaultInjector
-from infra.index import IDENTITY_ITEM, DynamoEventIndex
+from infra.index import IDENTITY_ITEM
 from infra.keys import QUARANTINE_PREFIX, RAW_PREFIX
-from infra.metrics import Metrics
-from pik.kit import Kit
+from pik.kit import Kit, build_kit
 from pik.settings import Settings
 from schemas.codec import ArchiveRecord, decode_archive
 from schemas.envelope import Event, parse_body
 from schemas.identity import event_id
 
 PIK = str(Path(sys.executable).with_name("pik"))
+MOTO = "moto"
+KINESIS_LOCAL = "kinesis-local"  # npm kinesis-local for Kinesis; S3, DynamoDB, SQS on moto
 KIT_RETRIES = AwsConfig().max_attempts  # what the kit configures: botocore retries per call
 RESOURCE_FIELDS = (
     "bucket",
@@ -55,6 +55,7 @@ class Figures:
     """One scenario's line in the table: what was tried, what came through, what was lost."""
 
     scenario: str
+    backend: str = MOTO  # where Kinesis was: moto, or kinesis-local (S3/DynamoDB/SQS: moto)
     tried: int = 0
     survived: int = 0
     lost: int = 0
@@ -69,6 +70,7 @@ class Figures:
     def to_json(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario,
+            "backend": self.backend,
             "tried": self.tried,
             "survived": self.survived,
             "lost": self.lost,
@@ -80,6 +82,20 @@ class Figures:
 
     def fail(self, message: str) -> None:
         self.failures.append(message)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Figures:
+        figures = cls(
+            doc["scenario"],
+            backend=doc.get("backend", MOTO),
+            tried=doc["tried"],
+            survived=doc["survived"],
+            lost=doc["lost"],
+            seconds=doc["seconds"],
+            notes=doc.get("notes", {}),
+        )
+        figures.failures.extend(doc.get("failures", []))
+        return figures
 
 
 @contextmanager
@@ -119,25 +135,19 @@ def kit_with(
     max_attempts: int = KIT_RETRIES,
     injector: FaultInjector | None = None,
     clock: Clock | None = None,
+    kinesis_endpoint: str | None = None,
 ) -> Kit:
-    """``build_kit``'s wiring with chosen boto3 retries and, optionally, faults on every client.
+    """``build_kit`` with chosen boto3 retries, optionally faults on every client (installed
+    as each is made) and Kinesis on another endpoint than the rest (a faithful emulator).
 
     ``max_attempts`` is botocore's *retry* count (``Config(retries={"max_attempts": n})``):
     n + 1 attempts in all.
     """
-    config = settings.aws()
-    clients = AwsClients(
-        AwsConfig(region=config.region, endpoint_url=config.endpoint_url, max_attempts=max_attempts)
-    )
-    if injector is not None:
-        injector.install_all(clients.client(s) for s in ("s3", "dynamodb", "sqs", "kinesis"))
-    names = settings.names()
-    archive = S3RawArchive(clients.s3(), names.bucket)
-    index = DynamoEventIndex(clients.dynamodb(), names.events_table)
-    metrics = Metrics()
-    clock = clock or SystemClock()
-    sink = IngestSink(archive, index, clock, metrics, dry_run=settings.dry_run)
-    return Kit(settings, clients, names, archive, index, metrics, clock, sink)
+    config = dataclasses.replace(settings.aws(), max_attempts=max_attempts)
+    environ = {"AWS_ENDPOINT_URL_KINESIS": kinesis_endpoint} if kinesis_endpoint else {}
+    hook = None if injector is None else (lambda _service, client: injector.install(client))
+    clients = AwsClients(config, on_client=hook, environ=environ)
+    return build_kit(settings, clock, clients=clients)
 
 
 # -- known events ------------------------------------------------------------------------------

@@ -17,20 +17,22 @@ from pik.kit import Kit
 from schemas.codec import Provenance
 from schemas.envelope import parse_body
 from tests.reliability.bad_input import schemathesis_run, tap_bad_records
-from tests.reliability.conftest import assert_figures
+from tests.reliability.conftest import CheckFigures
 from tests.reliability.crash import free_port, kill_hard, wait_ready
 from tests.reliability.support import PIK, env_for, kit_with, settings_for
 
 pytestmark = pytest.mark.reliability
 
 
-def test_schemathesis_finds_no_5xx(kit: Kit) -> None:
-    assert_figures(schemathesis_run(kit, examples_per_operation=8))
+def test_schemathesis_finds_no_5xx(kit: Kit, check_figures: CheckFigures) -> None:
+    check_figures(schemathesis_run(kit, examples_per_operation=8))
 
 
-def test_corrupt_kpl_and_avro_records_are_quarantined_whole_with_a_reason(kit: Kit) -> None:
+def test_corrupt_kpl_and_avro_records_are_quarantined_whole_with_a_reason(
+    kit: Kit, check_figures: CheckFigures
+) -> None:
     figures = tap_bad_records(kit, records=30)
-    assert_figures(figures)
+    check_figures(figures)
     assert figures.notes["rejections_by_reason"], figures.to_json()
 
 

@@ -9,7 +9,7 @@ from infra.local import EmbeddedAws
 from pik.kit import Kit, build_kit
 from pik.settings import Settings
 from tests.conftest import fresh_settings
-from tests.reliability.conftest import assert_figures
+from tests.reliability.conftest import CheckFigures
 from tests.reliability.security import (
     keys_stay_in_prefix,
     no_secret_in_logs,
@@ -36,22 +36,26 @@ def guarded_kit(settings: Settings) -> Kit:
     return built
 
 
-def test_every_route_but_healthz_needs_the_token(guarded_kit: Kit) -> None:
+def test_every_route_but_healthz_needs_the_token(
+    guarded_kit: Kit, check_figures: CheckFigures
+) -> None:
     figures = token_on_every_route(guarded_kit, TOKEN)
-    assert_figures(figures)
+    check_figures(figures)
     assert "POST /replay" in figures.notes["routes"]  # included routers are walked too
 
 
-def test_size_limits_hold_on_every_post_route(kit: Kit) -> None:
-    assert_figures(size_limits(kit))
+def test_size_limits_hold_on_every_post_route(kit: Kit, check_figures: CheckFigures) -> None:
+    check_figures(size_limits(kit))
 
 
-def test_archive_keys_never_leave_their_prefix(kit: Kit) -> None:
-    assert_figures(keys_stay_in_prefix(kit, examples=25))
+def test_archive_keys_never_leave_their_prefix(kit: Kit, check_figures: CheckFigures) -> None:
+    check_figures(keys_stay_in_prefix(kit, examples=25))
 
 
-def test_no_secret_appears_in_the_logs(aws_server: EmbeddedAws) -> None:
-    assert_figures(no_secret_in_logs(aws_server.endpoint_url))
+def test_no_secret_appears_in_the_logs(
+    aws_server: EmbeddedAws, check_figures: CheckFigures
+) -> None:
+    check_figures(no_secret_in_logs(aws_server.endpoint_url))
 
 
 def test_aggregate_input_lists_keep_the_entity_in_one_escaped_segment(kit: Kit) -> None:
