@@ -31,7 +31,7 @@ from infra.clock import Clock
 from infra.index import Claim, EventIndex, Holder, Occurrence
 from infra.keys import archive_key
 from infra.metrics import Metrics
-from schemas.codec import ArchiveRecord, Provenance, encode_archive
+from schemas.codec import ArchiveRecord, Provenance, encode_archive, new_archive_record
 from schemas.envelope import Event, Rejection, Status, format_time
 from schemas.identity import canonical_json, event_id, rejected_event_id
 from schemas.validation import PayloadValidator
@@ -39,6 +39,7 @@ from schemas.validation import PayloadValidator
 log = logging.getLogger(__name__)
 
 UNKNOWN = "_unknown"
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +166,7 @@ class IngestSink:
         parsed = sub.parsed
         if isinstance(parsed, Rejection):
             return _Row(sub, rejected_event_id(sub.raw), Status.REJECTED)
-        lag = (ingest_time - parsed.event_time) // timedelta(milliseconds=1)
+        lag = (ingest_time - parsed.event_time) // _MILLISECOND
         return _Row(sub, event_id(parsed), Status.ACCEPTED, lag_ms=lag)
 
     def _validate(self, sub: Submission) -> Submission:
@@ -273,7 +274,7 @@ class IngestSink:
     def _record(self, row: _Row, ingest_time: datetime) -> ArchiveRecord:
         parsed = row.sub.parsed
         if isinstance(parsed, Rejection):
-            return ArchiveRecord(
+            return new_archive_record(
                 event_id=row.event_id,
                 status=row.status.value,
                 ingest_time=ingest_time,
@@ -285,7 +286,7 @@ class IngestSink:
                 event_type=parsed.event_type,
                 entity_id=parsed.entity_id,
             )
-        return ArchiveRecord(
+        return new_archive_record(
             event_id=row.event_id,
             status=row.status.value,
             ingest_time=ingest_time,

@@ -22,9 +22,9 @@ import fastavro
 
 from consumers.ingest import Submission
 from consumers.tap.binding import FieldSpec, Format, TapBinding
-from consumers.tap.kpl import CorruptAggregate, UserRecord, deaggregate
+from consumers.tap.kpl import CorruptAggregate, UserRecord, deaggregate, is_aggregated
 from infra.kinesis import StreamRecord
-from schemas.codec import Provenance
+from schemas.codec import new_provenance
 from schemas.envelope import (
     DEFAULT_MAX_EVENT_BYTES,
     Event,
@@ -34,7 +34,9 @@ from schemas.envelope import (
     format_time,
     parse_event,
     parse_time,
+    plain_event,
 )
+from schemas.frozen import maker
 from schemas.registry import SchemaEntry, SchemaRegistry
 
 ORIGIN = "kinesis"
@@ -43,6 +45,8 @@ CONFLUENT_HEADER_BYTES = 5
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 SINGLE_OBJECT_HEADER_BYTES = 10
 EPOCH_MILLIS_ABOVE = 100_000_000_000  # a number this large is epoch ms (year 5138 in seconds)
+
+_new_submission = maker(Submission)  # as Submission(...), faster (schemas/frozen.py)
 
 _MISSING = object()
 _FROM_SCHEMA = object()  # source / event type of the Avro writer schema's registry entry
@@ -79,6 +83,7 @@ class RecordDecoder:
         self._registry = registry or SchemaRegistry()
         self._max_bytes = max_event_bytes
         self._envelope_mode = binding.envelope_mode
+        self._json_mapped = binding.format is Format.JSON and not self._envelope_mode
         self._plan = _field_plan(binding)
         self._body: Callable[[bytes], _Decoded | Rejection] = {
             Format.JSON: self._json,
@@ -89,7 +94,11 @@ class RecordDecoder:
 
     def submissions(self, record: StreamRecord) -> list[Submission]:
         """Every user record of ``record``, in sub-sequence order."""
-        users = deaggregate(record.data, record.partition_key)
+        data, key = record.data, record.partition_key
+        if not is_aggregated(data):  # its own single user record, sub-sequence number 0
+            parsed, entry = self.parse(data, key, record.arrival_time)
+            return [self._submission(record, 0, key, data, parsed, entry)]
+        users = deaggregate(data, key)
         if isinstance(users, CorruptAggregate):
             rejection = Rejection(
                 Reason.UNDECODABLE,
@@ -97,43 +106,40 @@ class RecordDecoder:
                 source=_constant(self.binding.source),
                 event_type=_constant(self.binding.event_type),
             )
-            return [
-                self._submission(
-                    record, UserRecord(0, record.partition_key, record.data), rejection, None
-                )
-            ]
+            return [self._submission(record, 0, key, data, rejection, None)]
         return [self.submission(record, user) for user in users]
 
     def submission(self, record: StreamRecord, user: UserRecord) -> Submission:
-        parsed, entry = self.parse(user.data, user.partition_key, record.arrival_time)
-        return self._submission(record, user, parsed, entry.fingerprint if entry else None)
+        data, key, sub = user.data, user.partition_key, user.sub_sequence_number
+        parsed, entry = self.parse(data, key, record.arrival_time)
+        return self._submission(record, sub, key, data, parsed, entry)
 
     @staticmethod
     def _submission(
         record: StreamRecord,
-        user: UserRecord,
+        sub: int,
+        partition_key: str,
+        data: bytes,
         parsed: Event | Rejection,
-        fingerprint: str | None,
+        entry: SchemaEntry | None,
     ) -> Submission:
-        sub = user.sub_sequence_number
-        provenance = Provenance(
-            occurrence_id=occurrence_id(
-                record.stream, record.shard_id, record.sequence_number, sub
-            ),
+        stream, shard_id, sequence = record.stream, record.shard_id, record.sequence_number
+        provenance = new_provenance(
+            occurrence_id=occurrence_id(stream, shard_id, sequence, sub),
             origin=ORIGIN,
-            stream=record.stream,
-            shard_id=record.shard_id,
-            sequence_number=record.sequence_number,
+            stream=stream,
+            shard_id=shard_id,
+            sequence_number=sequence,
             sub_sequence_number=sub,
-            partition_key=user.partition_key,
+            partition_key=partition_key,
             arrival_time=record.arrival_time,
         )
-        return Submission(
-            raw=user.data,
+        return _new_submission(
+            raw=data,
             provenance=provenance,
             parsed=parsed,
-            position=position(record.sequence_number, sub),
-            schema_fingerprint=fingerprint,
+            position=position(sequence, sub),
+            schema_fingerprint=entry.fingerprint if entry is not None else None,
         )
 
     # -- one user record -----------------------------------------------------------------------
@@ -144,12 +150,17 @@ class RecordDecoder:
             return self._reject(
                 Reason.TOO_LARGE, f"record is {len(raw)} bytes, limit {self._max_bytes}", None
             ), None
+        if self._json_mapped:  # the busy case, without the _Decoded wrapper
+            value = self._json_value(raw)
+            if isinstance(value, Rejection):
+                return value, None
+            return self._mapped(raw, value, None, partition_key, arrival_time), None
         body = self._body(raw)
         if isinstance(body, Rejection):
             return body, None
         if self._envelope_mode:
             return self._envelope(body.value, partition_key, arrival_time), None
-        return self._mapped(raw, body, partition_key, arrival_time), body.entry
+        return self._mapped(raw, body.value, body.entry, partition_key, arrival_time), body.entry
 
     def _envelope(
         self, value: Any, partition_key: str, arrival_time: datetime
@@ -162,14 +173,29 @@ class RecordDecoder:
         return parse_event(value)
 
     def _mapped(
-        self, raw: bytes, body: _Decoded, partition_key: str, arrival_time: datetime
+        self,
+        raw: bytes,
+        value: Any,
+        entry: SchemaEntry | None,
+        partition_key: str,
+        arrival_time: datetime,
     ) -> Event | Rejection:
-        value, entry = body.value, body.entry
-        fields: dict[str, Any] = {}
-        known: dict[str, str | None] = {"source": None, "event_type": None, "entity_id": None}
-        for name, spec, fallback in self._plan:
-            if spec is not None:
-                found = _lookup(spec, value)
+        texts: dict[str, str] = {}  # what is known so far, also for a rejection's audit fields
+        for name, spec, path, fallback in self._plan:
+            if path is not None:
+                found = value
+                for part in path:  # _lookup, inlined for the usual case: nested objects
+                    if type(found) is not dict:
+                        found = _lookup(spec, value)  # type: ignore[arg-type]
+                        break
+                    found = found.get(part, _MISSING)
+                    if found is _MISSING:
+                        break
+                else:
+                    if found is None:
+                        found = _MISSING
+            elif spec is not None:
+                found = spec.constant
             elif fallback is _FROM_SCHEMA:
                 found = getattr(entry, name) if entry is not None else _MISSING
             elif fallback is _FROM_PARTITION_KEY:
@@ -178,7 +204,7 @@ class RecordDecoder:
                 found = fallback
             if found is _MISSING:
                 return self._reject(
-                    Reason.MISSING_FIELD, f"{name}: {spec or 'not mapped'} is missing", known
+                    Reason.MISSING_FIELD, f"{name}: {spec or 'not mapped'} is missing", texts
                 )
             if found is None:
                 continue
@@ -187,29 +213,29 @@ class RecordDecoder:
                 return self._reject(
                     Reason.INVALID_FIELD,
                     f"{name}: {spec} is a {type(found).__name__}, expected a string",
-                    known,
+                    texts,
                 )
-            fields[name] = text
-            if name in known:
-                known[name] = text
+            texts[name] = text
         spec = self.binding.event_time
         when = arrival_time if spec is None else _lookup(spec, value)
         if when is _MISSING:
-            return self._reject(Reason.MISSING_FIELD, f"event_time: {spec} is missing", known)
+            return self._reject(Reason.MISSING_FIELD, f"event_time: {spec} is missing", texts)
         stamp = _time(when)
         if stamp is None:
             return self._reject(
                 Reason.INVALID_TIME,
                 f"event_time: {spec} = {str(when)[:64]!r} is not a "
                 "time with a UTC offset or an epoch number",
-                known,
+                texts,
             )
-        fields["event_time"] = stamp
-        fields["payload"] = _payload(raw, value, self.binding.format)
-        return parse_event(fields)
+        payload = _payload(raw, value, self.binding.format)
+        event = plain_event(texts, stamp, payload)
+        if event is not None:
+            return event
+        return parse_event({**texts, "event_time": stamp, "payload": payload})
 
     @staticmethod
-    def _reject(reason: Reason, detail: str, known: dict[str, str | None] | None) -> Rejection:
+    def _reject(reason: Reason, detail: str, known: dict[str, str] | None) -> Rejection:
         known = known or {}
         return Rejection(
             reason,
@@ -221,13 +247,17 @@ class RecordDecoder:
 
     # -- formats -------------------------------------------------------------------------------
     def _json(self, raw: bytes) -> _Decoded | Rejection:
+        value = self._json_value(raw)
+        return value if isinstance(value, Rejection) else _Decoded(value)
+
+    def _json_value(self, raw: bytes) -> Any | Rejection:
         value = decode_json(raw)
         if isinstance(value, Rejection):
             return value
         if not self._envelope_mode and not isinstance(value, dict):
             kind = type(value).__name__ if value is not None else "null"
             return Rejection(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {kind}")
-        return _Decoded(value)
+        return value
 
     def _confluent(self, raw: bytes) -> _Decoded | Rejection:
         if len(raw) < CONFLUENT_HEADER_BYTES or raw[0] != CONFLUENT_MAGIC:
@@ -283,17 +313,24 @@ def _constant(spec: FieldSpec | None) -> str | None:
     return spec.constant if spec is not None else None
 
 
-def _field_plan(binding: TapBinding) -> list[tuple[str, FieldSpec | None, Any]]:
-    """Per text field: the binding's spec, or where its default comes from (decided once)."""
-    plan: list[tuple[str, FieldSpec | None, Any]] = []
+def _field_plan(
+    binding: TapBinding,
+) -> list[tuple[str, FieldSpec | None, tuple[str, ...] | None, Any]]:
+    """Per text field: the binding's spec (and its path, if it is one), or where its default
+    comes from (decided once)."""
+    plan: list[tuple[str, FieldSpec | None, tuple[str, ...] | None, Any]] = []
     for name in ("source", "event_type"):
         spec: FieldSpec | None = getattr(binding, name)
         if spec is None and binding.format is Format.JSON:
             spec = FieldSpec(path=(name,))  # JSON records may carry them themselves
-        plan.append((name, spec, _FROM_SCHEMA if spec is None else None))
-    plan.append(("entity_id", binding.entity_id, _FROM_PARTITION_KEY))
-    plan.append(("idempotency_key", binding.idempotency_key, None))
+        plan.append((name, spec, _path(spec), _FROM_SCHEMA if spec is None else None))
+    plan.append(("entity_id", binding.entity_id, _path(binding.entity_id), _FROM_PARTITION_KEY))
+    plan.append(("idempotency_key", binding.idempotency_key, _path(binding.idempotency_key), None))
     return plan
+
+
+def _path(spec: FieldSpec | None) -> tuple[str, ...] | None:
+    return spec.path if spec is not None and spec.constant is None else None
 
 
 def _lookup(spec: FieldSpec, value: Any) -> Any:
@@ -323,11 +360,16 @@ def _text(value: Any) -> str | None:
 
 def _time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo is not None else None
+        if value.tzinfo is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            return None
     if isinstance(value, str):
         try:
             return parse_time(value)
-        except ValueError:
+        except (ValueError, OverflowError):  # year 1 at +02:00 is before year 1 in UTC
             return None
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if abs(value) >= EPOCH_MILLIS_ABOVE else value
