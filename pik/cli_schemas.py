@@ -329,16 +329,7 @@ def register(app: typer.Typer) -> None:
         mode = folder.modes.mode(subject)
         problems = check_file(folder, subject, schema)
         if as_json:
-            _print_json(
-                {
-                    "subject": subject,
-                    "mode": mode.value,
-                    "compatible": not problems,
-                    "problems": [p.to_json() for p in problems],
-                }
-            )
-            if problems:
-                raise typer.Exit(1)
+            _verdict_json(subject, mode, problems)
             return
         if problems:
             _report_problems(problems, subject, mode)
@@ -348,6 +339,19 @@ def register(app: typer.Typer) -> None:
             markup=False,
         )
 
+    def _verdict_json(subject: str, mode: Mode, problems: list[Incompatibility]) -> None:
+        """The ``--json`` verdict of a check; exit 1 when it found problems."""
+        _print_json(
+            {
+                "subject": subject,
+                "mode": mode.value,
+                "compatible": not problems,
+                "problems": [p.to_json() for p in problems],
+            }
+        )
+        if problems:
+            raise typer.Exit(1)
+
     def _check_subject(folder: Folder, subject: str, as_json: bool) -> None:
         from pik.cli import out
 
@@ -356,16 +360,7 @@ def register(app: typer.Typer) -> None:
         problems = check_subject(folder, subject)
         mode = folder.modes.mode(subject)
         if as_json:
-            _print_json(
-                {
-                    "subject": subject,
-                    "mode": mode.value,
-                    "compatible": not problems,
-                    "problems": [p.to_json() for p in problems],
-                }
-            )
-            if problems:
-                raise typer.Exit(1)
+            _verdict_json(subject, mode, problems)
             return
         if problems:
             _report_problems(problems, subject, mode)
