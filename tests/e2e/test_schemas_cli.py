@@ -77,6 +77,12 @@ def test_register_compatible_then_identical_then_incompatible(
     [line] = stderr.strip().splitlines()
     assert "candidate cannot read v3 data: region:" in line
     assert "READER_FIELD_MISSING_DEFAULT_VALUE" in line
+    code, stdout, _ = schemas(registry, "check", str(bad), "--subject", SUBJECT, "--json")
+    verdict = json.loads(stdout)
+    assert code == 1 and verdict["subject"] == SUBJECT and verdict["compatible"] is False
+    assert verdict["problems"] and verdict["mode"] == "BACKWARD"
+    code, stdout, _ = schemas(registry, "check", "--subject", SUBJECT, "--json")
+    assert code == 0 and json.loads(stdout)["compatible"] is True
 
     code, _, stderr = schemas(registry, "register", str(bad), "--subject", SUBJECT)
     assert code == 1
