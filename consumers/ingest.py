@@ -272,34 +272,36 @@ class IngestSink:
         return files
 
     def _record(self, row: _Row, ingest_time: datetime) -> ArchiveRecord:
-        parsed = row.sub.parsed
+        parsed, sub = row.sub.parsed, row.sub
         if isinstance(parsed, Rejection):
             return new_archive_record(
                 event_id=row.event_id,
                 status=row.status.value,
                 ingest_time=ingest_time,
-                raw=row.sub.raw,
-                provenance=row.sub.provenance,
+                raw=sub.raw,
+                provenance=sub.provenance,
                 reason=parsed.reason.value,
                 detail=parsed.detail,
                 source=parsed.source,
                 event_type=parsed.event_type,
                 entity_id=parsed.entity_id,
             )
-        return new_archive_record(
-            event_id=row.event_id,
-            status=row.status.value,
-            ingest_time=ingest_time,
-            raw=row.sub.raw,
-            provenance=row.sub.provenance,
-            source=parsed.source,
-            event_type=parsed.event_type,
-            entity_id=parsed.entity_id,
-            event_time=parsed.event_time,
-            idempotency_key=parsed.idempotency_key,
-            lag_ms=row.lag_ms,
-            payload=canonical_json(parsed.payload),
-            schema_fingerprint=row.sub.schema_fingerprint,
+        return new_archive_record(  # positional, in ArchiveRecord's field order: once a record
+            row.event_id,
+            row.status.value,
+            ingest_time,
+            sub.raw,
+            sub.provenance,
+            None,  # reason
+            None,  # detail
+            parsed.source,
+            parsed.event_type,
+            parsed.entity_id,
+            parsed.event_time,
+            parsed.idempotency_key,
+            row.lag_ms,
+            canonical_json(parsed.payload),
+            sub.schema_fingerprint,
         )
 
     @staticmethod

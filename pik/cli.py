@@ -30,6 +30,7 @@ from infra.errors import ConfigError, KitError, NotFound
 from pik import cli_audit, cli_deploy, cli_process, cli_replay, cli_schemas, cli_tap
 from pik.kit import build_kit
 from pik.logs import configure_logging
+from pik.runtime import tune_collector
 from pik.settings import Settings, describe_errors
 
 if TYPE_CHECKING:
@@ -389,6 +390,7 @@ cli_schemas.register(app)
 
 
 def main() -> None:
+    tune_collector()  # every command is long-running work over many records, or quick
     try:
         app()
     except ConfigError as exc:

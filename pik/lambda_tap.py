@@ -30,10 +30,12 @@ from infra.metrics import Metrics
 from pik.config import KitConfig, load_config
 from pik.kit import build_kit
 from pik.logs import configure_logging
+from pik.runtime import tune_collector
 from pik.settings import Settings
 from schemas.registry import SchemaRegistry
 
 log = logging.getLogger(__name__)
+tune_collector()  # once per Lambda environment, as `pik` does per process
 
 
 @dataclass(frozen=True, slots=True)

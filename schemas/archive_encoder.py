@@ -62,7 +62,6 @@ _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _SMALL = [bytes([n]) for n in range(128)]  # varints of one byte
-_LOW_GROUP = [bytes([n | 0x80]) for n in range(128)]  # a varint byte with more to follow
 _SIZED = 1 << 13  # lengths below this have their ``long`` encoding in a table
 _MEMO_ENTRIES = 4096  # remembered values per memo, at most
 
@@ -152,15 +151,29 @@ class RecordEncoder:
             raise Unplain(exc) from exc
 
     def _encode(self, r: ArchiveRecord) -> bytes:
+        # Every helper is inlined: ``size[len(b)]`` is a ``string``'s length prefix (an
+        # IndexError past the table lands in ``encode``'s Unplain, and fastavro writes it).
         p = r.provenance
-        texts, options, stamps = self._texts, self._options, self._stamps
+        texts, options, stamps, size = self._texts, self._options, self._stamps, _SIZE
         raw, event_time, detail, request = r.raw, r.event_time, r.detail, p.request_id
-        lag, sub = r.lag_ms, p.sub_sequence_number
+        lag, sub, key, payload = r.lag_ms, p.sub_sequence_number, r.idempotency_key, r.payload
         if type(raw) is not bytes:
             raise Unplain(raw)
+        event_id = r.event_id.encode()
+        occurrence = p.occurrence_id.encode()
+        sequence = p.sequence_number
+        if payload is None:
+            payload_head, payload_body = _NULL, b""
+        else:
+            payload_body = payload.encode()
+            n = len(payload_body)
+            payload_head = _SOME + (size[n] if n < _SIZED else long_bytes(n))
+        n = len(raw)
+        raw_head = size[n] if n < _SIZED else long_bytes(n)
         return b"".join(
             (
-                _sized(r.event_id.encode()),
+                size[len(event_id)],
+                event_id,
                 texts.get(r.status) or self._text(r.status),
                 options.get(r.reason) or self._option(r.reason),
                 _NULL if detail is None else _free(detail),
@@ -168,18 +181,21 @@ class RecordEncoder:
                 options.get(r.event_type) or self._option(r.event_type),
                 options.get(r.entity_id) or self._option(r.entity_id),
                 _NULL if event_time is None else self._event_time(event_time),
-                _free(r.idempotency_key),
+                _NULL if key is None else _SOME + size[len(key_bytes := key.encode())] + key_bytes,
                 self._times.get(r.ingest_time) or self._time(r.ingest_time),
                 _NULL if lag is None else _SOME + long_bytes(lag),
-                _free(r.payload),
-                _sized(raw),
+                payload_head,
+                payload_body,
+                raw_head,
+                raw,
                 options.get(r.schema_fingerprint) or self._option(r.schema_fingerprint),
-                _sized(p.occurrence_id.encode()),
+                size[len(occurrence)],
+                occurrence,
                 texts.get(p.origin) or self._text(p.origin),
                 _NULL if request is None else _free(request),
                 options.get(p.stream) or self._option(p.stream),
                 options.get(p.shard_id) or self._option(p.shard_id),
-                _free(p.sequence_number),
+                _NULL if sequence is None else _SOME + size[len(seq := sequence.encode())] + seq,
                 _NULL if sub is None else _SOME + long_bytes(sub),
                 options.get(p.partition_key) or self._option(p.partition_key),
                 stamps.get(p.arrival_time) or self._stamp(p.arrival_time),
@@ -216,17 +232,11 @@ class RecordEncoder:
         if n < 1 << 28:
             return _SOME + _varint(n)
         high = self._high.get(n >> 28) or _remember(self._high, n >> 28, _varint(n >> 28))
-        low = _LOW_GROUP
-        return b"".join(
-            (
-                _SOME,
-                low[n & 0x7F],
-                low[n >> 7 & 0x7F],
-                low[n >> 14 & 0x7F],
-                low[n >> 21 & 0x7F],
-                high,
-            )
+        # The low four 7-bit groups, each with its continuation bit, as one little-endian int.
+        low = (
+            (n & 0x7F) | (n & 0x3F80) << 1 | (n & 0x1FC000) << 2 | (n & 0xFE00000) << 3 | 0x80808080
         )
+        return _SOME + low.to_bytes(4, "little") + high
 
 
 def _free(value: str | None) -> bytes:

@@ -208,12 +208,6 @@ def decode_json(raw: bytes) -> Any | Rejection:
     reads integers past 64 bits as floats: a text holding a run of 19 digits, and any text
     orjson refuses, is read by the standard decoder (which words the rejection).
     """
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Rejection(
-            Reason.INVALID_UTF8, f"body is not UTF-8: {exc.reason} at byte {exc.start}"
-        )
     digits = raw.translate(_DIGITS_AND_OPENINGS)
     if _NINETEEN_DIGITS not in digits:
         try:
@@ -228,6 +222,12 @@ def decode_json(raw: bytes) -> Any | Rejection:
                     Reason.TOO_DEEP, f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
                 )
             return value
+    try:  # orjson validates UTF-8 as strictly as this; it is decoded here for the slow path
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(
+            Reason.INVALID_UTF8, f"body is not UTF-8: {exc.reason} at byte {exc.start}"
+        )
     try:
         value = _DECODER.decode(text)
     except RecursionError:
@@ -260,7 +260,6 @@ def parse_event(obj: Any) -> Event | Rejection:
 _EVENT_FIELDS = frozenset(Event.model_fields)
 _REQUIRED_FIELDS = frozenset(n for n, f in Event.model_fields.items() if f.is_required())
 _TEXT_KEYS = frozenset({str})
-_set_attribute = object.__setattr__
 _new_instance = object.__new__
 
 
@@ -371,11 +370,11 @@ def _new_event(
     fields_set: set[str],
 ) -> Event:
     """An ``Event`` of valid values, made as ``Event.model_construct`` makes one (setting the
-    same attributes) without its generic field loop."""
+    same attributes) without its generic field loop: the model's slots are set through their
+    own descriptors, as ``object.__setattr__`` would find them."""
     event = _new_instance(Event)  # as Event.__new__(Event), without the metaclass' lookup
-    _set_attribute(
+    _set_dict(
         event,
-        "__dict__",
         {
             "source": source,
             "event_type": event_type,
@@ -385,10 +384,19 @@ def _new_event(
             "idempotency_key": idempotency_key,
         },
     )
-    _set_attribute(event, "__pydantic_fields_set__", fields_set)
-    _set_attribute(event, "__pydantic_extra__", None)
-    _set_attribute(event, "__pydantic_private__", None)
+    _set_fields_set(event, fields_set)
+    _set_extra(event, None)
+    _set_private(event, None)
     return event
+
+
+# For callers that have checked every rule of the model themselves (consumers/tap/fastmap.py).
+valid_event = _new_event
+_SLOTS = vars(BaseModel)
+_set_dict = _SLOTS["__dict__"].__set__
+_set_fields_set = _SLOTS["__pydantic_fields_set__"].__set__
+_set_extra = _SLOTS["__pydantic_extra__"].__set__
+_set_private = _SLOTS["__pydantic_private__"].__set__
 
 
 def parse_body(raw: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event | Rejection:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import orjson
@@ -18,9 +19,20 @@ from schemas.envelope import Event, format_time
 
 _IDENTITY_VERSION = "pik.v1"
 _MAX_SAFE_INTEGER = 2**53
-_ORJSON_WALK_LIMIT = 100_000
-_FLAT_TYPES = frozenset({str, int, bool, type(None)})
-_JSON_TYPES = _FLAT_TYPES | {dict, list, float}
+_TEXT_ONLY = {str}
+_ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+# Where orjson may print a float otherwise than ``_normalise`` and ``repr`` do: an integral
+# float (``10.0``, ``-0.0``: the definition prints an integer), a magnitude in [1e-5, 1e-4)
+# (orjson ``0.00001``, repr ``1e-05``), a one-digit negative exponent (orjson ``1e-7``, repr
+# ``1e-07``), NaN and infinities (orjson ``null``; the definition refuses them). Every other
+# float orjson prints as ``repr`` does (tests/unit/test_canonical_json.py, and millions of
+# random and boundary floats when this was written).
+_FLOAT_MAY_DIFFER = re.compile(rb"\.0[,}\]]|\.0$|0\.0000|e-\d[,}\]]|e-\d$|null")
 
 
 def _normalise(value: Any) -> Any:
@@ -59,15 +71,11 @@ def canonical_json(value: Any) -> str:
 
     That is ``json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"),
     ensure_ascii=False, allow_nan=False)``, and only that: ``_standard_canonical_json``.
-    orjson prints most values so, several times faster, and is used when
-    ``_orjson_prints_it_so`` says it will.
+    orjson prints most values so, several times faster, and is used when ``_orjson_text``
+    says it does.
     """
-    if _orjson_prints_it_so(value):
-        try:
-            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-        except orjson.JSONEncodeError:  # a key not text, a lone surrogate, a big integer...
-            pass
-    return _standard_canonical_json(value)
+    text = _orjson_text(value)
+    return text.decode() if text is not None else _standard_canonical_json(value)
 
 
 def _standard_canonical_json(value: Any) -> str:
@@ -82,60 +90,57 @@ def _standard_canonical_json(value: Any) -> str:
     return text
 
 
-def _orjson_prints_it_so(value: Any) -> bool:
-    """Whether orjson prints ``value`` exactly as ``canonical_json`` defines it.
+def _orjson_text(value: Any) -> bytes | None:
+    """``canonical_json(value)`` in UTF-8 as orjson prints it, or None when orjson might print
+    it otherwise (then the standard encoder decides).
 
     orjson prints text, key order (by code point), ``true``, ``false``, ``null`` and integers as
     the standard encoder does (``tests/unit/test_canonical_json.py`` checks every code point),
-    and refuses what the standard encoder would print otherwise (keys that are not text,
-    integers past 64 bits, lone surrogates), which sends the value down the standard path. So a
-    value qualifies when it holds only JSON's own types (exactly: no subclasses, which orjson
-    may print its own way) and every ``float`` in it is neither integral (``_normalise`` prints
-    those as integers) nor printed by orjson other than as its ``repr`` (NaN and infinities
-    among them). The walk stops, saying no, after ``_ORJSON_WALK_LIMIT`` items (a cycle).
+    and refuses what the standard encoder would print otherwise: keys that are not text,
+    integers past 64 bits, lone surrogates, and (through ``_ORJSON_OPTIONS`` and
+    ``_refuse``) subclasses of JSON's types, dates and times, dataclasses. Floats it prints as
+    ``repr`` does except where ``_FLOAT_MAY_DIFFER`` looks; a string that happens to match
+    costs only the slow path. Three values the standard encoder refuses orjson prints: a
+    ``uuid.UUID`` (its text), a plain ``Enum`` member (its value) and an ``orjson.Fragment``;
+    they are not JSON values, so no event decoded from JSON or Avro holds one.
     """
-    kind = type(value)
-    if kind is not dict and kind is not list:
-        return kind in _JSON_TYPES and (kind is not float or _orjson_float(value))
-    stack = [value]
-    seen = 0
-    while stack:
-        container = stack.pop()
-        items = container.values() if type(container) is dict else container
-        seen += len(container)
-        kinds = set(map(type, items))
-        if kinds <= _FLAT_TYPES:
-            continue
-        if not kinds <= _JSON_TYPES or seen > _ORJSON_WALK_LIMIT:
-            return False
-        for item in items:
-            kind = type(item)
-            if kind is float:
-                if not _orjson_float(item):
-                    return False
-            elif kind is dict or kind is list:
-                stack.append(item)
-    return True
+    try:
+        text = orjson.dumps(value, default=_refuse, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return None
+    if (b".0" in text or b"e-" in text or b"null" in text) and _FLOAT_MAY_DIFFER.search(text):
+        return None
+    return text
 
 
-def _orjson_float(value: float) -> bool:
-    return not value.is_integer() and orjson.dumps(value) == repr(value).encode()
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is left to the standard encoder")
 
 
 def _digest(parts: list[Any]) -> str:
     """SHA-256 of ``canonical_json(parts)`` in UTF-8."""
-    if _orjson_prints_it_so(parts):
-        try:
-            return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        except orjson.JSONEncodeError:
-            pass
-    return hashlib.sha256(_standard_canonical_json(parts).encode("utf-8")).hexdigest()
+    text = _orjson_text(parts)
+    if text is None:
+        text = _standard_canonical_json(parts).encode("utf-8")
+    return hashlib.sha256(text).hexdigest()
 
 
 def event_id(event: Event) -> str:
-    head = [_IDENTITY_VERSION, event.source, event.event_type, event.entity_id]
-    if event.idempotency_key is not None:
-        return _digest([*head, "key", event.idempotency_key])
+    source, event_type, entity_id, key = (
+        event.source,
+        event.event_type,
+        event.entity_id,
+        event.idempotency_key,
+    )
+    if key is not None:
+        parts = [_IDENTITY_VERSION, source, event_type, entity_id, "key", key]
+        if {type(source), type(event_type), type(entity_id), type(key)} != _TEXT_ONLY:
+            return _digest(parts)  # not the model's own values (a model_construct, say)
+        try:  # only text, which orjson prints as the standard encoder does, or refuses
+            return hashlib.sha256(orjson.dumps(parts)).hexdigest()
+        except orjson.JSONEncodeError:  # a lone surrogate, say
+            return _digest(parts)
+    head = [_IDENTITY_VERSION, source, event_type, entity_id]
     return _digest([*head, "content", format_time(event.event_time), event.payload])
 
 

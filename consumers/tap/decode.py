@@ -22,6 +22,7 @@ import fastavro
 
 from consumers.ingest import Submission
 from consumers.tap.binding import FieldSpec, Format, TapBinding
+from consumers.tap.fastmap import fast_mapper
 from consumers.tap.kpl import CorruptAggregate, UserRecord, deaggregate, is_aggregated
 from infra.kinesis import StreamRecord
 from schemas.codec import new_provenance
@@ -83,8 +84,8 @@ class RecordDecoder:
         self._registry = registry or SchemaRegistry()
         self._max_bytes = max_event_bytes
         self._envelope_mode = binding.envelope_mode
-        self._json_mapped = binding.format is Format.JSON and not self._envelope_mode
         self._plan = _field_plan(binding)
+        self._fast = fast_mapper(binding)  # for records that plainly fit (consumers/tap/fastmap.py)
         self._body: Callable[[bytes], _Decoded | Rejection] = {
             Format.JSON: self._json,
             Format.AVRO_CONFLUENT: self._confluent,
@@ -124,22 +125,23 @@ class RecordDecoder:
         entry: SchemaEntry | None,
     ) -> Submission:
         stream, shard_id, sequence = record.stream, record.shard_id, record.sequence_number
-        provenance = new_provenance(
-            occurrence_id=occurrence_id(stream, shard_id, sequence, sub),
-            origin=ORIGIN,
-            stream=stream,
-            shard_id=shard_id,
-            sequence_number=sequence,
-            sub_sequence_number=sub,
-            partition_key=partition_key,
-            arrival_time=record.arrival_time,
+        provenance = new_provenance(  # positional, in Provenance's field order: once a record
+            f"kinesis:{stream}:{shard_id}:{sequence}:{sub}",  # occurrence_id(...)
+            ORIGIN,
+            None,  # request id
+            stream,
+            shard_id,
+            sequence,
+            sub,
+            partition_key,
+            record.arrival_time,
         )
         return _new_submission(
-            raw=data,
-            provenance=provenance,
-            parsed=parsed,
-            position=position(sequence, sub),
-            schema_fingerprint=entry.fingerprint if entry is not None else None,
+            data,
+            provenance,
+            parsed,
+            f"{sequence}.{sub}",  # position(...)
+            entry.fingerprint if entry is not None else None,
         )
 
     # -- one user record -----------------------------------------------------------------------
@@ -150,11 +152,16 @@ class RecordDecoder:
             return self._reject(
                 Reason.TOO_LARGE, f"record is {len(raw)} bytes, limit {self._max_bytes}", None
             ), None
-        if self._json_mapped:  # the busy case, without the _Decoded wrapper
-            value = self._json_value(raw)
-            if isinstance(value, Rejection):
-                return value, None
-            return self._mapped(raw, value, None, partition_key, arrival_time), None
+        if self._fast is not None:  # the busy case: a mapped JSON binding
+            value = decode_json(raw)
+            if type(value) is dict:
+                event = self._fast(value, partition_key, arrival_time)
+                if event is not None:
+                    return event, None
+                return self._mapped(raw, value, None, partition_key, arrival_time), None
+            value = self._json_value(raw)  # a rejection, worded as for every other format
+            assert isinstance(value, Rejection)
+            return value, None
         body = self._body(raw)
         if isinstance(body, Rejection):
             return body, None
