@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gc
 
-GEN0_THRESHOLD = 10_000  # allocations between runs of the youngest generation (CPython: 700)
+GEN0_THRESHOLD = 50_000  # allocations between runs of the youngest generation (CPython: 700)
 
 
 def tune_collector() -> None:
-    """Freeze what start-up made, and let the youngest generation grow to 10,000 objects.
+    """Freeze what start-up made, and let the youngest generation grow to 50,000 objects.
 
     The ingest path allocates a dozen short-lived containers per record, which reference
     counting frees. With CPython's default threshold the cyclic collector runs every ~60

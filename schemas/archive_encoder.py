@@ -170,6 +170,25 @@ class RecordEncoder:
             payload_head = _SOME + (size[n] if n < _SIZED else long_bytes(n))
         n = len(raw)
         raw_head = size[n] if n < _SIZED else long_bytes(n)
+        # An event time as the envelope makes it, past 1970-01-02: ``_event_time`` inlined.
+        if type(event_time) is datetime and event_time.tzinfo is UTC:
+            n = ((event_time - _EPOCH) // _MICROSECOND) << 1  # zig-zag of a positive long
+        else:
+            n = 0
+        if 1 << 28 <= n <= _LONG_MAX:
+            high = n >> 28
+            time_head = _SOME
+            time_low = (  # the low four 7-bit groups, each with its continuation bit
+                (n & 0x7F)
+                | (n & 0x3F80) << 1
+                | (n & 0x1FC000) << 2
+                | (n & 0xFE00000) << 3
+                | 0x80808080
+            ).to_bytes(4, "little")
+            time_high = self._high.get(high) or _remember(self._high, high, _varint(high))
+        else:
+            time_head = _NULL if event_time is None else self._event_time(event_time)
+            time_low = time_high = b""
         return b"".join(
             (
                 size[len(event_id)],
@@ -180,7 +199,9 @@ class RecordEncoder:
                 options.get(r.source) or self._option(r.source),
                 options.get(r.event_type) or self._option(r.event_type),
                 options.get(r.entity_id) or self._option(r.entity_id),
-                _NULL if event_time is None else self._event_time(event_time),
+                time_head,
+                time_low,
+                time_high,
                 _NULL if key is None else _SOME + size[len(key_bytes := key.encode())] + key_bytes,
                 self._times.get(r.ingest_time) or self._time(r.ingest_time),
                 _NULL if lag is None else _SOME + long_bytes(lag),
