@@ -100,6 +100,7 @@ def _varint(n: int) -> bytes:
 
 
 _SIZE = [_varint(n << 1) for n in range(_SIZED)]  # the ``long`` of each small n >= 0
+_SOME_SIZE = [_SOME + size for size in _SIZE]  # the same, as the ``T`` branch of ``["null", T]``
 
 
 def long_bytes(value: int) -> bytes:
@@ -155,19 +156,34 @@ class RecordEncoder:
         # IndexError past the table lands in ``encode``'s Unplain, and fastavro writes it).
         p = r.provenance
         texts, options, stamps, size = self._texts, self._options, self._stamps, _SIZE
+        some_size = _SOME_SIZE
         raw, event_time, detail, request = r.raw, r.event_time, r.detail, p.request_id
         lag, sub, key, payload = r.lag_ms, p.sub_sequence_number, r.idempotency_key, r.payload
+        reason, fingerprint = r.reason, r.schema_fingerprint
         if type(raw) is not bytes:
             raise Unplain(raw)
         event_id = r.event_id.encode()
         occurrence = p.occurrence_id.encode()
         sequence = p.sequence_number
+        # ``["null", "string"]`` values and ``["null", "long"]`` small numbers: table lookups.
+        key_bytes = b"" if key is None else key.encode()
+        key_head = _NULL if key is None else some_size[len(key_bytes)]
+        sequence_bytes = b"" if sequence is None else sequence.encode()
+        sequence_head = _NULL if sequence is None else some_size[len(sequence_bytes)]
+        if type(lag) is int and 0 <= lag < _SIZED:
+            lag_bytes = some_size[lag]
+        else:
+            lag_bytes = _NULL if lag is None else _SOME + long_bytes(lag)
+        if type(sub) is int and 0 <= sub < _SIZED:
+            sub_bytes = some_size[sub]
+        else:
+            sub_bytes = _NULL if sub is None else _SOME + long_bytes(sub)
         if payload is None:
             payload_head, payload_body = _NULL, b""
         else:
             payload_body = payload.encode()
             n = len(payload_body)
-            payload_head = _SOME + (size[n] if n < _SIZED else long_bytes(n))
+            payload_head = some_size[n] if n < _SIZED else _SOME + long_bytes(n)
         n = len(raw)
         raw_head = size[n] if n < _SIZED else long_bytes(n)
         # An event time as the envelope makes it, past 1970-01-02: ``_event_time`` inlined.
@@ -194,7 +210,7 @@ class RecordEncoder:
                 size[len(event_id)],
                 event_id,
                 texts.get(r.status) or self._text(r.status),
-                options.get(r.reason) or self._option(r.reason),
+                _NULL if reason is None else options.get(reason) or self._option(reason),
                 _NULL if detail is None else _free(detail),
                 options.get(r.source) or self._option(r.source),
                 options.get(r.event_type) or self._option(r.event_type),
@@ -202,22 +218,26 @@ class RecordEncoder:
                 time_head,
                 time_low,
                 time_high,
-                _NULL if key is None else _SOME + size[len(key_bytes := key.encode())] + key_bytes,
+                key_head,
+                key_bytes,
                 self._times.get(r.ingest_time) or self._time(r.ingest_time),
-                _NULL if lag is None else _SOME + long_bytes(lag),
+                lag_bytes,
                 payload_head,
                 payload_body,
                 raw_head,
                 raw,
-                options.get(r.schema_fingerprint) or self._option(r.schema_fingerprint),
+                _NULL
+                if fingerprint is None
+                else options.get(fingerprint) or self._option(fingerprint),
                 size[len(occurrence)],
                 occurrence,
                 texts.get(p.origin) or self._text(p.origin),
                 _NULL if request is None else _free(request),
                 options.get(p.stream) or self._option(p.stream),
                 options.get(p.shard_id) or self._option(p.shard_id),
-                _NULL if sequence is None else _SOME + size[len(seq := sequence.encode())] + seq,
-                _NULL if sub is None else _SOME + long_bytes(sub),
+                sequence_head,
+                sequence_bytes,
+                sub_bytes,
                 options.get(p.partition_key) or self._option(p.partition_key),
                 stamps.get(p.arrival_time) or self._stamp(p.arrival_time),
             )

@@ -19,7 +19,6 @@ from schemas.envelope import Event, format_time
 
 _IDENTITY_VERSION = "pik.v1"
 _MAX_SAFE_INTEGER = 2**53
-_TEXT_ONLY = {str}
 _ORJSON_OPTIONS = (
     orjson.OPT_SORT_KEYS
     | orjson.OPT_PASSTHROUGH_SUBCLASS
@@ -139,7 +138,7 @@ def event_id(event: Event) -> str:
     )
     if key is not None:
         parts = [_IDENTITY_VERSION, source, event_type, entity_id, "key", key]
-        if {type(source), type(event_type), type(entity_id), type(key)} != _TEXT_ONLY:
+        if not type(source) is type(event_type) is type(entity_id) is type(key) is str:
             return _digest(parts)  # not the model's own values (a model_construct, say)
         try:  # only text, which orjson prints as the standard encoder does, or refuses
             return hashlib.sha256(orjson.dumps(parts)).hexdigest()

@@ -108,7 +108,17 @@ class RecordDecoder:
                 event_type=_constant(self.binding.event_type),
             )
             return [self._submission(record, 0, key, data, rejection, None)]
-        return [self.submission(record, user) for user in users]
+        parse, arrival, make = self.parse, record.arrival_time, self._submission
+        return [  # self.submission(record, user) for each, written out: once a user record
+            make(
+                record,
+                u.sub_sequence_number,
+                u.partition_key,
+                u.data,
+                *parse(u.data, u.partition_key, arrival),
+            )
+            for u in users
+        ]
 
     def submission(self, record: StreamRecord, user: UserRecord) -> Submission:
         data, key, sub = user.data, user.partition_key, user.sub_sequence_number

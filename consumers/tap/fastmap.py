@@ -64,12 +64,20 @@ def fast_mapper(binding: TapBinding) -> FastMapper | None:
         lines.append("    when = arrival_time")
     else:
         lines.extend(_resolve("when", binding.event_time, namespace))
+    checked = []  # what a record supplies; a constant is checked here, once
     for name in required:
+        spec = getattr(binding, name)
+        if spec is not None and spec.constant is not None:
+            if not 0 < len(spec.constant) <= _LIMITS[name] or not spec.constant.isascii():
+                return None  # the general mapping words it (or the model refuses it)
+            continue
+        checked.append(name)
         lines.append(
             f"    if type({name}) is not str or not 0 < len({name}) <= {_LIMITS[name]}:"
             "\n        return None"
         )
-    lines.append(f"    if not ({' + '.join(required)}).isascii():\n        return None")
+    if checked:
+        lines.append(f"    if not ({' + '.join(checked)}).isascii():\n        return None")
     lines.append(
         "    if type(when) is str:\n"
         "        try:\n"

@@ -97,6 +97,7 @@ def test_defaults_come_from_the_record_metadata() -> None:
         {"stream": "s"},  # the envelope's own shape: nothing to map
         {"stream": "s", "format": "raw", "source": "s", "event_type": "t"},
         {"stream": "s", "format": "avro-confluent", "event_type": "t"},
+        {"stream": "s", "source": "café"},  # a constant the model may refuse: its decision
     ],
 )
 def test_only_mapped_json_bindings_get_one(table: dict[str, Any]) -> None:
