@@ -57,8 +57,8 @@ from isal import isal_zlib  # noqa: E402
 
 from consumers.tap.decode import RecordDecoder, StreamRecord  # noqa: E402
 from consumers.tap.fastmap import fast_mapper  # noqa: E402
-from consumers.tap.shard import DEFAULT_BATCH_RECORDS  # noqa: E402
 from consumers.tap.kpl import UserRecord, aggregate, deaggregate  # noqa: E402
+from consumers.tap.shard import DEFAULT_BATCH_RECORDS  # noqa: E402
 from infra.kinesis_boto import BotoKinesis  # noqa: E402
 from pik.config import parse_config  # noqa: E402
 from pik.runtime import tune_collector  # noqa: E402
