@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from itertools import compress
+from math import isfinite
 from typing import Any
 
 import orjson
@@ -19,6 +21,8 @@ from schemas.envelope import Event, format_time
 
 _IDENTITY_VERSION = "pik.v1"
 _MAX_SAFE_INTEGER = 2**53
+_CONTAINERS = frozenset({dict, list, tuple})
+_IS_FLOAT = {float}.__contains__
 _ORJSON_OPTIONS = (
     orjson.OPT_SORT_KEYS
     | orjson.OPT_PASSTHROUGH_SUBCLASS
@@ -29,7 +33,7 @@ _ORJSON_OPTIONS = (
 # float (``10.0``, ``-0.0``: the definition prints an integer) or a magnitude in [1e-5, 1e-4)
 # (orjson ``0.00001``, repr ``1e-05``), both ``_POINT_ZERO``; a one-digit negative exponent
 # (orjson ``1e-7``, repr ``1e-07``), ``_SHORT_EXPONENT``; NaN and infinities (orjson ``null``;
-# the definition refuses them). Every other float orjson prints as ``repr`` does
+# the definition refuses them), looked for in the value when its text holds a ``null``. Every other float orjson prints as ``repr`` does
 # (tests/unit/test_canonical_json.py, and millions of random and boundary floats when this was
 # written). Each is looked for only where its literal part is found (fast ``str`` searches).
 _POINT_ZERO = re.compile(r"\.0(?:[,}\]]|$|000)")
@@ -112,12 +116,37 @@ def _orjson_text(value: Any) -> str | None:
     except orjson.JSONEncodeError:
         return None
     if (
-        ("null" in text)
-        or (".0" in text and _POINT_ZERO.search(text) is not None)
+        (".0" in text and _POINT_ZERO.search(text) is not None)
         or ("e-" in text and _SHORT_EXPONENT.search(text) is not None)
+        or ("null" in text and _holds_non_finite_float(value))
     ):
         return None
     return text
+
+
+def _holds_non_finite_float(value: Any) -> bool:
+    """Whether ``value`` holds a NaN or an infinity, which orjson prints as ``null``. Only
+    asked of a value orjson printed (so no cycle, and JSON's types only) whose text holds a
+    ``null``; the items of each container are sorted by the C iterators, not a Python loop."""
+    stack = [value]
+    while stack:
+        container = stack.pop()
+        kind = type(container)
+        if kind is float:
+            if not isfinite(container):
+                return True
+            continue
+        if kind is not dict and kind is not list and kind is not tuple:
+            continue
+        items = container.values() if kind is dict else container
+        kinds = set(map(type, items))
+        if float in kinds and not all(
+            map(isfinite, compress(items, map(_IS_FLOAT, map(type, items))))
+        ):
+            return True
+        if kinds & _CONTAINERS:
+            stack.extend(compress(items, map(_CONTAINERS.__contains__, map(type, items))))
+    return False
 
 
 def _refuse(value: Any) -> Any:

@@ -134,6 +134,9 @@ class Text(str):
         {1: "int key"},
         {None: 1, "a": 2},
         {"t": (1, 2.0, "x")},
+        {"a": None, "b": [1, {"c": float("nan")}]},  # orjson prints NaN as the null beside it
+        (None, [0.5, float("inf")]),
+        {"a": None, "b": [0.5, None]},
         {"l": Level.HIGH},
         {"s": Text("sub")},
         {"d": datetime(2025, 1, 1, tzinfo=UTC)},
