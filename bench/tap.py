@@ -244,8 +244,9 @@ def _archive_record(
             provenance=sub.provenance,
             reason=parsed.reason.value,
         )
+    payload = payload or canonical_json(parsed.payload)  # once, as the sink prints it
     return new_archive_record(  # positional, as the sink calls it
-        identity or event_id(parsed),
+        identity or event_id(parsed, payload),
         "ACCEPTED",
         NOW,
         sub.raw,
@@ -258,7 +259,7 @@ def _archive_record(
         parsed.event_time,
         parsed.idempotency_key,
         0,
-        payload or canonical_json(parsed.payload),
+        payload,
         sub.schema_fingerprint,
     )
 

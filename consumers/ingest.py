@@ -95,6 +95,7 @@ class _Row:
     pointer: ArchivePointer | None = None
     redelivery: bool = False
     first_occurrence: str | None = None
+    payload: str | None = None  # canonical JSON of an event's payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +168,8 @@ class IngestSink:
         if isinstance(parsed, Rejection):
             return _Row(sub, rejected_event_id(sub.raw), Status.REJECTED)
         lag = (ingest_time - parsed.event_time) // _MILLISECOND
-        return _Row(sub, event_id(parsed), Status.ACCEPTED, lag_ms=lag)
+        payload = canonical_json(parsed.payload)  # printed once: for the identity and the archive
+        return _Row(sub, event_id(parsed, payload), Status.ACCEPTED, lag_ms=lag, payload=payload)
 
     def _validate(self, sub: Submission) -> Submission:
         """The payload against its registered schema: a misfit becomes a rejection, a fit
@@ -300,7 +302,7 @@ class IngestSink:
             parsed.event_time,
             parsed.idempotency_key,
             row.lag_ms,
-            canonical_json(parsed.payload),
+            row.payload if row.payload is not None else canonical_json(parsed.payload),
             sub.schema_fingerprint,
         )
 

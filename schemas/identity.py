@@ -158,7 +158,10 @@ def _digest(parts: list[Any]) -> str:
     return hashlib.sha256(canonical_json(parts).encode("utf-8")).hexdigest()
 
 
-def event_id(event: Event) -> str:
+def event_id(event: Event, canonical_payload: str | None = None) -> str:
+    """The event's identity. ``canonical_payload``, when the caller has it, must be
+    ``canonical_json(event.payload)``: an identity without an idempotency key then reuses it
+    instead of printing the payload again (a list prints as its items' texts joined by ``,``)."""
     source, event_type, entity_id, key = (
         event.source,
         event.event_type,
@@ -173,8 +176,12 @@ def event_id(event: Event) -> str:
             return hashlib.sha256(orjson.dumps(parts)).hexdigest()
         except orjson.JSONEncodeError:  # a lone surrogate, say
             return _digest(parts)
-    head = [_IDENTITY_VERSION, source, event_type, entity_id]
-    return _digest([*head, "content", format_time(event.event_time), event.payload])
+    head = [_IDENTITY_VERSION, source, event_type, entity_id, "content"]
+    when = format_time(event.event_time)
+    if canonical_payload is None:
+        return _digest([*head, when, event.payload])
+    text = canonical_json([*head, when])[:-1] + "," + canonical_payload + "]"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def rejected_event_id(raw: bytes) -> str:

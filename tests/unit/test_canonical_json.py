@@ -202,6 +202,8 @@ def test_event_id_is_the_reference(fields: dict[str, Any]) -> None:
             event_id(event)
         return
     assert event_id(event) == expected
+    # as the ingest sink calls it: the payload printed once, for the identity and the archive
+    assert event_id(event, canonical_json(event.payload)) == expected
 
 
 def test_money_and_integral_amounts_keep_their_ids() -> None:
@@ -216,4 +218,5 @@ def test_money_and_integral_amounts_keep_their_ids() -> None:
         event = parse_event(fields)
         assert isinstance(event, Event)
         assert event_id(event) == reference_event_id(event)
+        assert event_id(event, canonical_json(event.payload)) == reference_event_id(event)
         assert not math.isnan(amount)
