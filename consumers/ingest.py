@@ -302,7 +302,7 @@ class IngestSink:
             parsed.event_time,
             parsed.idempotency_key,
             row.lag_ms,
-            row.payload if row.payload is not None else canonical_json(parsed.payload),
+            row.payload,  # canonical JSON, printed when the row was identified
             sub.schema_fingerprint,
         )
 

@@ -23,7 +23,7 @@ import fastavro
 from consumers.ingest import Submission
 from consumers.tap.binding import FieldSpec, Format, TapBinding
 from consumers.tap.fastmap import fast_mapper
-from consumers.tap.kpl import CorruptAggregate, UserRecord, deaggregate, is_aggregated
+from consumers.tap.kpl import CorruptAggregate, deaggregate, is_aggregated
 from infra.kinesis import StreamRecord
 from schemas.codec import new_provenance
 from schemas.envelope import (
@@ -52,14 +52,6 @@ _new_submission = maker(Submission)  # as Submission(...), faster (schemas/froze
 _MISSING = object()
 _FROM_SCHEMA = object()  # source / event type of the Avro writer schema's registry entry
 _FROM_PARTITION_KEY = object()
-
-
-def occurrence_id(stream: str, shard_id: str, sequence_number: str, sub: int) -> str:
-    return f"kinesis:{stream}:{shard_id}:{sequence_number}:{sub}"
-
-
-def position(sequence_number: str, sub: int) -> str:
-    return f"{sequence_number}.{sub}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +101,7 @@ class RecordDecoder:
             )
             return [self._submission(record, 0, key, data, rejection, None)]
         parse, arrival, make = self.parse, record.arrival_time, self._submission
-        return [  # self.submission(record, user) for each, written out: once a user record
+        return [
             make(
                 record,
                 u.sub_sequence_number,
@@ -119,11 +111,6 @@ class RecordDecoder:
             )
             for u in users
         ]
-
-    def submission(self, record: StreamRecord, user: UserRecord) -> Submission:
-        data, key, sub = user.data, user.partition_key, user.sub_sequence_number
-        parsed, entry = self.parse(data, key, record.arrival_time)
-        return self._submission(record, sub, key, data, parsed, entry)
 
     @staticmethod
     def _submission(
@@ -136,7 +123,7 @@ class RecordDecoder:
     ) -> Submission:
         stream, shard_id, sequence = record.stream, record.shard_id, record.sequence_number
         provenance = new_provenance(  # positional, in Provenance's field order: once a record
-            f"kinesis:{stream}:{shard_id}:{sequence}:{sub}",  # occurrence_id(...)
+            f"kinesis:{stream}:{shard_id}:{sequence}:{sub}",  # occurrence id (contract)
             ORIGIN,
             None,  # request id
             stream,
@@ -150,7 +137,7 @@ class RecordDecoder:
             data,
             provenance,
             parsed,
-            f"{sequence}.{sub}",  # position(...)
+            f"{sequence}.{sub}",  # position: "<sequence>.<sub>", in archive file names
             entry.fingerprint if entry is not None else None,
         )
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.tap.binding import TapBinding, binding_from_table
-from consumers.tap.decode import RecordDecoder, occurrence_id, position
+from consumers.tap.decode import RecordDecoder
 from consumers.tap.fastmap import fast_mapper
 from infra.kinesis import StreamRecord
 from schemas.envelope import Event, decode_json
@@ -107,6 +107,6 @@ def test_only_mapped_json_bindings_get_one(table: dict[str, Any]) -> None:
 def test_submissions_name_their_occurrence_and_position_as_documented() -> None:
     record = StreamRecord("st", "shardId-1", "4961", "pk", ARRIVAL, b'{"type": "t"}')
     sub = RecordDecoder(BINDINGS[1]).submissions(record)[0]
-    assert sub.provenance.occurrence_id == occurrence_id("st", "shardId-1", "4961", 0)
-    assert sub.position == position("4961", 0)
+    assert sub.provenance.occurrence_id == "kinesis:st:shardId-1:4961:0"
+    assert sub.position == "4961.0"
     assert (sub.provenance.request_id, sub.provenance.origin) == (None, "kinesis")
