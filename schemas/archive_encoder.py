@@ -152,8 +152,8 @@ class RecordEncoder:
             raise Unplain(exc) from exc
 
     def _encode(self, r: ArchiveRecord) -> bytes:
-        # Every helper is inlined: ``size[len(b)]`` is a ``string``'s length prefix (an
-        # IndexError past the table lands in ``encode``'s Unplain, and fastavro writes it).
+        # Every helper is inlined: ``size[n]`` is the length prefix of a ``string`` of n bytes,
+        # from the table below ``_SIZED`` bytes, else worked out (``long_bytes``).
         p = r.provenance
         texts, options, stamps, size = self._texts, self._options, self._stamps, _SIZE
         some_size = _SOME_SIZE
@@ -167,9 +167,13 @@ class RecordEncoder:
         sequence = p.sequence_number
         # ``["null", "string"]`` values and ``["null", "long"]`` small numbers: table lookups.
         key_bytes = b"" if key is None else key.encode()
-        key_head = _NULL if key is None else some_size[len(key_bytes)]
+        n = len(key_bytes)
+        key_head = _NULL if key is None else some_size[n] if n < _SIZED else _SOME + long_bytes(n)
         sequence_bytes = b"" if sequence is None else sequence.encode()
-        sequence_head = _NULL if sequence is None else some_size[len(sequence_bytes)]
+        n = len(sequence_bytes)
+        sequence_head = (
+            _NULL if sequence is None else some_size[n] if n < _SIZED else _SOME + long_bytes(n)
+        )
         if type(lag) is int and 0 <= lag < _SIZED:
             lag_bytes = some_size[lag]
         else:
@@ -207,7 +211,7 @@ class RecordEncoder:
             time_low = time_high = b""
         return b"".join(
             (
-                size[len(event_id)],
+                size[n] if (n := len(event_id)) < _SIZED else long_bytes(n),
                 event_id,
                 texts.get(r.status) or self._text(r.status),
                 _NULL if reason is None else options.get(reason) or self._option(reason),
@@ -229,7 +233,7 @@ class RecordEncoder:
                 _NULL
                 if fingerprint is None
                 else options.get(fingerprint) or self._option(fingerprint),
-                size[len(occurrence)],
+                size[n] if (n := len(occurrence)) < _SIZED else long_bytes(n),
                 occurrence,
                 texts.get(p.origin) or self._text(p.origin),
                 _NULL if request is None else _free(request),

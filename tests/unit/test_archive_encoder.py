@@ -102,6 +102,27 @@ def test_encoding_equals_fastavro_schemaless_writer(batch: list[ArchiveRecord]) 
         assert encoder.encode(record) == fastavro_bytes(record)
 
 
+@pytest.mark.parametrize("length", [8_191, 8_192, 70_000])
+def test_texts_past_the_length_table_are_encoded_here_too(length: int) -> None:
+    """Lengths from 8,192 bytes on are worked out, not looked up: such a record is still the
+    encoder's (no Unplain), in every string field."""
+    text = "x" * length
+    record = ArchiveRecord(
+        event_id=text,
+        status="ACCEPTED",
+        ingest_time=datetime(2025, 12, 29, tzinfo=UTC),
+        raw=text.encode(),
+        provenance=Provenance(
+            occurrence_id=text, origin="kinesis", sequence_number=text, sub_sequence_number=9_000
+        ),
+        idempotency_key=text,
+        payload=text,
+        detail=text,
+        lag_ms=10_000,
+    )
+    assert RecordEncoder().encode(record) == fastavro_bytes(record)
+
+
 @given(LONG)
 def test_long_encoding_equals_fastavro(value: int) -> None:
     buffer = io.BytesIO()
