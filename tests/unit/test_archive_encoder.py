@@ -130,7 +130,9 @@ def test_long_encoding_equals_fastavro(value: int) -> None:
     assert long_bytes(value) == buffer.getvalue()
 
 
-@settings(max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+@settings(  # files of many records are the point: large inputs are expected here
+    max_examples=50, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(st.lists(records(READABLE_STAMP), max_size=40))
 def test_files_read_back_with_fastavro_to_the_same_records(batch: list[ArchiveRecord]) -> None:
     data = encode_archive(batch)
