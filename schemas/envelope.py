@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timezone
 from enum import StrEnum
@@ -50,6 +51,7 @@ class Reason(StrEnum):
     INVALID_FIELD = "invalid_field"
     UNEXPECTED_FIELD = "unexpected_field"
     INVALID_TIME = "invalid_time"
+    DUPLICATE_KEY = "duplicate_key"
     PAYLOAD_NOT_OBJECT = "payload_not_object"
     FIELD_TOO_LONG = "field_too_long"
     EMPTY_FIELD = "empty_field"
@@ -63,16 +65,38 @@ def to_utc(value: datetime) -> datetime:
 
 
 def format_time(value: datetime) -> str:
-    """Fixed-width UTC text with microseconds, so that string order is time order."""
-    return to_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width UTC text with microseconds and a four-digit year (``0999-06-01T...``), so
+    that string order is time order. (``strftime("%Y")`` prints year 999 as ``999``.)"""
+    return to_utc(value).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+# RFC 3339 ``date-time`` (section 5.6): full date, ``T`` (or, as its note allows, a space),
+# time with optional ``.`` fraction, and ``Z`` or ``±hh:mm``. ``fromisoformat`` alone also
+# takes week dates, basic format, ``+hhmm``, second-level offsets and ``,`` fractions.
+_RFC3339 = re.compile(
+    r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:\.(\d{1,6})(\d*))?(?:[Zz]|[+-]\d\d:\d\d)",
+    re.ASCII,
+).fullmatch
 
 
 def parse_time(text: str) -> datetime:
-    """RFC 3339 with an offset (``Z`` or ``+hh:mm``) → aware UTC datetime; ValueError otherwise."""
+    """RFC 3339 with an offset (``Z`` or ``+hh:mm``) → aware UTC datetime; ValueError otherwise.
+
+    Times are kept to the microsecond (the identity and the archive's ``timestamp-micros``):
+    a fraction with a non-zero digit past the sixth is refused, never truncated, so that two
+    different instants never share an identity. A time outside years 1..9999 once in UTC is
+    refused too."""
+    match = _RFC3339(text)
+    if match is None:
+        raise ValueError("not RFC 3339 (YYYY-MM-DDThh:mm:ss[.frac] and Z or +hh:mm)")
+    extra = match[2]
+    if extra and extra.strip("0"):
+        raise ValueError("sub-microsecond precision cannot be kept (at most 6 digits)")
     value = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ValueError("time has no UTC offset")
-    return value.astimezone(UTC)  # to_utc, inlined: once per record
+    try:
+        return value.astimezone(UTC)  # to_utc, inlined: once per record
+    except OverflowError:
+        raise ValueError("out of range (years 1..9999) in UTC") from None
 
 
 def _check_payload(value: dict[str, Any]) -> dict[str, Any]:
@@ -88,8 +112,15 @@ def _require_text(value: Any) -> Any:
         raise ValueError("event_time must be RFC 3339 text with an offset")
     try:
         return parse_time(value)
-    except ValueError:
-        raise ValueError(f"not an RFC 3339 time with an offset: {value[:40]!r}") from None
+    except ValueError as exc:
+        raise ValueError(f"not an RFC 3339 time with an offset: {value[:40]!r}: {exc}") from None
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return to_utc(value)
+    except OverflowError:  # year 1 at +02:00 is before year 1 in UTC
+        raise ValueError("out of range (years 1..9999) in UTC") from None
 
 
 NonEmpty = StringConstraints(min_length=1, strict=True)
@@ -103,7 +134,7 @@ class Event(BaseModel):
     source: Annotated[str, NonEmpty, StringConstraints(max_length=MAX_SOURCE_LENGTH)]
     event_type: Annotated[str, NonEmpty, StringConstraints(max_length=MAX_EVENT_TYPE_LENGTH)]
     entity_id: Annotated[str, NonEmpty, StringConstraints(max_length=MAX_ENTITY_ID_LENGTH)]
-    event_time: Annotated[AwareDatetime, BeforeValidator(_require_text), AfterValidator(to_utc)]
+    event_time: Annotated[AwareDatetime, BeforeValidator(_require_text), AfterValidator(_utc)]
     payload: Annotated[dict[str, Any], AfterValidator(_check_payload)]
     idempotency_key: (
         Annotated[str, NonEmpty, StringConstraints(max_length=MAX_IDEMPOTENCY_KEY_LENGTH)] | None
@@ -192,7 +223,24 @@ def _checked_float(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_checked_float)
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice: which value is meant is not for the kit to guess."""
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise DuplicateKey(f"key {twice[:64]!r} appears twice in one object")
+    return obj
+
+
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant,
+    parse_float=_checked_float,
+    object_pairs_hook=_unique_object,
+)
 # For the checks around orjson: every digit → "0", every "{" and "[" → "[", the rest → " ".
 _DIGITS_AND_OPENINGS = bytes(
     ord("0") if ord("0") <= i <= ord("9") else ord("[") if i in b"{[" else ord(" ")
@@ -205,8 +253,12 @@ def decode_json(raw: bytes) -> Any | Rejection:
     """Strict JSON: UTF-8, no NaN/Infinity, bounded depth. Never raises.
 
     orjson reads a document as the standard decoder does, several times faster, except that it
-    reads integers past 64 bits as floats: a text holding a run of 19 digits, and any text
-    orjson refuses, is read by the standard decoder (which words the rejection).
+    reads integers past 64 bits as floats and silently keeps the last of duplicate keys: a text
+    holding a run of 19 digits, any text orjson refuses, and any text where duplicates cannot
+    be ruled out cheaply, is read by the standard decoder (which refuses duplicate keys, and
+    words the rejection). Without a backslash every ``"`` of a text delimits a string; orjson
+    prints a value read from it with no escapes, so it prints as many ``"`` as the text holds
+    exactly when no key was dropped.
     """
     digits = raw.translate(_DIGITS_AND_OPENINGS)
     if _NINETEEN_DIGITS not in digits:
@@ -221,7 +273,10 @@ def decode_json(raw: bytes) -> Any | Rejection:
                 return Rejection(
                     Reason.TOO_DEEP, f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
                 )
-            return value
+            if type(value) is not dict and type(value) is not list:
+                return value  # a scalar has no keys
+            if b"\\" not in raw and raw.count(b'"') == orjson.dumps(value).count(b'"'):
+                return value
     try:  # orjson validates UTF-8 as strictly as this; it is decoded here for the slow path
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -232,6 +287,8 @@ def decode_json(raw: bytes) -> Any | Rejection:
         value = _DECODER.decode(text)
     except RecursionError:
         return Rejection(Reason.TOO_DEEP, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    except DuplicateKey as exc:
+        return Rejection(Reason.DUPLICATE_KEY, f"body is ambiguous JSON: {exc}")
     except ValueError as exc:  # JSONDecodeError, NaN, huge ints (int_max_str_digits)
         return Rejection(Reason.INVALID_JSON, f"body is not valid JSON: {str(exc)[:200]}")
     if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:

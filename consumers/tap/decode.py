@@ -13,7 +13,7 @@ import hashlib
 import io
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -28,6 +28,8 @@ from infra.kinesis import StreamRecord
 from schemas.codec import new_provenance
 from schemas.envelope import (
     DEFAULT_MAX_EVENT_BYTES,
+    MAX_EVENT_TYPE_LENGTH,
+    MAX_SOURCE_LENGTH,
     Event,
     Reason,
     Rejection,
@@ -77,6 +79,18 @@ class RecordDecoder:
         self._max_bytes = max_event_bytes
         self._envelope_mode = binding.envelope_mode
         self._plan = _field_plan(binding)
+        # A binding's constant source and event type are the rejected records' too, whatever
+        # stopped them (not JSON, too large, not Avro...), so audits file them where they belong.
+        self._constants = {
+            name: spec.constant
+            for name, limit in (
+                ("source", MAX_SOURCE_LENGTH),
+                ("event_type", MAX_EVENT_TYPE_LENGTH),
+            )
+            if (spec := getattr(binding, name)) is not None
+            and spec.constant is not None
+            and len(spec.constant) <= limit
+        }
         self._fast = fast_mapper(binding)  # for records that plainly fit (consumers/tap/fastmap.py)
         self._body: Callable[[bytes], _Decoded | Rejection] = {
             Format.JSON: self._json,
@@ -93,12 +107,7 @@ class RecordDecoder:
             return [self._submission(record, 0, key, data, parsed, entry)]
         users = deaggregate(data, key)
         if isinstance(users, CorruptAggregate):
-            rejection = Rejection(
-                Reason.UNDECODABLE,
-                users.detail,
-                source=_constant(self.binding.source),
-                event_type=_constant(self.binding.event_type),
-            )
+            rejection = replace(Rejection(Reason.UNDECODABLE, users.detail), **self._constants)
             return [self._submission(record, 0, key, data, rejection, None)]
         parse, arrival, make = self.parse, record.arrival_time, self._submission
         return [
@@ -143,6 +152,14 @@ class RecordDecoder:
 
     # -- one user record -----------------------------------------------------------------------
     def parse(
+        self, raw: bytes, partition_key: str, arrival_time: datetime
+    ) -> tuple[Event | Rejection, SchemaEntry | None]:
+        parsed, entry = self._parse(raw, partition_key, arrival_time)
+        if self._constants and type(parsed) is Rejection:
+            parsed = replace(parsed, **self._constants)
+        return parsed, entry
+
+    def _parse(
         self, raw: bytes, partition_key: str, arrival_time: datetime
     ) -> tuple[Event | Rejection, SchemaEntry | None]:
         if len(raw) > self._max_bytes:
@@ -225,13 +242,14 @@ class RecordDecoder:
         if when is _MISSING:
             return self._reject(Reason.MISSING_FIELD, f"event_time: {spec} is missing", texts)
         stamp = _time(when)
-        if stamp is None:
+        if type(stamp) is str:
             return self._reject(
                 Reason.INVALID_TIME,
                 f"event_time: {spec} = {str(when)[:64]!r} is not a "
-                "time with a UTC offset or an epoch number",
+                f"time with a UTC offset or an epoch number{stamp}",
                 texts,
             )
+        assert isinstance(stamp, datetime)
         payload = _payload(raw, value, self.binding.format)
         event = plain_event(texts, stamp, payload)
         if event is not None:
@@ -313,10 +331,6 @@ def _avro(body: bytes, entry: SchemaEntry) -> _Decoded | Rejection:
     return _Decoded(json_safe(datum), entry)
 
 
-def _constant(spec: FieldSpec | None) -> str | None:
-    return spec.constant if spec is not None else None
-
-
 def _field_plan(
     binding: TapBinding,
 ) -> list[tuple[str, FieldSpec | None, tuple[str, ...] | None, Any]]:
@@ -362,26 +376,28 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _time(value: Any) -> datetime | None:
+def _time(value: Any) -> datetime | str:
+    """The aware UTC time ``value`` names, or (text) what is wrong with it, ``""`` if nothing
+    more than that it is no time."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            return None
+            return ""
         try:
             return value.astimezone(UTC)
         except OverflowError:
-            return None
+            return ": out of range (years 1..9999) in UTC"
     if isinstance(value, str):
         try:
             return parse_time(value)
-        except (ValueError, OverflowError):  # year 1 at +02:00 is before year 1 in UTC
-            return None
+        except ValueError as exc:  # not RFC 3339, sub-microsecond, out of range in UTC
+            return f": {exc}"
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if abs(value) >= EPOCH_MILLIS_ABOVE else value
         try:
             return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
-            return None
-    return None
+            return ""
+    return ""
 
 
 def _payload(raw: bytes, value: Any, fmt: Format) -> dict[str, Any]:

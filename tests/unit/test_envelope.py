@@ -271,3 +271,107 @@ def test_numeric_event_time_is_rejected_as_ambiguous(when: object) -> None:
     result = parse_body(body)
     assert isinstance(result, Rejection)
     assert result.reason is Reason.INVALID_TIME
+
+
+# -- issue 13: times and identities mean one thing ------------------------------------------
+
+
+def test_format_time_pads_years_before_1000_so_keys_sort_as_time() -> None:
+    early, late = datetime(999, 6, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)
+    assert format_time(early) == "0999-06-01T00:00:00.000000Z"
+    assert format_time(early)[:10] == "0999-06-01"  # the day key
+    assert sorted([format_time(late), format_time(early)]) == [
+        format_time(early),
+        format_time(late),
+    ]
+
+
+def test_an_event_before_year_1000_keeps_a_four_digit_time() -> None:
+    event = parse_body(json.dumps({**GUIDE_EVENT, "event_time": "0999-06-01T10:00:00Z"}).encode())
+    assert isinstance(event, Event)
+    assert format_time(event.event_time) == "0999-06-01T10:00:00.000000Z"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-W52-7T10:00:00Z",  # ISO week date
+        "2025-362T10:00:00Z",  # ordinal date
+        "20251228T100000Z",  # basic format
+        "2025-12-28T10:00:00+0100",  # offset without a colon
+        "2025-12-28T10:00:00+01:00:30",  # second-level offset
+        "2025-12-28T10:00:00,5Z",  # comma fraction
+        "2025-12-28T10Z",  # no minutes or seconds
+        "2025-12-28T10:00Z",
+        "999-06-01T00:00:00Z",  # a three-digit year
+        "2025-12-28X10:00:00Z",
+    ],
+)
+def test_times_outside_rfc_3339_are_invalid_time(text: str) -> None:
+    rejection = parse_body(json.dumps({**GUIDE_EVENT, "event_time": text}).encode())
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason is Reason.INVALID_TIME, rejection
+    with pytest.raises(ValueError):
+        parse_time(text)
+
+
+def test_a_time_out_of_range_in_utc_is_invalid_time_not_invalid_field() -> None:
+    for when in (
+        "0001-01-01T00:30:00+01:00",
+        "9999-12-31T23:30:00-01:00",
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+    ):
+        rejection = parse_event({**GUIDE_EVENT, "event_time": when})
+        assert isinstance(rejection, Rejection)
+        assert rejection.reason is Reason.INVALID_TIME, rejection
+        assert "out of range" in rejection.detail
+
+
+def test_two_instants_a_tenth_of_a_microsecond_apart_never_share_an_identity() -> None:
+    # Sub-microsecond precision cannot be kept (identity and archive are in microseconds), so
+    # it is refused rather than truncated into another event's identity.
+    first = parse_body(
+        json.dumps({**GUIDE_EVENT, "event_time": "2025-12-28T10:00:00.1234561Z"}).encode()
+    )
+    second = parse_body(
+        json.dumps({**GUIDE_EVENT, "event_time": "2025-12-28T10:00:00.1234569Z"}).encode()
+    )
+    for rejection in (first, second):
+        assert isinstance(rejection, Rejection)
+        assert rejection.reason is Reason.INVALID_TIME
+        assert "sub-microsecond" in rejection.detail
+
+
+def test_trailing_zeros_past_the_microsecond_are_the_same_instant() -> None:
+    assert parse_time("2025-12-28T10:00:00.1234560000Z") == parse_time(
+        "2025-12-28T10:00:00.123456Z"
+    )
+    assert parse_time("2025-12-28 10:00:00.5z") == datetime(2025, 12, 28, 10, 0, 0, 500000, UTC)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"source":"a","source":"b","event_type":"t","entity_id":"e",'
+        b'"event_time":"2025-12-28T10:00:00Z","payload":{}}',
+        b'{"source":"a","event_type":"t","entity_id":"e",'
+        b'"event_time":"2025-12-28T10:00:00Z","payload":{"n":1,"n":2}}',
+        b'{"source":"a","event_type":"t","entity_id":"e",'
+        b'"event_time":"2025-12-28T10:00:00Z","payload":{"list":[{"k":1,"k":1}]}}',
+        b'{"source":"a","\\u0073ource":"b","event_type":"t","entity_id":"e",'
+        b'"event_time":"2025-12-28T10:00:00Z","payload":{}}',
+    ],
+)
+def test_an_object_with_a_duplicate_key_is_rejected_as_duplicate_key(raw: bytes) -> None:
+    rejection = parse_body(raw)
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason is Reason.DUPLICATE_KEY
+    assert "appears twice" in rejection.detail
+
+
+def test_one_key_in_two_objects_is_no_duplicate() -> None:
+    raw = (
+        b'{"source":"a","event_type":"t","entity_id":"e","event_time":"2025-12-28T10:00:00Z",'
+        b'"payload":{"a":{"id":1},"b":{"id":1},"s":"say \\"id\\""}}'
+    )
+    assert isinstance(parse_body(raw), Event)

@@ -38,6 +38,8 @@ def reference_decode_json(raw: bytes) -> Any:
         value = envelope._DECODER.decode(text)
     except RecursionError:
         return Rejection(Reason.TOO_DEEP, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    except envelope.DuplicateKey as exc:
+        return Rejection(Reason.DUPLICATE_KEY, f"body is ambiguous JSON: {exc}")
     except ValueError as exc:
         return Rejection(Reason.INVALID_JSON, f"body is not valid JSON: {str(exc)[:200]}")
     if envelope._depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
@@ -121,6 +123,10 @@ def json_texts(draw: st.DrawFn) -> bytes:
             + text
             + draw(st.sampled_from(["", " ", "\n", " x", ",", "}"]))
         )
+    if draw(st.integers(0, 4)) == 2 and '{"' in text:  # name a key twice in one object
+        at = text.index('{"') + 1
+        key, _ = json.JSONDecoder().raw_decode(text, at)
+        text = text[:at] + json.dumps(key) + ":0," + text[at:]
     raw = text.encode("utf-8")
     if draw(st.integers(0, 9)) == 5:  # cut or spoil it
         cut = draw(st.integers(0, len(raw)))
@@ -152,6 +158,13 @@ SPECIAL_TEXTS = [
     b'"\xc0\xaf"',
     b'{"a":1,"a":2}',
     b'{"b":1,"a":2,"b":3}',
+    b'{"source":"a","source":"b"}',
+    b'{"p":{"k":1,"k":1}}',
+    b'[{"a":1},{"a":1,"b":[{"c":0,"c":0}]}]',
+    b'{"a":1,"\\u0061":2}',
+    b'{"a\\"":1,"a\\"":2}',
+    b'{"a":"\\"","b":"\\\\"}',
+    b'{"x":{"a":1},"y":{"a":1}}',
     b'"\x01"',
     b'"\x7f"',
     b"[1,]",

@@ -251,3 +251,67 @@ def test_through_the_sink_statuses_and_raw_bytes_hold() -> None:
     ]
     again = kit.sink.ingest(subs, label="orders-shard1", at=ARRIVAL)
     assert all(r.redelivery or r.status is Status.REJECTED for r in again)
+
+
+# -- issue 13 ----------------------------------------------------------------------------------
+
+CONSTANT = binding_from_table(
+    {"stream": "orders", "source": "orders-service", "event_type": "order", "entity_id": "$.c"}
+)
+
+
+@pytest.mark.parametrize(
+    ("binding", "data", "reason"),
+    [
+        (CONSTANT, b"not json at all", Reason.INVALID_JSON),
+        (CONSTANT, b"[1, 2]", Reason.NOT_AN_OBJECT),
+        (CONSTANT, b'{"x": 1}', Reason.MISSING_FIELD),
+        (CONSTANT, b'{"c": "e", "c": "f"}', Reason.DUPLICATE_KEY),
+        (CONSTANT, b"x" * 300_000, Reason.TOO_LARGE),
+        (ORDERS, b"\xff\xfe", Reason.INVALID_UTF8),
+        (ORDERS, b'{"customer": {"id": "c-1"}}', Reason.MISSING_FIELD),  # no $.type
+    ],
+)
+def test_a_rejected_record_keeps_the_bindings_constant_source_and_event_type(
+    binding: TapBinding, data: bytes, reason: Reason
+) -> None:
+    rejection = parse(binding, data)
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason is reason
+    assert rejection.source == "orders-service"
+    if binding is CONSTANT:
+        assert rejection.event_type == "order"
+
+
+def test_a_bound_stream_rejects_duplicate_keys_at_any_depth() -> None:
+    for data in (
+        b'{"type": "a", "type": "b", "customer": {"id": "c-1"}, "ts": "2025-12-28T10:00:00Z"}',
+        b'{"type": "a", "customer": {"id": "c-1", "id": "c-2"}, "ts": "2025-12-28T10:00:00Z"}',
+        b'{"type": "a", "customer": {"id": "c-1"}, "ts": "2025-12-28T10:00:00Z",'
+        b' "lines": [{"sku": 1, "sku": 2}]}',
+    ):
+        rejection = parse(ORDERS, data)
+        assert isinstance(rejection, Rejection)
+        assert rejection.reason is Reason.DUPLICATE_KEY, rejection
+    envelope = binding_from_table({"stream": "plain"})
+    rejection = parse(envelope, b'{"source": "a", "source": "b"}')
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason is Reason.DUPLICATE_KEY
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "2025-W52-7T10:00:00Z",
+        "20251228T100000Z",
+        "2025-12-28T10:00:00+0100",
+        "2025-12-28T10:00:00,5Z",
+        "0001-01-01T00:30:00+01:00",
+        "2025-12-28T10:00:00.1234561Z",
+    ],
+)
+def test_a_bound_streams_time_outside_the_contract_is_invalid_time(ts: str) -> None:
+    rejection = parse(ORDERS, json.dumps({**ORDER, "ts": ts}).encode())
+    assert isinstance(rejection, Rejection)
+    assert rejection.reason is Reason.INVALID_TIME, rejection
+    assert rejection.source == "orders-service"
