@@ -57,7 +57,6 @@ from isal import isal_zlib  # noqa: E402
 
 from consumers.tap.decode import RecordDecoder, StreamRecord  # noqa: E402
 from consumers.tap.fastmap import fast_mapper  # noqa: E402
-from consumers.tap.kpl import UserRecord, aggregate, deaggregate  # noqa: E402
 from consumers.tap.shard import DEFAULT_BATCH_RECORDS  # noqa: E402
 from infra.kinesis_boto import BotoKinesis  # noqa: E402
 from pik.config import parse_config  # noqa: E402
@@ -78,6 +77,7 @@ from schemas.codec import (  # noqa: E402
 )
 from schemas.envelope import Event, decode_json  # noqa: E402
 from schemas.identity import canonical_json, event_id, rejected_event_id  # noqa: E402
+from schemas.kpl import UserRecord, aggregate, deaggregate  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 NOW = datetime(2025, 12, 29, 1, 0, tzinfo=UTC)

@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from consumers.tap.kpl import aggregate
 from infra.clock import Clock
 from infra.errors import KitError
 from schemas.envelope import format_time
+from schemas.kpl import aggregate
 
 MAX_PUT_RECORDS = 500
 MAX_PUT_BYTES = 5 * 1024 * 1024

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from schemas.codec import ArchiveRecord
+    from schemas.records import ArchiveRecord
 
 STRING, OPTIONAL_STRING, OPTIONAL_LONG, BYTES = "string", "?string", "?long", "bytes"
 TIMESTAMP, OPTIONAL_TIMESTAMP = "timestamp", "?timestamp"

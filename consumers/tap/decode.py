@@ -23,7 +23,6 @@ import fastavro
 from consumers.ingest import Submission
 from consumers.tap.binding import FieldSpec, Format, TapBinding
 from consumers.tap.fastmap import fast_mapper
-from consumers.tap.kpl import CorruptAggregate, deaggregate, is_aggregated
 from infra.kinesis import StreamRecord
 from schemas.codec import new_provenance
 from schemas.envelope import (
@@ -40,6 +39,7 @@ from schemas.envelope import (
     plain_event,
 )
 from schemas.frozen import maker
+from schemas.kpl import CorruptAggregate, deaggregate, is_aggregated
 from schemas.registry import SchemaEntry, SchemaRegistry
 
 ORIGIN = "kinesis"

@@ -16,7 +16,6 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from consumers.tap.binding import TapBinding, binding_from_table
-from consumers.tap.kpl import aggregate
 from consumers.tap.shard import ReaderOptions
 from consumers.tap.summary import TapSummary
 from consumers.tap.worker import TapOptions
@@ -26,6 +25,7 @@ from pik.config import parse_config
 from pik.kit import Kit
 from producers.produce import BINDING_TOML, Produced, Producer, ProduceSpec
 from schemas.codec import ArchiveRecord, decode_archive
+from schemas.kpl import aggregate
 from schemas.registry import SchemaRegistry, encode_confluent, encode_single_object
 
 FAST = TapOptions(reader=ReaderOptions(min_call_interval_s=0.0, idle_wait_s=0.05, limit=500))

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from consumers.ingest import IngestResult, IngestSink, Submission
-from consumers.tap.kpl import aggregate
 from infra.errors import BackendError
 from pik import lambda_tap
 from pik.config import parse_config
@@ -22,6 +21,7 @@ from pik.kit import Kit
 from pik.settings import Settings
 from schemas.envelope import Event
 from schemas.identity import event_id
+from schemas.kpl import aggregate
 from schemas.registry import SchemaRegistry
 
 ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"

@@ -28,12 +28,12 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
 from consumers.tap.binding import binding_from_table
-from consumers.tap.kpl import KPL_MAGIC, aggregate
 from infra.keys import QUARANTINE_PREFIX, RAW_PREFIX
 from pik.cli_tap import build_tap_worker
 from pik.http import create_app
 from pik.kit import Kit
 from schemas.envelope import Reason
+from schemas.kpl import KPL_MAGIC, aggregate
 from schemas.registry import SchemaRegistry, encode_confluent, encode_single_object
 from tests.reliability.support import Figures, quarantined, timed
 

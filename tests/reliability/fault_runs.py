@@ -358,8 +358,8 @@ def tap_under_faults(
     ``get_limit`` caps the records per GetRecords call (more calls, so more Kinesis faults).
     """
     from consumers.tap.binding import binding_from_table
-    from consumers.tap.kpl import aggregate
     from pik.cli_tap import build_tap_worker, tap_options
+    from schemas.kpl import aggregate
 
     if reshard and not kinesis_endpoint:
         raise ValueError("resharding needs a faithful Kinesis (moto keeps writing to parents)")

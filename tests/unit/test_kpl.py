@@ -1,4 +1,4 @@
-"""consumers/tap/kpl.py: KPL aggregates from aws-kinesis-agg's own aggregator, and corrupt ones
+"""schemas/kpl.py: KPL aggregates from aws-kinesis-agg's own aggregator, and corrupt ones
 quarantined whole instead of passed through or cut short as the library would."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from consumers.tap.kpl import (
+from schemas.kpl import (
     KPL_MAGIC,
     CorruptAggregate,
     UserRecord,

@@ -11,8 +11,8 @@ import pytest
 
 from consumers.tap.binding import TapBinding, binding_from_table
 from consumers.tap.decode import RecordDecoder, StreamRecord
-from consumers.tap.kpl import aggregate
 from schemas.envelope import Event, Reason, Rejection, Status
+from schemas.kpl import aggregate
 from schemas.registry import SchemaRegistry, encode_confluent, encode_single_object
 from tests.unit.support import MemoryKit
 

@@ -8,12 +8,12 @@ import json
 
 from consumers.tap.binding import binding_from_table
 from consumers.tap.decode import RecordDecoder
-from consumers.tap.kpl import aggregate
 from consumers.tap.shard import ReaderOptions
 from consumers.tap.summary import TapSummary
 from consumers.tap.worker import TapOptions, TapWorker
 from infra.kinesis import MemoryStream
 from infra.leases import Lease, MemoryLeaseStore
+from schemas.kpl import aggregate
 from tests.unit.support import MemoryKit
 
 BINDING = binding_from_table(

@@ -14,13 +14,13 @@ import pytest
 from consumers.ingest import IngestResult, IngestSink, Submission
 from consumers.tap.binding import binding_from_table
 from consumers.tap.decode import RecordDecoder
-from consumers.tap.kpl import aggregate
 from consumers.tap.shard import ReaderOptions
 from consumers.tap.worker import TapOptions, TapWorker
 from infra.errors import BackendError
 from infra.kinesis import MemoryStream, Page, StartAt
 from infra.leases import MemoryLeaseStore
 from schemas.envelope import Status
+from schemas.kpl import aggregate
 from tests.unit.support import MemoryKit
 
 BINDING = binding_from_table(
