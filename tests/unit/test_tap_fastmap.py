@@ -110,3 +110,27 @@ def test_submissions_name_their_occurrence_and_position_as_documented() -> None:
     assert sub.provenance.occurrence_id == "kinesis:st:shardId-1:4961:0"
     assert sub.position == "4961.0"
     assert (sub.provenance.request_id, sub.provenance.origin) == (None, "kinesis")
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "20251228T100000Z",
+        "2025-W52-7T10:00:00Z",
+        "2025-12-28T10:00:00+0100",
+        "2025-12-28T10:00:00,5Z",
+        "2025-12-28T10:00:00.1234561Z",
+        "0001-01-01T00:30:00+01:00",
+    ],
+)
+def test_times_outside_the_contract_step_aside_and_are_rejected_by_the_general_mapping(
+    ts: str,
+) -> None:
+    binding = BINDINGS[0]
+    value = {"type": "t", "customer": {"id": "c"}, "event_id": "k", "ts": ts}
+    mapper = fast_mapper(binding)
+    assert mapper is not None
+    assert mapper(value, "pk", ARRIVAL) is None
+    rejected = general(binding, value, "pk")
+    assert rejected.reason.value == "invalid_time"
+    assert rejected.source == "checkout"
