@@ -94,12 +94,21 @@ class TapWorker:
     def _now_ms(self) -> int:
         return int(self._clock.now().timestamp() * 1000)
 
-    def run(self, *, once: bool, stop: threading.Event | None = None) -> TapSummary:
+    def run(
+        self,
+        *,
+        once: bool,
+        stop: threading.Event | None = None,
+        healthy: Callable[[], None] | None = None,
+    ) -> TapSummary:
         """Read until ``stop`` is set (or, with ``once``, until every readable shard is drained).
 
         A reader's failure (a missing stream or table) stops the others and is raised here.
+        ``healthy`` is called after each discovery round that worked (shards listed, leases
+        read). A worker may run again after a failure: it resumes from the leases' checkpoints.
         """
         stop = stop or threading.Event()
+        self._readers_stop = threading.Event()
         if self._opt.fan_out is not None and self._consumer_arn is None:
             consumer = ensure_consumer(
                 self._port,
@@ -127,6 +136,8 @@ class TapWorker:
                         break
                     started = self._start_ready(running, done, once)
                     discovered, last_discovery = 1, self._monotonic()
+                    if healthy is not None:
+                        healthy()
                 if once and discovered and not running and not started:
                     break
                 self._wake.wait(0.05 if once else STOP_POLL_S)

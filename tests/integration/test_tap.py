@@ -274,5 +274,6 @@ def test_start_taps_runs_every_binding_until_stopped(kit: Kit) -> None:
     finally:
         summaries = handle.stop()
     assert [s.totals()["accepted"] for s in summaries] == [30, 30]
-    assert not handle.errors
-    assert not any(t.is_alive() for t in handle.threads)
+    assert set(handle.states().values()) == {"stopped"}
+    threads = [c.thread for c in handle.supervisor.components.values()]
+    assert threads and not any(t is not None and t.is_alive() for t in threads)
