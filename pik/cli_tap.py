@@ -21,7 +21,12 @@ from consumers.tap.decode import RecordDecoder
 from consumers.tap.fanout import DEFAULT_CONSUMER_NAME, FanOut
 from consumers.tap.shard import ReaderOptions
 from consumers.tap.summary import TapSummary
-from consumers.tap.worker import DEFAULT_DISCOVER_INTERVAL_S, TapOptions, TapWorker
+from consumers.tap.worker import (
+    DEFAULT_DISCOVER_INTERVAL_S,
+    ShardsUnread,
+    TapOptions,
+    TapWorker,
+)
 from infra.errors import ConfigError, KitError
 from infra.kinesis import StartAt
 from infra.kinesis_boto import BotoKinesis
@@ -267,6 +272,12 @@ def register(app: typer.Typer) -> None:
         from pik.cli import fail, load_settings, out, print_json
         from pik.kit import build_kit
 
+        def show(doc: dict[str, Any]) -> None:
+            if as_json:
+                print_json(doc)
+            else:
+                render_summary(out, doc)
+
         settings = load_settings()
         try:
             position = StartAt.parse(start)
@@ -285,15 +296,14 @@ def register(app: typer.Typer) -> None:
             )
             with _stop_on_signals() as stop:
                 summary = worker.run(once=once, stop=stop)
+        except ShardsUnread as exc:  # what was read is reported, and the exit says it is not all
+            show(exc.summary.to_json())
+            fail(str(exc))
         except ConfigError as exc:
             fail(str(exc), 2)
         except KitError as exc:
             fail(str(exc))
-        doc = summary.to_json()
-        if as_json:
-            print_json(doc)
-        else:
-            render_summary(out, doc)
+        show(summary.to_json())
 
     @app.command()
     def produce(
