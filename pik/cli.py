@@ -35,6 +35,7 @@ from pik.settings import Settings, describe_errors
 
 if TYPE_CHECKING:
     from infra.local import EmbeddedAws
+    from pik.http import HealthSource
 
 app = typer.Typer(
     name="pik",
@@ -191,14 +192,17 @@ def listen_http(host: str, port: int) -> socket.socket:
     return listen(host, port, what="the HTTP API", flag="--port")
 
 
-def serve_http(settings: Settings, listener: socket.socket) -> None:
-    """Serve the HTTP API on ``listener`` (from ``listen_http``) until Ctrl-C."""
+def serve_http(
+    settings: Settings, listener: socket.socket, health: HealthSource | None = None
+) -> None:
+    """Serve the HTTP API on ``listener`` (from ``listen_http``) until Ctrl-C; ``health``
+    adds the state of other components (``pik up``'s taps) to ``/healthz``."""
     import uvicorn
 
     from pik.http import create_app
 
     kit = build_kit(settings)
-    api = create_app(kit)
+    api = create_app(kit, health=health)
     host, port = listener.getsockname()[:2]
     config = uvicorn.Config(api, host=host, port=port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
@@ -258,7 +262,7 @@ def up(
             for binding in config.taps:
                 err.print(f"tap on {binding.stream_name}", highlight=False, markup=False)
             try:
-                serve_http(live, listener)
+                serve_http(live, listener, taps)
             finally:
                 taps.stop()
     except ConfigError as exc:

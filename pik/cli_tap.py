@@ -7,9 +7,9 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 import typer
@@ -21,7 +21,12 @@ from consumers.tap.decode import RecordDecoder
 from consumers.tap.fanout import DEFAULT_CONSUMER_NAME, FanOut
 from consumers.tap.shard import ReaderOptions
 from consumers.tap.summary import TapSummary
-from consumers.tap.worker import DEFAULT_DISCOVER_INTERVAL_S, TapOptions, TapWorker
+from consumers.tap.worker import (
+    DEFAULT_DISCOVER_INTERVAL_S,
+    ShardsUnread,
+    TapOptions,
+    TapWorker,
+)
 from infra.errors import ConfigError, KitError
 from infra.kinesis import StartAt
 from infra.kinesis_boto import BotoKinesis
@@ -29,6 +34,7 @@ from infra.leases import DEFAULT_LEASE_MS, DryRunLeaseStore, LeaseStore
 from infra.leases_dynamo import DynamoLeaseStore
 from pik.config import load_config
 from pik.kit import Kit
+from pik.supervisor import Backoff, Supervisor
 from schemas.registry import RegistryError, SchemaRegistry
 
 _PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%?\s*$")
@@ -92,47 +98,44 @@ def tap_options(*, lease_ms: int = DEFAULT_LEASE_MS) -> TapOptions:
 
 @dataclass
 class TapHandle:
-    """Taps running in background threads (``pik up``); ``stop()`` flushes, checkpoints and
-    releases every lease, then returns the summaries."""
+    """Taps running in background threads under a ``Supervisor`` (``pik up``): a tap that fails
+    is restarted with backoff and resumes from its leases' checkpoints; ``stop()`` flushes,
+    checkpoints and releases every lease, then returns the summaries."""
 
     workers: list[TapWorker]
-    threads: list[threading.Thread]
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    errors: dict[str, BaseException] = field(default_factory=dict)
+    supervisor: Supervisor
+
+    def states(self) -> dict[str, str]:
+        return self.supervisor.states()
 
     def stop(self, timeout: float = 60.0) -> list[TapSummary]:
-        self.stop_event.set()
-        for thread in self.threads:
-            thread.join(timeout)
+        self.supervisor.stop(timeout)
         return [w.summary for w in self.workers]
 
 
 def start_taps(
-    kit: Kit, bindings: Sequence[TapBinding], *, options: TapOptions | None = None
+    kit: Kit,
+    bindings: Sequence[TapBinding],
+    *,
+    options: TapOptions | None = None,
+    backoff: Backoff | None = None,
 ) -> TapHandle:
-    """One tap per binding, each in a daemon thread, until ``handle.stop()``.
+    """One supervised tap per binding (component ``tap:<stream>``), until ``handle.stop()``.
 
-    A tap that fails (its stream was deleted, say) logs, keeps its error in ``handle.errors``
-    and ends; the others go on.
+    A tap that fails (a backend outage, its stream deleted) is restarted with capped backoff;
+    one with a configuration error is marked failed and left alone; the others go on.
     """
     registry = SchemaRegistry.load()
-    handle = TapHandle([], [])
+    handle = TapHandle([], Supervisor(backoff=backoff or Backoff()))
     for binding in bindings:
         worker = build_tap_worker(kit, binding, registry=registry, options=options)
 
-        def run(w: TapWorker = worker) -> None:
-            try:
-                w.run(once=False, stop=handle.stop_event)
-            except BaseException as exc:
-                import logging
+        def run(stop: threading.Event, healthy: Callable[[], None], w: TapWorker = worker) -> None:
+            w.run(once=False, stop=stop, healthy=healthy)
 
-                logging.getLogger(__name__).exception("tap on %s failed", w.stream)
-                handle.errors[w.stream] = exc
-
-        thread = threading.Thread(target=run, name=f"tap:{binding.stream_name}", daemon=True)
         handle.workers.append(worker)
-        handle.threads.append(thread)
-        thread.start()
+        handle.supervisor.add(f"tap:{binding.stream_name}", run)
+    handle.supervisor.start()
     return handle
 
 
@@ -269,6 +272,12 @@ def register(app: typer.Typer) -> None:
         from pik.cli import fail, load_settings, out, print_json
         from pik.kit import build_kit
 
+        def show(doc: dict[str, Any]) -> None:
+            if as_json:
+                print_json(doc)
+            else:
+                render_summary(out, doc)
+
         settings = load_settings()
         try:
             position = StartAt.parse(start)
@@ -287,15 +296,14 @@ def register(app: typer.Typer) -> None:
             )
             with _stop_on_signals() as stop:
                 summary = worker.run(once=once, stop=stop)
+        except ShardsUnread as exc:  # what was read is reported, and the exit says it is not all
+            show(exc.summary.to_json())
+            fail(str(exc))
         except ConfigError as exc:
             fail(str(exc), 2)
         except KitError as exc:
             fail(str(exc))
-        doc = summary.to_json()
-        if as_json:
-            print_json(doc)
-        else:
-            render_summary(out, doc)
+        show(summary.to_json())
 
     @app.command()
     def produce(

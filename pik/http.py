@@ -12,7 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -102,7 +102,15 @@ def _body_answer(result: IngestResult) -> JSONResponse:
     return JSONResponse(result.to_json(), code)
 
 
-def create_app(kit: Kit, committer: GroupCommitter | None = None) -> FastAPI:
+class HealthSource(Protocol):
+    """What else runs in this process (``pik up``'s supervised taps): state by component."""
+
+    def states(self) -> dict[str, str]: ...
+
+
+def create_app(
+    kit: Kit, committer: GroupCommitter | None = None, health: HealthSource | None = None
+) -> FastAPI:
     committer = committer or GroupCommitter(kit.sink)
     settings = kit.settings
     token = settings.api_token.get_secret_value() if settings.api_token else None
@@ -239,9 +247,16 @@ def create_app(kit: Kit, committer: GroupCommitter | None = None) -> FastAPI:
     app.include_router(replay_router(kit))
     app.include_router(report_router(kit))
 
-    @app.get("/healthz", summary="Liveness")
-    async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "dry_run": kit.sink.dry_run}
+    @app.get(
+        "/healthz",
+        summary="Health of each component: 200 when all are ok, 503 when degraded",
+        responses={503: {"description": "degraded: a component is not ok"}},
+    )
+    async def healthz() -> JSONResponse:
+        components = {"api": "ok", **(health.states() if health is not None else {})}
+        ok = all(state == "ok" for state in components.values())
+        doc = {"status": "ok" if ok else "degraded", "dry_run": kit.sink.dry_run}
+        return JSONResponse({**doc, "components": components}, 200 if ok else 503)
 
     @app.get("/metrics", summary="Metrics in Prometheus text format")
     async def metrics() -> PlainTextResponse:

@@ -10,7 +10,10 @@
   share (ceil(unfinished shards / live workers)); a lease is renewed while its shard is read and
   given up on exit; a worker that dies stops renewing, and its shards are taken over once the
   lease time passes.
-* ``once``: drain every shard that can be read now to its tip (or end), then return.
+* ``once``: drain every shard to its tip (or end), then return. A shard leased by another
+  worker is waited for until that lease expires (a dead worker's), at most one lease time;
+  if it is still held then (a live worker renews it), ``ShardsUnread`` names it: ``once``
+  never returns as if drained with a shard left unread.
 * **Enhanced fan-out** (``TapOptions.fan_out``): the stream consumer is found or registered
   and waited for once, before any shard is read; each shard is then read by a
   ``FanOutReader`` (SubscribeToShard) instead of a polling ``ShardReader``.
@@ -34,6 +37,7 @@ from consumers.tap.fanout import FanOut, FanOutReader, ensure_consumer
 from consumers.tap.shard import Outcome, ReaderOptions, ShardReader
 from consumers.tap.summary import TapSummary
 from infra.clock import Clock
+from infra.errors import KitError
 from infra.kinesis import Shard, StartAt, StartKind, StreamPort
 from infra.leases import Lease, LeaseStore
 from infra.metrics import Metrics
@@ -42,6 +46,16 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DISCOVER_INTERVAL_S = 10.0
 STOP_POLL_S = 0.25
+HELD_GRACE_S = 1.0  # past a held lease's expiry, before ``once`` gives up on its shard
+
+
+class ShardsUnread(KitError):
+    """``once`` could not read some shards: other workers kept their leases."""
+
+    def __init__(self, message: str, *, shards: list[str], summary: TapSummary) -> None:
+        super().__init__(message)
+        self.shards = shards
+        self.summary = summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +108,21 @@ class TapWorker:
     def _now_ms(self) -> int:
         return int(self._clock.now().timestamp() * 1000)
 
-    def run(self, *, once: bool, stop: threading.Event | None = None) -> TapSummary:
+    def run(
+        self,
+        *,
+        once: bool,
+        stop: threading.Event | None = None,
+        healthy: Callable[[], None] | None = None,
+    ) -> TapSummary:
         """Read until ``stop`` is set (or, with ``once``, until every readable shard is drained).
 
         A reader's failure (a missing stream or table) stops the others and is raised here.
+        ``healthy`` is called after each discovery round that worked (shards listed, leases
+        read). A worker may run again after a failure: it resumes from the leases' checkpoints.
         """
         stop = stop or threading.Event()
+        self._readers_stop = threading.Event()
         if self._opt.fan_out is not None and self._consumer_arn is None:
             consumer = ensure_consumer(
                 self._port,
@@ -115,6 +138,8 @@ class TapWorker:
         running: dict[str, _Running] = {}
         done: set[str] = set()  # drained or finished in this run (once), or finished
         failure: BaseException | None = None
+        unread: ShardsUnread | None = None
+        give_up: dict[str, float] = {}  # once: held shard → when to stop waiting for it
         last_discovery = -math.inf
         try:
             while not stop.is_set():
@@ -127,8 +152,19 @@ class TapWorker:
                         break
                     started = self._start_ready(running, done, once)
                     discovered, last_discovery = 1, self._monotonic()
+                    if healthy is not None:
+                        healthy()
                 if once and discovered and not running and not started:
-                    break
+                    held = sorted(self.summary.held_elsewhere)
+                    if not held:
+                        break
+                    unread = self._wait_for_held(held, give_up)
+                    if unread is not None:
+                        break
+                    # look again just past the earliest expiry (or a release, found sooner)
+                    soonest = min(give_up[s] for s in held) - HELD_GRACE_S / 2
+                    interval = self._opt.discover_interval_s
+                    last_discovery = min(self._monotonic(), soonest - interval)
                 self._wake.wait(0.05 if once else STOP_POLL_S)
         finally:
             self._readers_stop.set()
@@ -137,7 +173,37 @@ class TapWorker:
             failure = failure or self._reap(running, done, once)
         if failure is not None:
             raise failure
+        if unread is not None:
+            raise unread
         return self.summary
+
+    def _wait_for_held(self, held: list[str], give_up: dict[str, float]) -> ShardsUnread | None:
+        """``once`` with shards leased elsewhere: note how long to wait for each (until its
+        lease expires, at most one lease time, plus a grace); the error once that is over."""
+        now_m = self._monotonic()
+        new = [s for s in held if s not in give_up]
+        if new:
+            leases = self._leases.get_many(self.stream, new)
+            now, lease_ms = self._now_ms(), self._opt.reader.lease_ms
+            for sid in new:
+                left = leases[sid].expires_ms - now if sid in leases else 0
+                give_up[sid] = now_m + min(max(left, 0), lease_ms) / 1000 + HELD_GRACE_S
+            wait_s = max(give_up[s] for s in new) - now_m
+            owners = sorted({leases[s].owner or "?" for s in new if s in leases})
+            log.warning(
+                "shards leased by other workers: waiting up to %.1f s for the leases to expire",
+                wait_s,
+                extra={"stream": self.stream, "shards": new, "owners": owners},
+            )
+        if any(give_up[s] > now_m for s in held):
+            return None
+        return ShardsUnread(
+            f"--once could not read {len(held)} shard(s) of {self.stream}: "
+            f"{', '.join(held)} stayed leased by other workers past their lease time "
+            "(a live worker renews them; stop it, or run without --once)",
+            shards=held,
+            summary=self.summary,
+        )
 
     # -- shards and leases ---------------------------------------------------------------------
     def _start_ready(self, running: dict[str, _Running], done: set[str], once: bool) -> int:

@@ -274,5 +274,77 @@ def test_start_taps_runs_every_binding_until_stopped(kit: Kit) -> None:
     finally:
         summaries = handle.stop()
     assert [s.totals()["accepted"] for s in summaries] == [30, 30]
-    assert not handle.errors
-    assert not any(t.is_alive() for t in handle.threads)
+    assert set(handle.states().values()) == {"stopped"}
+    threads = [c.thread for c in handle.supervisor.components.values()]
+    assert threads and not any(t is not None and t.is_alive() for t in threads)
+
+
+def dead_workers_leases(kit: Kit, stream: str, expires_ms: int) -> None:
+    """The lease rows a worker that died holding every shard leaves behind."""
+    for shard in BotoKinesis(kit.clients.kinesis()).list_shards(stream):
+        kit.clients.dynamodb().put_item(
+            TableName=kit.names.leases_table,
+            Item={
+                "lease_key": {"S": f"{stream}#{shard.shard_id}"},
+                "stream": {"S": stream},
+                "shard_id": {"S": shard.shard_id},
+                "lease_owner": {"S": "pik-dead"},
+                "lease_expires_ms": {"N": str(expires_ms)},
+            },
+        )
+
+
+def test_once_waits_for_a_dead_workers_leases_then_drains(settings: Any) -> None:
+    from infra.clock import SystemClock
+    from pik.cli_tap import tap_options
+    from pik.kit import build_kit
+
+    kit = build_kit(settings, clock=SystemClock())  # leases expire in real time
+    kit.bootstrap().run(demo_stream=False)
+    stream = create_stream(kit, shards=2)
+    Producer(BotoKinesis(kit.clients.kinesis()), kit.clock).run(
+        stream, ProduceSpec(count=40, seed=5)
+    )
+    now_ms = int(kit.clock.now().timestamp() * 1000)
+    dead_workers_leases(kit, stream, now_ms + 1_500)
+
+    summary = build_tap_worker(kit, checkout_binding(stream), options=tap_options(lease_ms=2_000))
+    drained = summary.run(once=True).to_json()
+
+    assert drained["accepted"] == 40
+    assert drained["held_elsewhere"] == []
+
+
+def test_once_fails_naming_the_shards_a_live_worker_keeps(settings: Any) -> None:
+    from consumers.tap.worker import ShardsUnread
+    from infra.clock import SystemClock
+    from pik.cli_tap import tap_options
+    from pik.kit import build_kit
+
+    kit = build_kit(settings, clock=SystemClock())
+    kit.bootstrap().run(demo_stream=False)
+    stream = create_stream(kit, shards=2)
+    Producer(BotoKinesis(kit.clients.kinesis()), kit.clock).run(
+        stream, ProduceSpec(count=10, seed=6)
+    )
+    stop = threading.Event()
+
+    def live_worker() -> None:  # renews its leases until told to stop
+        while not stop.is_set():
+            dead_workers_leases(kit, stream, int(kit.clock.now().timestamp() * 1000) + 1_000)
+            stop.wait(0.2)
+
+    renewer = threading.Thread(target=live_worker)
+    renewer.start()
+    try:
+        worker = build_tap_worker(
+            kit, checkout_binding(stream), options=tap_options(lease_ms=1_000)
+        )
+        with pytest.raises(ShardsUnread) as unread:
+            worker.run(once=True)
+    finally:
+        stop.set()
+        renewer.join()
+    assert sorted(unread.value.shards) == ["shardId-000000000000", "shardId-000000000001"]
+    assert "shardId-000000000000" in str(unread.value)
+    assert unread.value.summary.totals()["records"] == 0

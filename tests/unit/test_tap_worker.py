@@ -15,7 +15,7 @@ from consumers.ingest import IngestResult, IngestSink, Submission
 from consumers.tap.binding import binding_from_table
 from consumers.tap.decode import RecordDecoder
 from consumers.tap.shard import ReaderOptions
-from consumers.tap.worker import TapOptions, TapWorker
+from consumers.tap.worker import ShardsUnread, TapOptions, TapWorker
 from infra.errors import BackendError
 from infra.kinesis import MemoryStream, Page, StartAt
 from infra.leases import MemoryLeaseStore
@@ -40,7 +40,7 @@ def worker(
     sink: IngestSink | None = None,
     **options: object,
 ) -> TapWorker:
-    opts = TapOptions(reader=FAST, discover_interval_s=0.05, **options)  # type: ignore[arg-type]
+    opts = TapOptions(**{"reader": FAST, "discover_interval_s": 0.05, **options})  # type: ignore[arg-type]
     return TapWorker(
         "clicks",
         port=stream,
@@ -185,8 +185,11 @@ def test_a_live_workers_shards_are_left_alone_until_released() -> None:
             if sum(s.accepted for s in list(a.summary.shards.values())) == 40:
                 break
             threading.Event().wait(0.01)
-        b = worker(stream, leases, kit).run(once=True)
-        assert not b.shards and len(b.held_elsewhere) == 4
+        short = ReaderOptions(min_call_interval_s=0.0, idle_wait_s=0.01, lease_ms=200)
+        with pytest.raises(ShardsUnread) as unread:
+            worker(stream, leases, kit, reader=short).run(once=True)
+        assert len(unread.value.shards) == 4  # a's leases stay live: --once must not pass
+        assert not unread.value.summary.shards
     finally:
         stop.set()
         thread.join(10)
@@ -207,8 +210,10 @@ def test_a_dead_workers_leases_are_taken_over_once_expired() -> None:
     now_ms = int(kit.clock.now().timestamp() * 1000)
     for shard_id in stream.open_shards():  # a worker that died holding both shards
         assert leases.acquire("clicks", shard_id, "dead-worker", now_ms, 30_000)
-    early = worker(stream, leases, kit).run(once=True)
-    assert not early.shards and len(early.held_elsewhere) == 2
+    short = ReaderOptions(min_call_interval_s=0.0, idle_wait_s=0.01, lease_ms=200)
+    with pytest.raises(ShardsUnread) as early:  # the clock stands still: never expired
+        worker(stream, leases, kit, reader=short).run(once=True)
+    assert sorted(early.value.shards) == sorted(stream.open_shards())
     kit.clock.advance(seconds=31)
     late = worker(stream, leases, kit).run(once=True)
     assert len(late.shards) == 2 and late.totals()["accepted"] == 10
