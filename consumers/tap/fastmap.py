@@ -21,6 +21,7 @@ from schemas.envelope import TEXT_LIMITS, Event, parse_time, valid_event
 
 FastMapper = Callable[[dict[str, Any], str, datetime], Event | None]
 
+
 def fast_mapper(binding: TapBinding) -> FastMapper | None:
     """``(record object, partition key, arrival time) → Event``, or None where the general
     mapping must decide; None (no fast mapper) for a binding that is not a mapped JSON one."""
