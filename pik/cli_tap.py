@@ -34,6 +34,7 @@ from infra.leases import DEFAULT_LEASE_MS, DryRunLeaseStore, LeaseStore
 from infra.leases_dynamo import DynamoLeaseStore
 from pik.config import load_config
 from pik.kit import Kit
+from pik.render import print_table
 from pik.supervisor import Backoff, Supervisor
 from schemas.registry import RegistryError, SchemaRegistry
 
@@ -214,7 +215,7 @@ def render_summary(console: Console, doc: dict[str, Any]) -> None:
             str(s["checkpoint"]),
             state,
         )
-    console.print(table)
+    print_table(console, table)
     for reason, count in doc["reasons"].items():
         console.print(f"  rejected {reason}: {count}", highlight=False, markup=False)
     if doc["held_elsewhere"]:

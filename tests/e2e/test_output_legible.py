@@ -1,0 +1,111 @@
+"""Every investigation command's human output, piped at 80 columns, against a small populated
+embedded backend: event ids appear whole on one line and no cell is cut to ``…``."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from consumers.ingest import Submission
+from infra.clock import FixedClock
+from infra.local import EmbeddedAws
+from pik.kit import build_kit
+from schemas.codec import Provenance
+from schemas.envelope import parse_body
+from tests.conftest import fresh_settings
+from tests.e2e.conftest import base_env, run_pik
+
+T0 = datetime(2025, 12, 28, tzinfo=UTC)
+SOURCE = "legible_source_with_a_long_name"
+WINDOW = ("--since", "2025-12-28T00:00:00Z", "--until", "2025-12-29T00:00:00Z")
+HEX64 = re.compile(r"[0-9a-f]{64}")
+HEX_RUN = re.compile(r"[0-9a-f]{20,}")
+
+
+@pytest.fixture(scope="module")
+def env(aws_server: EmbeddedAws) -> dict[str, str]:
+    settings = fresh_settings(aws_server.endpoint_url)
+    clock = FixedClock(T0 + timedelta(hours=3))
+    kit = build_kit(settings, clock=clock)
+    kit.bootstrap().run(demo_stream=False)
+    for attempt in range(2):  # the second delivery of each event is a duplicate
+        batch = []
+        for n in range(4):
+            at = T0 + timedelta(hours=1, minutes=10 * n)
+            raw = json.dumps({"source": SOURCE, "event_type": "order_placed_event",
+                              "entity_id": f"customer-with-a-long-identifier-{n}",
+                              "event_time": at.isoformat(), "payload": {"n": n}}).encode()  # fmt: skip
+            prov = Provenance(f"http:r{attempt}-{n}:0", "http", request_id=f"r{attempt}-{n}")
+            batch.append(Submission(raw, prov, parse_body(raw), "0"))
+        kit.sink.ingest(batch, label=f"attempt-{attempt}")
+        clock.advance(seconds=600)
+    return base_env(
+        AWS_ENDPOINT_URL=aws_server.endpoint_url,
+        PIK_EVENTS_TABLE=settings.events_table,
+        PIK_BUCKET=settings.bucket,
+        PIK_REPLAY_JOBS_TABLE=settings.replay_jobs_table,
+        PIK_AGGREGATES_TABLE=settings.aggregates_table,
+        COLUMNS="80",
+    )
+
+
+def _legible(text: str) -> list[str]:
+    """The event ids printed; fails when one is broken or a cell is cut."""
+    lines = text.splitlines()
+    assert not [line for line in lines if line.rstrip().rstrip("│┃|").rstrip().endswith("…")]
+    for line in lines:  # a long hex run that is not a whole id is an id broken over lines
+        for run in HEX_RUN.findall(line):
+            assert len(run) >= 64, f"broken id in {line!r}"
+    return [m for line in lines for m in HEX64.findall(line)]
+
+
+def _event_id(env: dict[str, str]) -> str:
+    done = run_pik("lag", "--source", SOURCE, *WINDOW, "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    event_id: str = json.loads(done.stdout)["latest"][0]["event_id"]
+    return event_id
+
+
+def test_lag_prints_whole_ids_that_explain_accepts(env: dict[str, str]) -> None:
+    done = run_pik("lag", "--source", SOURCE, *WINDOW, env=env)
+    assert done.returncode == 0, done.stderr
+    ids = _legible(done.stdout.decode())
+    assert _event_id(env) in ids
+    explained = run_pik("explain", ids[0], env=env)
+    assert explained.returncode == 0, explained.stderr
+    assert ids[0] in _legible(explained.stdout.decode())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("audit", "--source", SOURCE, *WINDOW),
+        ("gaps", "--source", SOURCE, *WINDOW),
+        ("replays", "list"),
+        ("schemas", "list"),
+    ],
+    ids=lambda a: a[0] if isinstance(a, tuple) else str(a),
+)
+def test_investigation_commands_are_legible_piped_at_80_columns(
+    env: dict[str, str], args: tuple[str, ...]
+) -> None:
+    done = run_pik(*args, env=env)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.decode()
+    _legible(text)
+    assert SOURCE in text or args[0] in ("replays", "schemas")
+
+
+def test_explain_keeps_archive_keys_and_provenance_on_one_line(env: dict[str, str]) -> None:
+    event_id = _event_id(env)
+    done = run_pik("explain", event_id, env=env)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.decode()
+    assert _legible(text).count(event_id) >= 1
+    doc = json.loads(run_pik("explain", event_id, "--json", env=env).stdout)
+    for delivery in doc["deliveries"]:
+        key = delivery["archive"]["key"]
+        assert any(key in line for line in text.splitlines()), key
