@@ -131,6 +131,7 @@ def render_gaps(console: Console, report: GapReport) -> None:
 
 def render_lag(console: Console, report: LagReport) -> None:
     _header(console, "lag", report.window, report.sources)
+    console.print(f"window by {report.axis.value} time", highlight=False)
     if not report.overall:
         console.print("no events in the window")
     for title, groups in (

@@ -21,6 +21,7 @@ from tests.e2e.conftest import base_env, run_pik
 T0 = datetime(2025, 12, 28, tzinfo=UTC)
 SOURCE = "legible_source_with_a_long_name"
 WINDOW = ("--since", "2025-12-28T00:00:00Z", "--until", "2025-12-29T00:00:00Z")
+LATE_TIME = "2025-03-01T12:00:00Z"
 HEX64 = re.compile(r"[0-9a-f]{64}")
 HEX_RUN = re.compile(r"[0-9a-f]{20,}")
 
@@ -39,6 +40,12 @@ def env(aws_server: EmbeddedAws) -> dict[str, str]:
                               "entity_id": f"customer-with-a-long-identifier-{n}",
                               "event_time": at.isoformat(), "payload": {"n": n}}).encode()  # fmt: skip
             prov = Provenance(f"http:r{attempt}-{n}:0", "http", request_id=f"r{attempt}-{n}")
+            batch.append(Submission(raw, prov, parse_body(raw), "0"))
+        if attempt == 0:  # an event from March that arrives today: late data
+            raw = json.dumps({"source": SOURCE, "event_type": "order_placed_event",
+                              "entity_id": "march", "event_time": LATE_TIME,
+                              "payload": {}}).encode()  # fmt: skip
+            prov = Provenance("http:late:0", "http", request_id="late")
             batch.append(Submission(raw, prov, parse_body(raw), "0"))
         kit.sink.ingest(batch, label=f"attempt-{attempt}")
         clock.advance(seconds=600)
@@ -109,3 +116,16 @@ def test_explain_keeps_archive_keys_and_provenance_on_one_line(env: dict[str, st
     for delivery in doc["deliveries"]:
         key = delivery["archive"]["key"]
         assert any(key in line for line in text.splitlines()), key
+
+
+def test_lag_by_arrival_finds_what_arrived_late_in_the_window(env: dict[str, str]) -> None:
+    by_event = run_pik("lag", "--source", SOURCE, *WINDOW, "--json", env=env)
+    by_arrival = run_pik("lag", "--source", SOURCE, *WINDOW, "--by", "arrival", "--json", env=env)
+    assert by_event.returncode == 0 and by_arrival.returncode == 0, by_arrival.stderr
+    event_doc, arrival_doc = json.loads(by_event.stdout), json.loads(by_arrival.stdout)
+    assert (event_doc["axis"], arrival_doc["axis"]) == ("event", "arrival")
+    assert "march" not in [e["entity_id"] for e in event_doc["latest"]]
+    assert arrival_doc["latest"][0]["entity_id"] == "march"
+    assert arrival_doc["latest"][0]["event_time"].startswith("2025-03-01")
+    assert {g["day"] for g in arrival_doc["by_day"]} == {"2025-03-01", "2025-12-28"}
+    assert [g["count"] for g in arrival_doc["overall"]] == [5]  # first deliveries only
