@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from consumers.ingest import Submission
+from infra.aggregates import AggregateVersion
 from infra.clock import FixedClock
 from infra.local import EmbeddedAws
 from pik.kit import build_kit
+from pik.processing import aggregates
 from schemas.codec import Provenance
 from schemas.envelope import parse_body
 from tests.conftest import fresh_settings
@@ -21,6 +23,7 @@ from tests.e2e.conftest import base_env, run_pik
 T0 = datetime(2025, 12, 28, tzinfo=UTC)
 SOURCE = "legible_source_with_a_long_name"
 WINDOW = ("--since", "2025-12-28T00:00:00Z", "--until", "2025-12-29T00:00:00Z")
+DIFF_ENTITY = "customer-diff"
 LATE_TIME = "2025-03-01T12:00:00Z"
 HEX64 = re.compile(r"[0-9a-f]{64}")
 HEX_RUN = re.compile(r"[0-9a-f]{20,}")
@@ -129,3 +132,41 @@ def test_lag_by_arrival_finds_what_arrived_late_in_the_window(env: dict[str, str
     assert arrival_doc["latest"][0]["event_time"].startswith("2025-03-01")
     assert {g["day"] for g in arrival_doc["by_day"]} == {"2025-03-01", "2025-12-28"}
     assert [g["count"] for g in arrival_doc["overall"]] == [5]  # first deliveries only
+
+
+def _version(metric: str, version: int, value: float, ids: list[str]) -> AggregateVersion:
+    return AggregateVersion(
+        entity_id=DIFF_ENTITY,
+        day="2025-12-28",
+        metric=metric,
+        version=version,
+        value=value,
+        input_hash=f"{metric}{version}",
+        input_count=len(ids),
+        sample_event_ids=ids,
+        computed_at="2025-12-28T04:00:00Z",
+        definition={},
+        previous_version=version - 1 if version > 1 else None,
+        input_event_ids=ids,
+    )
+
+
+def test_aggregates_diff_compares_per_metric_and_names_what_changed(
+    env: dict[str, str], aws_server: EmbeddedAws
+) -> None:
+    settings = fresh_settings(
+        aws_server.endpoint_url,
+        events_table=env["PIK_EVENTS_TABLE"],
+        bucket=env["PIK_BUCKET"],
+        aggregates_table=env["PIK_AGGREGATES_TABLE"],
+    )
+    store = aggregates(build_kit(settings))
+    store.put(_version("order_count", 1, 1, ["a" * 64]))
+    store.put(_version("order_count", 2, 2, ["a" * 64, "b" * 64]))
+    store.put(_version("order_total", 1, 9.5, ["a" * 64]))  # one version only
+    done = run_pik("aggregates", "diff", DIFF_ENTITY, "2025-12-28", env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.decode().splitlines()
+    assert "changed: order_count" in lines
+    assert "one version only (unchanged): order_total v1" in lines
+    assert f"  + {'b' * 64}" in lines
