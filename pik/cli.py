@@ -46,7 +46,7 @@ app = typer.Typer(
     # Help texts quote TOML tables ([[tap]], [schemas]): plain text, never rich markup.
     rich_markup_mode=None,
 )
-out = Console()
+out = Console(soft_wrap=True)  # lines are never broken: ids and keys stay copyable
 err = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_AWS_PORT = 4566

@@ -139,10 +139,17 @@ def register(app: typer.Typer) -> None:
         latest: Annotated[
             int, typer.Option(min=0, help="Latest-arriving events to list.")
         ] = DEFAULT_LATEST,
+        by: Annotated[
+            Axis,
+            typer.Option(
+                help="event (default): events whose event time is in the window; arrival: "
+                "what arrived in the window whatever its event time (finds late data)."
+            ),
+        ] = Axis.EVENT,
         as_json: JsonOpt = False,
     ) -> None:
         """Lateness percentiles (p50/p95/p99/max) per source / event type / event day, and the
-        latest-arriving events: the "late data" playbook."""
+        latest-arriving events: the "late data" playbook (use --by arrival)."""
         from pik.cli import out
         from pik.investigate.console import render_lag
 
@@ -152,6 +159,7 @@ def register(app: typer.Typer) -> None:
                 sources=source or (),
                 event_type=event_type,
                 latest=latest,
+                axis=by,
             )
         )
         _print(as_json, report.to_json(), lambda: render_lag(out, report))

@@ -15,6 +15,7 @@ from infra.aggregates import AggregateVersion
 from infra.errors import KitError
 from infra.queue import SQS_MAX_VISIBILITY_S
 from infra.resources import REPLAY_VISIBILITY_TIMEOUT_S
+from pik.render import print_table
 
 aggregates_app = typer.Typer(
     help="Versions of aggregates, and what changed between two of them.", no_args_is_help=True
@@ -118,7 +119,7 @@ def show(
     if not versions:
         out.print(f"no aggregates for {entity_id}" + (f" on {day}" if day else ""))
         return
-    out.print(_versions_table(versions))
+    print_table(out, _versions_table(versions))
 
 
 @aggregates_app.command("diff")
@@ -141,6 +142,7 @@ def diff(
 
     store = aggregates(build_kit(load_settings()))
     diffs = []
+    single: list[str] = []  # metrics with one version only: nothing to compare, unchanged
     try:
         versions = store.versions(entity_id, day)
         metrics = sorted({v.metric for v in versions if metric in (None, v.metric)})
@@ -154,6 +156,10 @@ def diff(
                 if from_version is not None
                 else (newer.previous_version if newer else None)
             )
+            explicit = from_version is not None or to_version is not None
+            if not explicit and len(chain) == 1:
+                single.append(f"{name} v{min(chain)}")
+                continue
             if newer is None or older_number is None or older_number not in chain:
                 fail(f"{name}: no such pair of versions (have {sorted(chain)})")
             diffs.append(diff_versions(store, chain[older_number], newer))
@@ -162,6 +168,10 @@ def diff(
     if as_json:
         print_json({"diffs": [d.to_json() for d in diffs]})
         return
+    changed = [d.metric for d in diffs if d.added or d.removed or d.from_value != d.to_value]
+    out.print(f"changed: {', '.join(changed) or 'none'}", highlight=False)
+    if single:
+        out.print(f"one version only (unchanged): {', '.join(single)}", highlight=False)
     for d in diffs:
         doc = d.to_json()
         out.print(

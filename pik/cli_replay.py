@@ -36,6 +36,7 @@ from rich.text import Text
 from infra.errors import KitError
 from infra.replay_jobs import JobStatus, ReplayJob
 from infra.targets import InvalidTarget, ReplayTarget
+from pik.render import print_table
 from producers.replay import InvalidReplayRequest, job_json, parse_request
 
 if TYPE_CHECKING:
@@ -359,7 +360,7 @@ def register(app: typer.Typer) -> None:
         table.add_column("selection", overflow="fold")
         for row in rows:
             table.add_row(*(Text(cell) for cell in row))
-        out.print(table)
+        print_table(out, table)
 
     @replays.command()
     def show(replay_id: ReplayId, as_json: JsonFlag = False) -> None:

@@ -28,12 +28,13 @@ from consumers.tap.worker import (
     TapWorker,
 )
 from infra.errors import ConfigError, KitError
-from infra.kinesis import StartAt
+from infra.kinesis import StartAt, StartKind
 from infra.kinesis_boto import BotoKinesis
 from infra.leases import DEFAULT_LEASE_MS, DryRunLeaseStore, LeaseStore
 from infra.leases_dynamo import DynamoLeaseStore
 from pik.config import load_config
 from pik.kit import Kit
+from pik.render import print_table
 from pik.supervisor import Backoff, Supervisor
 from schemas.registry import SchemaRegistry
 
@@ -210,11 +211,26 @@ def render_summary(console: Console, doc: dict[str, Any]) -> None:
             str(s["checkpoint"]),
             state,
         )
-    console.print(table)
+    print_table(console, table)
     for reason, count in doc["reasons"].items():
         console.print(f"  rejected {reason}: {count}", highlight=False, markup=False)
     if doc["held_elsewhere"]:
         console.print(f"  held by other workers: {', '.join(doc['held_elsewhere'])}")
+
+
+def _start_at(text: str) -> StartAt:
+    """``--from``: trim_horizon, latest, or any time form the other commands take
+    (``2026-12-02``, ``2026-12-02T05:00:00Z``, ``36h`` ago)."""
+    from datetime import UTC, datetime
+
+    from pik.investigate.window import WindowError, parse_when
+
+    if text.strip().lower() in ("trim_horizon", "latest"):
+        return StartAt.parse(text)
+    try:
+        return StartAt(StartKind.AT_TIMESTAMP, timestamp=parse_when(text, datetime.now(UTC)))
+    except WindowError as exc:
+        raise ConfigError(f"--from: {exc}; or trim_horizon / latest") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -228,7 +244,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--from",
                 help="Where to start when a shard has no checkpoint: trim_horizon, latest, or "
-                "an ISO time (AT_TIMESTAMP).",
+                "a time (AT_TIMESTAMP) as other commands take it: 2026-12-02, "
+                "2026-12-02T05:00:00Z or 36h ago.",
             ),
         ] = "trim_horizon",
         once: Annotated[
@@ -276,7 +293,7 @@ def register(app: typer.Typer) -> None:
 
         settings = load_settings()
         try:
-            position = StartAt.parse(start)
+            position = _start_at(start)
             config = load_config(settings.config)
             binding = config.binding_for(stream) or default_binding(stream_name(stream))
             fan_out = None

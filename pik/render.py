@@ -6,8 +6,16 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-__all__ = ["human_ms", "provenance_text", "render_explain", "short_time", "status_markup"]
+__all__ = [
+    "human_ms",
+    "print_table",
+    "provenance_text",
+    "render_explain",
+    "short_time",
+    "status_markup",
+]
 
 _STATUS_STYLE = {"ACCEPTED": "green", "DUPLICATE": "yellow", "REJECTED": "red"}
 # (shown from, unit size, unit): days only from two days on, so "34.9 h" not "1.5 d"
@@ -55,6 +63,32 @@ def provenance_text(provenance: dict[str, Any]) -> str:
 def short_time(text: str | None) -> str:
     """``2025-12-27T10:05:00.000000Z`` as ``2025-12-27 10:05:00``."""
     return (text or "")[:19].replace("T", " ")
+
+
+def print_table(console: Console, table: Table) -> None:
+    """A table when it fits the terminal whole; otherwise (piped, or too narrow) one block per
+    row, ``header: value`` a line, never cut or wrapped, so ids and keys can be copied."""
+    if console.is_terminal:
+        options = console.options.update(no_wrap=True)
+        if table.__rich_measure__(console, options).maximum <= console.width:
+            console.print(table)
+            return
+    headers = [str(column.header) for column in table.columns]
+    cells = [list(column.cells) for column in table.columns]
+    width = max((len(h) for h in headers), default=0)
+    if table.title:
+        console.print(f"[bold]{table.title}[/bold]", highlight=False, soft_wrap=True)
+    for index in range(table.row_count):
+        for header, column in zip(headers, cells, strict=True):
+            cell = column[index] if index < len(column) else ""
+            if isinstance(cell, Text):
+                line = Text(f"  {header:{width}}  ")
+                line.append_text(cell)
+                console.print(line, highlight=False, soft_wrap=True)
+            elif str(cell):
+                console.print(f"  {header:{width}}  {cell}", highlight=False, soft_wrap=True)
+        if index < table.row_count - 1:
+            console.print()
 
 
 def _deliveries_table(deliveries: list[dict[str, Any]]) -> Table:
@@ -121,7 +155,7 @@ def render_explain(console: Console, doc: dict[str, Any]) -> None:
             for o in doc.get("occurrences") or []
         ]
     if deliveries:
-        console.print(_deliveries_table(deliveries))
+        print_table(console, _deliveries_table(deliveries))
     for key, label in (("replays", "replays"), ("aggregate_versions", "aggregate versions")):
         if key not in doc:
             continue

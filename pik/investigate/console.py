@@ -10,7 +10,7 @@ from pik.investigate.audit import AuditReport
 from pik.investigate.gaps import GapKind, GapReport, GapSeries
 from pik.investigate.lag import LagReport
 from pik.investigate.window import Window, iso
-from pik.render import human_ms, short_time
+from pik.render import human_ms, print_table, short_time
 
 __all__ = ["render_audit", "render_gaps", "render_lag", "sparkline"]
 
@@ -58,17 +58,17 @@ def render_audit(console: Console, report: AuditReport) -> None:
                 f"{d.duplicate:,}" if d.duplicate else "",
                 f"[red]{d.rejected:,}[/red]" if d.rejected else "",
             )
-        console.print(table)
+        print_table(console, table)
     if report.reasons:
         table = Table("reason", "count", "share", "event types", title="rejections by reason")
         for r in report.reasons:
             table.add_row(r.reason, f"{r.count:,}", _pct(r.share), ", ".join(r.event_types))
-        console.print(table)
+        print_table(console, table)
     if report.top_entities:
         table = Table("entity", "source", "duplicate", "rejected", title="most troubled entities")
         for e in report.top_entities:
             table.add_row(e.entity_id, e.source, str(e.duplicate), str(e.rejected))
-        console.print(table)
+        print_table(console, table)
     for storm in report.storms:
         top = ", ".join(f"{e[:12]}…x{n}" for e, n in storm.top_events)
         console.print(
@@ -131,6 +131,7 @@ def render_gaps(console: Console, report: GapReport) -> None:
 
 def render_lag(console: Console, report: LagReport) -> None:
     _header(console, "lag", report.window, report.sources)
+    console.print(f"window by {report.axis.value} time", highlight=False)
     if not report.overall:
         console.print("no events in the window")
     for title, groups in (
@@ -154,7 +155,7 @@ def render_lag(console: Console, report: LagReport) -> None:
                 human_ms(s.p99_ms),
                 f"[bold]{human_ms(s.max_ms)}[/bold]",
             )
-        console.print(table)
+        print_table(console, table)
     if report.latest:
         kinds = {(e.source, e.event_type) for e in report.latest}
         title = "latest arrivals"
@@ -172,5 +173,5 @@ def render_lag(console: Console, report: LagReport) -> None:
             if not title.endswith(")"):
                 row.append(f"{e.source} / {e.event_type}")
             table.add_row(*row, e.entity_id, e.event_id)
-        console.print(table)
+        print_table(console, table)
     _cost(console, report.cost)

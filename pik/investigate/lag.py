@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pik.investigate.gaps import Axis
 from pik.investigate.stats import LagStats, lag_histogram
 from pik.investigate.window import Window
 
@@ -85,10 +86,12 @@ class LagReport:
     overall: list[LagGroup]
     latest: list[LateEvent]
     cost: dict[str, int] = field(default_factory=dict)
+    axis: Axis = Axis.EVENT  # the window selects by event time, or by arrival (ingest) time
 
     def to_json(self) -> dict[str, Any]:
         return {
             "window": self.window.to_json(),
+            "axis": self.axis.value,
             "sources": self.sources,
             "overall": [g.to_json() for g in self.overall],
             "by_day": [g.to_json() for g in self.by_day],
