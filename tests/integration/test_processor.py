@@ -208,3 +208,35 @@ def test_lambda_handler_reports_batch_item_failures(
     assert answer == {"batchItemFailures": [{"itemIdentifier": "poison"}]}
     [version] = aggregates(kit).versions("user_123", DAY)
     assert (version.metric, version.value) == ("daily_event_count", 2)
+
+
+def test_dry_runs_of_the_queue_loop_leave_queue_table_and_bucket_as_they_were(kit: Kit) -> None:
+    from consumers.processor_loop import DryRunRefused
+
+    docs = ingest(kit, [event(n) for n in range(3)], "b")
+    queue = replay_queue(kit)
+    sqs, s3, ddb = kit.clients.sqs(), kit.clients.s3(), kit.clients.dynamodb()
+    for body in docs:
+        sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps(body))
+
+    def state() -> tuple[int, int, int]:
+        attrs = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])["Attributes"]
+        objects = s3.list_objects_v2(Bucket=kit.names.bucket).get("KeyCount", 0)
+        items = ddb.scan(TableName=kit.names.aggregates_table, Select="COUNT")["Count"]
+        return int(attrs["ApproximateNumberOfMessages"]), objects, items
+
+    before = state()
+    proc = processor(kit)
+    proc.dry_run = True
+    for _ in range(6):
+        with pytest.raises(DryRunRefused, match="maxReceiveCount"):
+            run_queue(proc, queue, once=True, wait_s=1)
+    assert state() == before == (3, before[1], 0)
+    got = sqs.receive_message(
+        QueueUrl=queue.url,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=1,
+        AttributeNames=["ApproximateReceiveCount"],
+    )["Messages"]
+    assert len(got) == 3
+    assert {m["Attributes"]["ApproximateReceiveCount"] for m in got} == {"1"}
