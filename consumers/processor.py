@@ -208,6 +208,28 @@ class Processor:
         reader: ArchiveReader,
         outcome: BatchOutcome,
     ) -> None:
+        items, payloads = self._window(entity_id, day, reader)
+        replay_ids = sorted({m.replay_id for m in messages if m.replay_id})
+        cause = replay_ids[0] if replay_ids else None
+        for definition in self.definitions:
+            for _ in range(MAX_VERSION_RACES):
+                chosen = sorted(i["event_id"] for i in items if definition.applies_to(i))
+                value = definition.compute([payloads[e] for e in chosen])
+                if self._write(entity_id, day, definition, chosen, value, cause, outcome):
+                    break
+                # Another processor took the version number between our read and our write: its
+                # inputs may be newer or older than ours, so read the window again and write
+                # only if that differs from what it wrote (never our old inputs as the next one).
+                items, payloads = self._window(entity_id, day, reader)
+            else:
+                raise KitError(
+                    f"aggregate {entity_id} {day} {definition.name}: too many racing writers"
+                )
+
+    def _window(
+        self, entity_id: str, day: str, reader: ArchiveReader
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """All accepted events of (entity, day) from the index, with their archived payloads."""
         start = parse_time(f"{day}T00:00:00Z")
         selection = Selection(start=start, end=start + timedelta(days=1), entity_id=entity_id)
         pages = self._index.select(selection, page_size=1000, attributes=WINDOW_ATTRIBUTES)
@@ -219,12 +241,7 @@ class Processor:
             )
             record = reader.read(pointer)
             payloads[item["event_id"]] = json.loads(record.payload or "{}")
-        replay_ids = sorted({m.replay_id for m in messages if m.replay_id})
-        cause = replay_ids[0] if replay_ids else None
-        for definition in self.definitions:
-            chosen = sorted(i["event_id"] for i in items if definition.applies_to(i))
-            value = definition.compute([payloads[e] for e in chosen])
-            self._write(entity_id, day, definition, chosen, value, cause, outcome)
+        return items, payloads
 
     def _write(
         self,
@@ -235,43 +252,43 @@ class Processor:
         value: float | None,
         cause: str | None,
         outcome: BatchOutcome,
-    ) -> None:
+    ) -> bool:
+        """Write the next version unless the latest has these inputs; False if another writer
+        took that version number first (the caller recomputes the window and tries again)."""
         digest = input_hash(definition, event_ids)
         latest = self._aggregates.latest(entity_id, day, definition.name)
-        for _ in range(MAX_VERSION_RACES):
-            if latest is not None and latest.input_hash == digest:
-                outcome.unchanged += 1
-                self._metrics.incr("AggregateVersionsUnchanged")
-                return
-            version = AggregateVersion(
-                entity_id=entity_id,
-                day=day,
-                metric=definition.name,
-                version=(latest.version + 1) if latest else 1,
-                value=value,
-                input_hash=digest,
-                input_count=len(event_ids),
-                sample_event_ids=event_ids[:SAMPLE_SIZE],
-                computed_at=format_time(self._clock.now()),
-                definition=definition.to_json(),
-                replay_id=cause,
-                previous_version=latest.version if latest else None,
-                previous_value=latest.value if latest else None,
-                input_event_ids=event_ids,
-            )
-            if self.dry_run:
-                outcome.written.append(version)
-                log.info("dry run: would write aggregate version", extra=version.to_json())
-                return
-            try:
-                self._aggregates.put(version)
-            except VersionTaken as taken:  # another processor wrote this version number first
-                latest = taken.current or self._aggregates.latest(entity_id, day, definition.name)
-                continue
+        if latest is not None and latest.input_hash == digest:
+            outcome.unchanged += 1
+            self._metrics.incr("AggregateVersionsUnchanged")
+            return True
+        version = AggregateVersion(
+            entity_id=entity_id,
+            day=day,
+            metric=definition.name,
+            version=(latest.version + 1) if latest else 1,
+            value=value,
+            input_hash=digest,
+            input_count=len(event_ids),
+            sample_event_ids=event_ids[:SAMPLE_SIZE],
+            computed_at=format_time(self._clock.now()),
+            definition=definition.to_json(),
+            replay_id=cause,
+            previous_version=latest.version if latest else None,
+            previous_value=latest.value if latest else None,
+            input_event_ids=event_ids,
+        )
+        if self.dry_run:
             outcome.written.append(version)
-            self._metrics.incr("AggregateVersionsWritten")
-            return
-        raise KitError(f"aggregate {entity_id} {day} {definition.name}: too many racing writers")
+            log.info("dry run: would write aggregate version", extra=version.to_json())
+            return True
+        try:
+            self._aggregates.put(version)
+        except VersionTaken:  # another processor wrote this version number first
+            self._metrics.incr("AggregateVersionRaces")
+            return False
+        outcome.written.append(version)
+        self._metrics.incr("AggregateVersionsWritten")
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,3 +240,47 @@ def test_dry_runs_of_the_queue_loop_leave_queue_table_and_bucket_as_they_were(ki
     )["Messages"]
     assert len(got) == 3
     assert {m["Attributes"]["ApproximateReceiveCount"] for m in got} == {"1"}
+
+
+def test_the_loser_of_a_version_race_recomputes_and_never_writes_its_stale_inputs(
+    kit: Kit,
+) -> None:
+    """A reads the window (2 events); a third event arrives and B writes v1 from all three in
+    between A's read and A's write; A's v1 is taken. A must not write its two-event inputs as v2."""
+    docs = ingest(kit, [event(n) for n in range(2)], "early")
+    store = aggregates(kit)
+    late: list[dict] = []
+
+    class Interleaved:
+        """The aggregates store, with processor B's whole run slipped in before A's first put."""
+
+        def __init__(self) -> None:
+            self.raced = False
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        def put(self, version: object) -> None:
+            if not self.raced:
+                self.raced = True
+                late.extend(ingest(kit, [event(7, hour=11)], "late"))
+                winner = Processor(
+                    kit.index,
+                    kit.archive,
+                    store,
+                    kit.clock,
+                    kit.metrics,
+                    definitions=DEFINITIONS[:1],
+                )
+                assert len(winner.process(messages(late)).written) == 1
+            store.put(version)  # type: ignore[arg-type]
+
+    proc_a = Processor(
+        kit.index, kit.archive, Interleaved(), kit.clock, kit.metrics, definitions=DEFINITIONS[:1]
+    )  # type: ignore[arg-type]
+    outcome = proc_a.process(messages(docs))
+    assert outcome.failed == {}
+    versions = store.versions("user_123", DAY)
+    assert [(v.version, v.value) for v in versions] == [(1, 3)]
+    assert sorted(store.inputs(versions[-1])) == sorted(d["event_id"] for d in docs + late)
+    assert outcome.written == [] and outcome.unchanged == 1
