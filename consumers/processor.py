@@ -18,7 +18,7 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -208,40 +208,56 @@ class Processor:
         reader: ArchiveReader,
         outcome: BatchOutcome,
     ) -> None:
-        items, payloads = self._window(entity_id, day, reader)
+        items = self._window(entity_id, day)
         replay_ids = sorted({m.replay_id for m in messages if m.replay_id})
         cause = replay_ids[0] if replay_ids else None
+        payloads: dict[str, dict[str, Any]] = {}
+
+        def values_of(chosen: list[str]) -> list[dict[str, Any]]:
+            # The archive is read only for a window whose input hash changed.
+            if not payloads:
+                payloads.update(self._payloads(items, reader))
+            return [payloads[e] for e in chosen]
+
         for definition in self.definitions:
             for _ in range(MAX_VERSION_RACES):
                 chosen = sorted(i["event_id"] for i in items if definition.applies_to(i))
-                value = definition.compute([payloads[e] for e in chosen])
+
+                def value(d: AggregateDefinition = definition, c: list[str] = chosen) -> Any:
+                    return d.compute(values_of(c))
+
                 if self._write(entity_id, day, definition, chosen, value, cause, outcome):
                     break
                 # Another processor took the version number between our read and our write: its
                 # inputs may be newer or older than ours, so read the window again and write
                 # only if that differs from what it wrote (never our old inputs as the next one).
-                items, payloads = self._window(entity_id, day, reader)
+                items = self._window(entity_id, day)
+                payloads.clear()
             else:
                 raise KitError(
                     f"aggregate {entity_id} {day} {definition.name}: too many racing writers"
                 )
 
-    def _window(
-        self, entity_id: str, day: str, reader: ArchiveReader
-    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-        """All accepted events of (entity, day) from the index, with their archived payloads."""
+    def _window(self, entity_id: str, day: str) -> list[dict[str, Any]]:
+        """All accepted events of (entity, day), as the index has them."""
         start = parse_time(f"{day}T00:00:00Z")
         selection = Selection(start=start, end=start + timedelta(days=1), entity_id=entity_id)
         pages = self._index.select(selection, page_size=1000, attributes=WINDOW_ATTRIBUTES)
-        items = [item for page in pages for item in page.items]
+        return [item for page in pages for item in page.items]
+
+    def _payloads(
+        self, items: list[dict[str, Any]], reader: ArchiveReader
+    ) -> dict[str, dict[str, Any]]:
+        """The archived payloads of ``items``: one S3 read per archive file (the reader keeps
+        decoded files)."""
         payloads: dict[str, dict[str, Any]] = {}
-        for item in items:  # one S3 read per archive file: the reader keeps decoded files
+        for item in items:
             pointer = ArchivePointer(
                 item["archive_bucket"], item["archive_key"], int(item["archive_position"])
             )
             record = reader.read(pointer)
             payloads[item["event_id"]] = json.loads(record.payload or "{}")
-        return items, payloads
+        return payloads
 
     def _write(
         self,
@@ -249,7 +265,7 @@ class Processor:
         day: str,
         definition: AggregateDefinition,
         event_ids: list[str],
-        value: float | None,
+        value: Callable[[], float | None],
         cause: str | None,
         outcome: BatchOutcome,
     ) -> bool:
@@ -266,7 +282,7 @@ class Processor:
             day=day,
             metric=definition.name,
             version=(latest.version + 1) if latest else 1,
-            value=value,
+            value=value(),
             input_hash=digest,
             input_count=len(event_ids),
             sample_event_ids=event_ids[:SAMPLE_SIZE],

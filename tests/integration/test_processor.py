@@ -284,3 +284,25 @@ def test_the_loser_of_a_version_race_recomputes_and_never_writes_its_stale_input
     assert [(v.version, v.value) for v in versions] == [(1, 3)]
     assert sorted(store.inputs(versions[-1])) == sorted(d["event_id"] for d in docs + late)
     assert outcome.written == [] and outcome.unchanged == 1
+
+
+def test_a_window_whose_inputs_did_not_change_costs_no_archive_read(kit: Kit) -> None:
+    early = ingest(kit, [event(n) for n in range(3)], "early")
+    late = ingest(kit, [event(n, hour=12) for n in range(3)], "late")  # another archive file
+    processor(kit).process(messages(early + late))
+    fetched: list[str] = []
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(kit.archive, name)
+
+        def get_file(self, key: str) -> bytes:
+            fetched.append(key)
+            return kit.archive.get_file(key)
+
+    again = Processor(
+        kit.index, Counting(), aggregates(kit), kit.clock, kit.metrics, definitions=DEFINITIONS
+    )  # type: ignore[arg-type]
+    outcome = again.process(messages(late))  # replayed again: every input hash is unchanged
+    assert outcome.written == [] and outcome.unchanged == len(DEFINITIONS)
+    assert set(fetched) == {late[0]["archive"]["key"]}  # the messages' own file, not the window's
