@@ -23,7 +23,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.text import Text
 
-from infra.errors import ConfigError
+from infra.errors import ConfigError, Conflict
 from schemas.codec import schema_fingerprint
 from schemas.compatibility import (
     CompatibilityError,
@@ -114,7 +114,7 @@ class Registration:
         }
 
 
-class Incompatible(Exception):
+class Incompatible(Conflict):
     def __init__(self, problems: list[Incompatibility]) -> None:
         super().__init__(f"{len(problems)} incompatibilit{'y' if len(problems) == 1 else 'ies'}")
         self.problems = problems
