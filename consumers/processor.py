@@ -18,7 +18,7 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -208,23 +208,56 @@ class Processor:
         reader: ArchiveReader,
         outcome: BatchOutcome,
     ) -> None:
+        items = self._window(entity_id, day)
+        replay_ids = sorted({m.replay_id for m in messages if m.replay_id})
+        cause = replay_ids[0] if replay_ids else None
+        payloads: dict[str, dict[str, Any]] = {}
+
+        def values_of(chosen: list[str]) -> list[dict[str, Any]]:
+            # The archive is read only for a window whose input hash changed.
+            if not payloads:
+                payloads.update(self._payloads(items, reader))
+            return [payloads[e] for e in chosen]
+
+        for definition in self.definitions:
+            for _ in range(MAX_VERSION_RACES):
+                chosen = sorted(i["event_id"] for i in items if definition.applies_to(i))
+
+                def value(d: AggregateDefinition = definition, c: list[str] = chosen) -> Any:
+                    return d.compute(values_of(c))
+
+                if self._write(entity_id, day, definition, chosen, value, cause, outcome):
+                    break
+                # Another processor took the version number between our read and our write: its
+                # inputs may be newer or older than ours, so read the window again and write
+                # only if that differs from what it wrote (never our old inputs as the next one).
+                items = self._window(entity_id, day)
+                payloads.clear()
+            else:
+                raise KitError(
+                    f"aggregate {entity_id} {day} {definition.name}: too many racing writers"
+                )
+
+    def _window(self, entity_id: str, day: str) -> list[dict[str, Any]]:
+        """All accepted events of (entity, day), as the index has them."""
         start = parse_time(f"{day}T00:00:00Z")
         selection = Selection(start=start, end=start + timedelta(days=1), entity_id=entity_id)
         pages = self._index.select(selection, page_size=1000, attributes=WINDOW_ATTRIBUTES)
-        items = [item for page in pages for item in page.items]
+        return [item for page in pages for item in page.items]
+
+    def _payloads(
+        self, items: list[dict[str, Any]], reader: ArchiveReader
+    ) -> dict[str, dict[str, Any]]:
+        """The archived payloads of ``items``: one S3 read per archive file (the reader keeps
+        decoded files)."""
         payloads: dict[str, dict[str, Any]] = {}
-        for item in items:  # one S3 read per archive file: the reader keeps decoded files
+        for item in items:
             pointer = ArchivePointer(
                 item["archive_bucket"], item["archive_key"], int(item["archive_position"])
             )
             record = reader.read(pointer)
             payloads[item["event_id"]] = json.loads(record.payload or "{}")
-        replay_ids = sorted({m.replay_id for m in messages if m.replay_id})
-        cause = replay_ids[0] if replay_ids else None
-        for definition in self.definitions:
-            chosen = sorted(i["event_id"] for i in items if definition.applies_to(i))
-            value = definition.compute([payloads[e] for e in chosen])
-            self._write(entity_id, day, definition, chosen, value, cause, outcome)
+        return payloads
 
     def _write(
         self,
@@ -232,46 +265,46 @@ class Processor:
         day: str,
         definition: AggregateDefinition,
         event_ids: list[str],
-        value: float | None,
+        value: Callable[[], float | None],
         cause: str | None,
         outcome: BatchOutcome,
-    ) -> None:
+    ) -> bool:
+        """Write the next version unless the latest has these inputs; False if another writer
+        took that version number first (the caller recomputes the window and tries again)."""
         digest = input_hash(definition, event_ids)
         latest = self._aggregates.latest(entity_id, day, definition.name)
-        for _ in range(MAX_VERSION_RACES):
-            if latest is not None and latest.input_hash == digest:
-                outcome.unchanged += 1
-                self._metrics.incr("AggregateVersionsUnchanged")
-                return
-            version = AggregateVersion(
-                entity_id=entity_id,
-                day=day,
-                metric=definition.name,
-                version=(latest.version + 1) if latest else 1,
-                value=value,
-                input_hash=digest,
-                input_count=len(event_ids),
-                sample_event_ids=event_ids[:SAMPLE_SIZE],
-                computed_at=format_time(self._clock.now()),
-                definition=definition.to_json(),
-                replay_id=cause,
-                previous_version=latest.version if latest else None,
-                previous_value=latest.value if latest else None,
-                input_event_ids=event_ids,
-            )
-            if self.dry_run:
-                outcome.written.append(version)
-                log.info("dry run: would write aggregate version", extra=version.to_json())
-                return
-            try:
-                self._aggregates.put(version)
-            except VersionTaken as taken:  # another processor wrote this version number first
-                latest = taken.current or self._aggregates.latest(entity_id, day, definition.name)
-                continue
+        if latest is not None and latest.input_hash == digest:
+            outcome.unchanged += 1
+            self._metrics.incr("AggregateVersionsUnchanged")
+            return True
+        version = AggregateVersion(
+            entity_id=entity_id,
+            day=day,
+            metric=definition.name,
+            version=(latest.version + 1) if latest else 1,
+            value=value(),
+            input_hash=digest,
+            input_count=len(event_ids),
+            sample_event_ids=event_ids[:SAMPLE_SIZE],
+            computed_at=format_time(self._clock.now()),
+            definition=definition.to_json(),
+            replay_id=cause,
+            previous_version=latest.version if latest else None,
+            previous_value=latest.value if latest else None,
+            input_event_ids=event_ids,
+        )
+        if self.dry_run:
             outcome.written.append(version)
-            self._metrics.incr("AggregateVersionsWritten")
-            return
-        raise KitError(f"aggregate {entity_id} {day} {definition.name}: too many racing writers")
+            log.info("dry run: would write aggregate version", extra=version.to_json())
+            return True
+        try:
+            self._aggregates.put(version)
+        except VersionTaken:  # another processor wrote this version number first
+            self._metrics.incr("AggregateVersionRaces")
+            return False
+        outcome.written.append(version)
+        self._metrics.incr("AggregateVersionsWritten")
+        return True
 
 
 @dataclass(frozen=True, slots=True)

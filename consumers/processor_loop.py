@@ -3,6 +3,11 @@
 Handled messages are deleted; failed ones are made visible again after a back-off that grows
 with their receive count, so a poison message reaches the dead-letter queue after the queue's
 ``maxReceiveCount`` receives — it is never deleted silently.
+
+A dry run refuses before touching the queue (``DryRunRefused``): SQS has no way to look at a
+message without receiving it, and every receive counts toward ``maxReceiveCount``, so a dry run
+that received and handed back would, after a few runs, move every message to the dead-letter
+queue.
 """
 
 from __future__ import annotations
@@ -13,13 +18,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.processor import BatchOutcome, Processor
-from infra.queue import SQS_MAX_BATCH, QueueMessage, WorkQueue
+from infra.errors import KitError
+from infra.queue import SQS_MAX_BATCH, WorkQueue
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WAIT_S = 20
 DRAIN_WAIT_S = 1
 MAX_RETRY_DELAY_S = 300
+
+
+class DryRunRefused(KitError):
+    """A dry run of the queue loop: refused, because receiving a message is not read-only."""
+
+
+DRY_RUN_REFUSAL = (
+    "DRY_RUN=true: pik process does not read the queue, because every receive counts toward "
+    "its maxReceiveCount (repeated dry runs would move messages to the dead-letter queue); "
+    "the queue, the aggregates and the archive are unchanged. Run without DRY_RUN to process."
+)
 
 
 def retry_delay(receive_count: int, base_s: float) -> int:
@@ -67,15 +84,14 @@ def run_queue(
     wait_s: int = DEFAULT_WAIT_S,
     retry_base_s: float = 5.0,
 ) -> LoopSummary:
-    """Consume until stopped; with ``once``, until a short poll finds the queue empty."""
+    """Consume until stopped; with ``once``, until a short poll finds the queue empty.
+
+    Raises ``DryRunRefused`` for a dry-run processor, before any receive."""
+    if processor.dry_run:
+        raise DryRunRefused(DRY_RUN_REFUSAL)
     summary = LoopSummary()
     stop = stop or threading.Event()
-    held: list[QueueMessage] = []  # a dry run keeps what it read, and gives it back at the end
-    try:
-        _loop(processor, queue, once, stop, wait_s, retry_base_s, summary, held)
-    finally:
-        if held:
-            queue.retry_later(held, 0)
+    _loop(processor, queue, once, stop, wait_s, retry_base_s, summary)
     return summary
 
 
@@ -87,7 +103,6 @@ def _loop(
     wait_s: int,
     retry_base_s: float,
     summary: LoopSummary,
-    held: list[QueueMessage],
 ) -> None:
     while not stop.is_set():
         batch = queue.receive(SQS_MAX_BATCH, DRAIN_WAIT_S if once else wait_s)
@@ -98,10 +113,7 @@ def _loop(
         outcome = processor.process([(m.message_id, m.body) for m in batch])
         done = [m for m in batch if m.message_id not in outcome.failed]
         failed = [m for m in batch if m.message_id in outcome.failed]
-        if processor.dry_run:
-            held.extend(batch)
-        else:
-            queue.delete(done)
-            for message in failed:
-                queue.retry_later([message], retry_delay(message.receive_count, retry_base_s))
+        queue.delete(done)
+        for message in failed:
+            queue.retry_later([message], retry_delay(message.receive_count, retry_base_s))
         summary.add(len(batch), outcome)

@@ -21,7 +21,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.archive import RawArchive
-from infra.errors import BackendError, NotFound, ResourceMissing
+from infra.errors import BackendError, KitError, NotFound, ResourceMissing
 from infra.keys import escape_segment
 
 INLINE_INPUT_LIMIT = 1000
@@ -76,7 +76,7 @@ def version_key(day: str, metric: str, version: int) -> str:
     return f"{day}#{metric}#{version:0{VERSION_DIGITS}d}"
 
 
-class VersionTaken(Exception):
+class VersionTaken(KitError):
     """Another writer wrote this version first (carries the version that won)."""
 
     def __init__(self, current: AggregateVersion | None) -> None:

@@ -36,6 +36,15 @@ class WorkQueue(Protocol):
         ...
 
 
+def queue_url(sqs_client: Any, name: str) -> str:
+    """The URL of the queue called ``name``; ``BackendError`` if there is none."""
+    try:
+        url: str = sqs_client.get_queue_url(QueueName=name)["QueueUrl"]
+    except (ClientError, BotoCoreError) as exc:
+        raise BackendError(f"replay queue {name} not found (run `pik bootstrap`)") from exc
+    return url
+
+
 class SqsWorkQueue:
     def __init__(self, sqs_client: Any, queue_url: str, visibility_timeout_s: int) -> None:
         self._sqs = sqs_client

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from consumers.processor import diff_versions
-from consumers.processor_loop import run_queue
+from consumers.processor_loop import DryRunRefused, run_queue
 from infra.aggregates import AggregateVersion
 from infra.errors import KitError
 from infra.queue import SQS_MAX_VISIBILITY_S
@@ -44,8 +44,8 @@ def process(
     """Consume replay messages and write versioned aggregates (off unless you run it).
 
     For each (entity, day) a batch touches, the aggregate is recomputed from all of that day's
-    accepted events; a version is written only when its inputs changed. DRY_RUN=true computes
-    and prints what it would write, and writes nothing.
+    accepted events; a version is written only when its inputs changed. DRY_RUN=true refuses
+    (exit 3) without receiving anything: a receive counts toward the queue's maxReceiveCount.
     """
     from pik.cli import err, fail, load_settings, out, print_json
     from pik.kit import build_kit
@@ -61,6 +61,8 @@ def process(
         if not once:
             err.print(f"processing {queue.url} (Ctrl-C stops)", highlight=False)
         summary = run_queue(processor, queue, once=once, stop=stop, wait_s=wait)
+    except DryRunRefused as exc:
+        fail(str(exc), 3)
     except KitError as exc:
         fail(str(exc))
     if as_json:

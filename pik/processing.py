@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from consumers.processor import DEFAULT_DEFINITIONS, AggregateDefinition, Processor
 from infra.aggregates import DynamoAggregates
-from infra.errors import BackendError, ConfigError
-from infra.queue import SqsWorkQueue
+from infra.errors import ConfigError
+from infra.queue import SqsWorkQueue, queue_url
 from infra.resources import REPLAY_VISIBILITY_TIMEOUT_S
 from pik.config import load_config
 from pik.kit import Kit
@@ -65,10 +63,5 @@ def replay_queue(
     processor took stays hidden from the others, and how late it comes back if that one dies."""
     sqs = kit.clients.sqs()
     if url is None:
-        try:
-            url = sqs.get_queue_url(QueueName=kit.names.replay_queue)["QueueUrl"]
-        except (ClientError, BotoCoreError) as exc:
-            raise BackendError(
-                f"replay queue {kit.names.replay_queue} not found (run `pik bootstrap`)"
-            ) from exc
+        url = queue_url(sqs, kit.names.replay_queue)
     return SqsWorkQueue(sqs, url, visibility_timeout_s)

@@ -208,3 +208,101 @@ def test_lambda_handler_reports_batch_item_failures(
     assert answer == {"batchItemFailures": [{"itemIdentifier": "poison"}]}
     [version] = aggregates(kit).versions("user_123", DAY)
     assert (version.metric, version.value) == ("daily_event_count", 2)
+
+
+def test_dry_runs_of_the_queue_loop_leave_queue_table_and_bucket_as_they_were(kit: Kit) -> None:
+    from consumers.processor_loop import DryRunRefused
+
+    docs = ingest(kit, [event(n) for n in range(3)], "b")
+    queue = replay_queue(kit)
+    sqs, s3, ddb = kit.clients.sqs(), kit.clients.s3(), kit.clients.dynamodb()
+    for body in docs:
+        sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps(body))
+
+    def state() -> tuple[int, int, int]:
+        attrs = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])["Attributes"]
+        objects = s3.list_objects_v2(Bucket=kit.names.bucket).get("KeyCount", 0)
+        items = ddb.scan(TableName=kit.names.aggregates_table, Select="COUNT")["Count"]
+        return int(attrs["ApproximateNumberOfMessages"]), objects, items
+
+    before = state()
+    proc = processor(kit)
+    proc.dry_run = True
+    for _ in range(6):
+        with pytest.raises(DryRunRefused, match="maxReceiveCount"):
+            run_queue(proc, queue, once=True, wait_s=1)
+    assert state() == before == (3, before[1], 0)
+    got = sqs.receive_message(
+        QueueUrl=queue.url,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=1,
+        AttributeNames=["ApproximateReceiveCount"],
+    )["Messages"]
+    assert len(got) == 3
+    assert {m["Attributes"]["ApproximateReceiveCount"] for m in got} == {"1"}
+
+
+def test_the_loser_of_a_version_race_recomputes_and_never_writes_its_stale_inputs(
+    kit: Kit,
+) -> None:
+    """A reads the window (2 events); a third event arrives and B writes v1 from all three in
+    between A's read and A's write; A's v1 is taken. A must not write its two-event inputs as v2."""
+    docs = ingest(kit, [event(n) for n in range(2)], "early")
+    store = aggregates(kit)
+    late: list[dict] = []
+
+    class Interleaved:
+        """The aggregates store, with processor B's whole run slipped in before A's first put."""
+
+        def __init__(self) -> None:
+            self.raced = False
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        def put(self, version: object) -> None:
+            if not self.raced:
+                self.raced = True
+                late.extend(ingest(kit, [event(7, hour=11)], "late"))
+                winner = Processor(
+                    kit.index,
+                    kit.archive,
+                    store,
+                    kit.clock,
+                    kit.metrics,
+                    definitions=DEFINITIONS[:1],
+                )
+                assert len(winner.process(messages(late)).written) == 1
+            store.put(version)  # type: ignore[arg-type]
+
+    proc_a = Processor(
+        kit.index, kit.archive, Interleaved(), kit.clock, kit.metrics, definitions=DEFINITIONS[:1]
+    )  # type: ignore[arg-type]
+    outcome = proc_a.process(messages(docs))
+    assert outcome.failed == {}
+    versions = store.versions("user_123", DAY)
+    assert [(v.version, v.value) for v in versions] == [(1, 3)]
+    assert sorted(store.inputs(versions[-1])) == sorted(d["event_id"] for d in docs + late)
+    assert outcome.written == [] and outcome.unchanged == 1
+
+
+def test_a_window_whose_inputs_did_not_change_costs_no_archive_read(kit: Kit) -> None:
+    early = ingest(kit, [event(n) for n in range(3)], "early")
+    late = ingest(kit, [event(n, hour=12) for n in range(3)], "late")  # another archive file
+    processor(kit).process(messages(early + late))
+    fetched: list[str] = []
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(kit.archive, name)
+
+        def get_file(self, key: str) -> bytes:
+            fetched.append(key)
+            return kit.archive.get_file(key)
+
+    again = Processor(
+        kit.index, Counting(), aggregates(kit), kit.clock, kit.metrics, definitions=DEFINITIONS
+    )  # type: ignore[arg-type]
+    outcome = again.process(messages(late))  # replayed again: every input hash is unchanged
+    assert outcome.written == [] and outcome.unchanged == len(DEFINITIONS)
+    assert set(fetched) == {late[0]["archive"]["key"]}  # the messages' own file, not the window's
