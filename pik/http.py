@@ -127,8 +127,11 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         if token and request.url.path not in OPEN_ROUTES:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            # RFC 7235: the auth scheme is case-insensitive.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), token.encode()
+            ):
                 return _error(401, "unauthorized", "missing or wrong bearer token")
         return await call_next(request)
 

@@ -178,6 +178,11 @@ def test_token_guards_every_route_but_healthz(kit: Kit, settings: Settings) -> N
         assert client.get("/openapi.json").status_code == 401
         right = {"Authorization": "Bearer s3cret"}
         assert client.post("/ingest", content=json.dumps(GUIDE), headers=right).status_code == 200
+        for scheme in ("bearer", "BEARER"):
+            other_case = {"Authorization": f"{scheme} s3cret"}
+            answer = client.post("/ingest", content=json.dumps(GUIDE), headers=other_case)
+            assert answer.status_code == 200
+        assert client.get("/metrics", headers={"Authorization": "Basic s3cret"}).status_code == 401
     app.state.committer.close()
 
 
