@@ -7,6 +7,7 @@ trouble answers 503 with a JSON reason; no input can produce a 5xx.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
@@ -231,7 +232,9 @@ def create_app(
             )
             for i, item in enumerate(items)
         ]
-        results = await run_in_threadpool(kit.sink.ingest, subs, label=f"http-{request_id}")
+        results = await run_in_threadpool(
+            kit.sink.ingest, subs, label=f"http-{request_id}-{hashlib.sha256(raw).hexdigest()[:16]}"
+        )
         counts = {s.value.lower(): sum(r.status is s for r in results) for s in Status}
         return JSONResponse(
             {"request_id": request_id, **counts, "results": [r.to_json() for r in results]}
