@@ -7,6 +7,7 @@ trouble answers 503 with a JSON reason; no input can produce a 5xx.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
@@ -127,8 +128,11 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         if token and request.url.path not in OPEN_ROUTES:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            # RFC 7235: the auth scheme is case-insensitive.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), token.encode()
+            ):
                 return _error(401, "unauthorized", "missing or wrong bearer token")
         return await call_next(request)
 
@@ -228,7 +232,9 @@ def create_app(
             )
             for i, item in enumerate(items)
         ]
-        results = await run_in_threadpool(kit.sink.ingest, subs, label=f"http-{request_id}")
+        results = await run_in_threadpool(
+            kit.sink.ingest, subs, label=f"http-{request_id}-{hashlib.sha256(raw).hexdigest()[:16]}"
+        )
         counts = {s.value.lower(): sum(r.status is s for r in results) for s in Status}
         return JSONResponse(
             {"request_id": request_id, **counts, "results": [r.to_json() for r in results]}

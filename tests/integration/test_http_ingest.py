@@ -178,6 +178,11 @@ def test_token_guards_every_route_but_healthz(kit: Kit, settings: Settings) -> N
         assert client.get("/openapi.json").status_code == 401
         right = {"Authorization": "Bearer s3cret"}
         assert client.post("/ingest", content=json.dumps(GUIDE), headers=right).status_code == 200
+        for scheme in ("bearer", "BEARER"):
+            other_case = {"Authorization": f"{scheme} s3cret"}
+            answer = client.post("/ingest", content=json.dumps(GUIDE), headers=other_case)
+            assert answer.status_code == 200
+        assert client.get("/metrics", headers={"Authorization": "Basic s3cret"}).status_code == 401
     app.state.committer.close()
 
 
@@ -243,3 +248,15 @@ def test_a_retried_request_with_its_own_request_id_is_a_redelivery_even_when_rej
     # Without the client's id every request is new: the same bad body is a second rejection.
     client.post("/ingest", content=bad)
     assert kit.metrics.counter("RejectedCount") == 2
+
+
+def test_two_batches_reusing_one_request_id_are_both_archived_with_their_bytes(
+    client: TestClient, kit: Kit
+) -> None:
+    headers = {"X-Request-Id": "reused-id-1", "Content-Type": "application/x-ndjson"}
+    first = json.dumps({**GUIDE, "entity_id": "user_a"}).encode()
+    second = json.dumps({**GUIDE, "entity_id": "user_b"}).encode()
+    for body in (first, second):
+        assert client.post("/ingest/batch", content=body, headers=headers).status_code == 200
+    records = archived(kit, "raw/source=demo/event_type=heartbeat/")
+    assert {r.raw for r in records} == {first, second}
