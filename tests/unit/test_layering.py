@@ -124,3 +124,17 @@ def test_no_module_level_import_cycle() -> None:
         for module, path in MODULES.items()
     }
     assert _cycles(graph) == []
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if RANK[m.split(".")[0]] > 1))
+def test_nothing_above_infra_imports_the_aws_sdk(module: str) -> None:
+    sdk = [
+        f"line {node.lineno}"
+        for node in ast.walk(ast.parse(MODULES[module].read_text()))
+        if (isinstance(node, ast.Import) and any(a.name.split(".")[0] in _SDK for a in node.names))
+        or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in _SDK)
+    ]
+    assert not sdk, f"{module} imports boto3/botocore ({sdk}): translate in infra/"
+
+
+_SDK = {"boto3", "botocore"}
