@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/tap.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/cost.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,8 @@ KitError
  ├── ConfigError          bad settings or config file (operator must fix)
  ├── BackendError         an AWS call failed after retries (retrying later may work)
  │    └── ResourceMissing a bucket, table, queue or stream does not exist (run bootstrap)
- └── NotFound             the thing asked for (event, replay, ...) does not exist
+ ├── NotFound             the thing asked for (event, replay, ...) does not exist
+ └── Conflict             a write refused by what is stored (a schema it is incompatible with)
 """
 
 from __future__ import annotations
@@ -30,4 +31,8 @@ class ResourceMissing(BackendError):
 
 
 class NotFound(KitError):
+    pass
+
+
+class Conflict(KitError):
     pass

@@ -23,7 +23,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.text import Text
 
-from infra.errors import ConfigError
+from infra.errors import ConfigError, Conflict
 from schemas.codec import schema_fingerprint
 from schemas.compatibility import (
     CompatibilityError,
@@ -43,7 +43,7 @@ RegistryOpt = Annotated[
     typer.Option(
         "--registry",
         metavar="DIR",
-        help="Registry folder (default: [schemas] registry of PIK_CONFIG, else the kit's own).",
+        help="Registry folder (default: [schemas] registry of PIK_CONFIG).",
     ),
 ]
 SubjectOpt = Annotated[
@@ -78,8 +78,9 @@ class Folder:
         return self.subjects().get(subject, [])
 
 
-def default_registry_folder() -> Path:
-    return Path(str(resources.files("schemas") / "registry"))
+def demo_registry_folder() -> Path:
+    """The demo's sample schemas (orders-service/order_placed v1, v2 under ids 1, 2)."""
+    return Path(str(resources.files("pik") / "demo_registry"))
 
 
 def check_subject(folder: Folder, subject: str) -> list[Incompatibility]:
@@ -114,7 +115,7 @@ class Registration:
         }
 
 
-class Incompatible(Exception):
+class Incompatible(Conflict):
     def __init__(self, problems: list[Incompatibility]) -> None:
         super().__init__(f"{len(problems)} incompatibilit{'y' if len(problems) == 1 else 'ies'}")
         self.problems = problems
@@ -203,7 +204,11 @@ def _open_folder(given: Path | None) -> Folder:
 
     try:
         path = given or load_schema_policy(load_settings().config).registry
-        return Folder.load(path or default_registry_folder())
+        if path is None:
+            raise ConfigError(
+                "no schema registry: set [schemas] registry in PIK_CONFIG or --registry"
+            )
+        return Folder.load(path)
     except (RegistryError, CompatibilityError, ConfigError) as exc:
         _fail(str(exc), 2)
 

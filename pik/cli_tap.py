@@ -35,7 +35,7 @@ from infra.leases_dynamo import DynamoLeaseStore
 from pik.config import load_config
 from pik.kit import Kit
 from pik.supervisor import Backoff, Supervisor
-from schemas.registry import RegistryError, SchemaRegistry
+from schemas.registry import SchemaRegistry
 
 _PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%?\s*$")
 _RATE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/s)?\s*$")
@@ -60,10 +60,7 @@ def build_tap_worker(
 
     It reads with enhanced fan-out when ``fan_out`` is given or the binding says ``efo =
     true``, and by polling otherwise."""
-    try:
-        registry = registry or SchemaRegistry.load()
-    except RegistryError as exc:
-        raise ConfigError(f"schema registry: {exc}") from exc
+    registry = registry if registry is not None else kit.registry
     leases: LeaseStore = DynamoLeaseStore(kit.clients.dynamodb(), kit.names.leases_table)
     if kit.sink.dry_run:
         leases = DryRunLeaseStore(leases)
@@ -125,10 +122,9 @@ def start_taps(
     A tap that fails (a backend outage, its stream deleted) is restarted with capped backoff;
     one with a configuration error is marked failed and left alone; the others go on.
     """
-    registry = SchemaRegistry.load()
     handle = TapHandle([], Supervisor(backoff=backoff or Backoff()))
     for binding in bindings:
-        worker = build_tap_worker(kit, binding, registry=registry, options=options)
+        worker = build_tap_worker(kit, binding, options=options)
 
         def run(stop: threading.Event, healthy: Callable[[], None], w: TapWorker = worker) -> None:
             w.run(once=False, stop=stop, healthy=healthy)

@@ -14,7 +14,7 @@ from infra.metrics import Metrics
 from infra.resources import Bootstrap, ResourceNames
 from pik.schema_policy import load_schema_policy
 from pik.settings import Settings
-from schemas.registry import RegistryError
+from schemas.registry import RegistryError, SchemaRegistry
 
 
 @dataclass
@@ -27,6 +27,9 @@ class Kit:
     metrics: Metrics
     clock: Clock
     sink: IngestSink
+    # The one schema registry of the kit (``[schemas] registry``): the tap, ingest validation
+    # and ``pik schemas`` all read it.
+    registry: SchemaRegistry = field(default_factory=SchemaRegistry)
     reader: ArchiveReader = field(init=False)
 
     def __post_init__(self) -> None:
@@ -48,8 +51,9 @@ def build_kit(
     clock = clock or SystemClock()
     policy = load_schema_policy(settings.config)
     try:
-        validator = policy.validator()
+        registry = policy.load_registry()
     except RegistryError as exc:
         raise ConfigError(f"schema registry: {exc}") from exc
+    validator = policy.validator(registry)
     sink = IngestSink(archive, index, clock, metrics, dry_run=settings.dry_run, validator=validator)
-    return Kit(settings, clients, names, archive, index, metrics, clock, sink)
+    return Kit(settings, clients, names, archive, index, metrics, clock, sink, registry)

@@ -121,7 +121,7 @@ def _built() -> tuple[IngestSink, KitConfig, SchemaRegistry, int, Metrics]:
     configure_logging(settings.log_level)
     kit = build_kit(settings)
     config = load_config(settings.config)
-    return kit.sink, config, SchemaRegistry.load(), settings.max_event_bytes, kit.metrics
+    return kit.sink, config, kit.registry, settings.max_event_bytes, kit.metrics
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

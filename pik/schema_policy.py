@@ -3,7 +3,7 @@ which registry folder to use.
 
 ```toml
 [schemas]
-registry = "schemas/registry"     # default: the registry shipped with the kit; relative paths
+registry = "registry"             # default: none (an empty registry); relative paths
                                   # are relative to the config file's folder
 
 [sources.orders-service]

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timezone
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Annotated, Any
 
 import orjson
@@ -25,12 +27,23 @@ from pydantic import (
     ValidationError,
 )
 
+# The envelope's limits, declared here once. The model below and every fast path (this
+# module's plain paths, consumers/tap/fastmap.py, consumers/tap/decode.py) use these names, and
+# tests/unit/test_envelope_limits.py checks each path at every limit and one past it.
 MAX_SOURCE_LENGTH = 128
 MAX_EVENT_TYPE_LENGTH = 128
 MAX_ENTITY_ID_LENGTH = 256
 MAX_IDEMPOTENCY_KEY_LENGTH = 256
 DEFAULT_MAX_EVENT_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 64
+TEXT_LIMITS: Mapping[str, int] = MappingProxyType(  # characters, per text field
+    {
+        "source": MAX_SOURCE_LENGTH,
+        "event_type": MAX_EVENT_TYPE_LENGTH,
+        "entity_id": MAX_ENTITY_ID_LENGTH,
+        "idempotency_key": MAX_IDEMPOTENCY_KEY_LENGTH,
+    }
+)
 
 
 class Status(StrEnum):

@@ -1,6 +1,7 @@
 """The schema registry (lookup part): payload schemas per source and event type, by version.
 
-Layout, in the ``schemas/registry/`` folder shipped with the kit (or any folder given)::
+Layout of a registry folder (``[schemas] registry``; the demo's samples are in
+``pik/demo_registry/``)::
 
     registry/<source>/<event_type>/v<N>.avsc     one Avro schema per version
     registry/ids.json                            {"<source>/<event_type>/v<N>": <schema id>}
@@ -25,7 +26,6 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +103,12 @@ class SchemaRegistry:
 
     @classmethod
     def load(cls, folder: Path | None = None) -> SchemaRegistry:
-        """Every ``<source>/<event_type>/v<N>.avsc`` under ``folder`` (default: the kit's own)."""
+        """Every ``<source>/<event_type>/v<N>.avsc`` under ``folder``; none for ``None``: no
+        samples are loaded unless asked for, so a user's ids 1, 2, ... are theirs."""
         registry = cls()
-        root: Any = folder if folder is not None else resources.files("schemas") / "registry"
+        if folder is None:
+            return registry
+        root: Any = folder
         if not root.is_dir():
             return registry
         ids = _read_ids(root)

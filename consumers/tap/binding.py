@@ -19,7 +19,7 @@ Defaults when a field is not mapped:
 * ``entity_id`` → the record's partition key; ``event_time`` → its arrival timestamp;
   ``idempotency_key`` → none.
 * ``source`` / ``event_type``: for Avro, the registry entry of the record's writer schema
-  (``schemas/registry/<source>/<event_type>/``); for JSON, the record's own ``$.source`` /
+  (``<registry>/<source>/<event_type>/`` of ``[schemas] registry``); for JSON, the record's own ``$.source`` /
   ``$.event_type``; ``raw`` records have no fields, so both must be constants.
 * A ``json`` binding that maps none of the five fields reads records as envelopes (the HTTP
   body shape), still with the partition key and arrival time as defaults.

@@ -49,7 +49,10 @@ SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 SINGLE_OBJECT_HEADER_BYTES = 10
 EPOCH_MILLIS_ABOVE = 100_000_000_000  # a number this large is epoch ms (year 5138 in seconds)
 
-_new_submission = maker(Submission)  # as Submission(...), faster (schemas/frozen.py)
+# Built by position on the hot path; the names are checked against the class at import.
+_new_submission = maker(
+    Submission, positional=("raw", "provenance", "parsed", "position", "schema_fingerprint")
+)
 
 _MISSING = object()
 _FROM_SCHEMA = object()  # source / event type of the Avro writer schema's registry entry

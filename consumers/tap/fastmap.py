@@ -17,24 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from consumers.tap.binding import FieldSpec, Format, TapBinding
-from schemas.envelope import (
-    MAX_ENTITY_ID_LENGTH,
-    MAX_EVENT_TYPE_LENGTH,
-    MAX_IDEMPOTENCY_KEY_LENGTH,
-    MAX_SOURCE_LENGTH,
-    Event,
-    parse_time,
-    valid_event,
-)
+from schemas.envelope import TEXT_LIMITS, Event, parse_time, valid_event
 
 FastMapper = Callable[[dict[str, Any], str, datetime], Event | None]
-
-_LIMITS = {
-    "source": MAX_SOURCE_LENGTH,
-    "event_type": MAX_EVENT_TYPE_LENGTH,
-    "entity_id": MAX_ENTITY_ID_LENGTH,
-    "idempotency_key": MAX_IDEMPOTENCY_KEY_LENGTH,
-}
 
 
 def fast_mapper(binding: TapBinding) -> FastMapper | None:
@@ -68,12 +53,12 @@ def fast_mapper(binding: TapBinding) -> FastMapper | None:
     for name in required:
         spec = getattr(binding, name)
         if spec is not None and spec.constant is not None:
-            if not 0 < len(spec.constant) <= _LIMITS[name] or not spec.constant.isascii():
+            if not 0 < len(spec.constant) <= TEXT_LIMITS[name] or not spec.constant.isascii():
                 return None  # the general mapping words it (or the model refuses it)
             continue
         checked.append(name)
         lines.append(
-            f"    if type({name}) is not str or not 0 < len({name}) <= {_LIMITS[name]}:"
+            f"    if type({name}) is not str or not 0 < len({name}) <= {TEXT_LIMITS[name]}:"
             "\n        return None"
         )
     if checked:

@@ -12,7 +12,7 @@ import pytest
 from pik.cli import app
 from tests.e2e.conftest import base_env, run_pik
 
-SAMPLE = Path(__file__).parents[2] / "schemas" / "registry"
+SAMPLE = Path(__file__).parents[2] / "pik" / "demo_registry"
 SUBJECT = "orders-service/order_placed"
 
 pytestmark = pytest.mark.skipif(

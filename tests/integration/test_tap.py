@@ -20,6 +20,7 @@ from consumers.tap.shard import ReaderOptions
 from consumers.tap.summary import TapSummary
 from consumers.tap.worker import TapOptions
 from infra.kinesis_boto import BotoKinesis
+from pik.cli_schemas import demo_registry_folder
 from pik.cli_tap import build_tap_worker
 from pik.config import parse_config
 from pik.kit import Kit
@@ -134,7 +135,7 @@ AVRO = {
 
 @pytest.mark.parametrize("fmt", ["avro-confluent", "avro-single-object"])
 def test_avro_in_both_framings(kit: Kit, fmt: str) -> None:
-    registry = SchemaRegistry.load()
+    registry = SchemaRegistry.load(demo_registry_folder())
     v1, v2 = (registry.get("orders-service", "order_placed", v) for v in (1, 2))
     assert v1 is not None and v2 is not None
     encode = encode_confluent if fmt == "avro-confluent" else encode_single_object

@@ -17,6 +17,7 @@ from consumers.ingest import IngestResult, IngestSink, Submission
 from infra.archive import ArchiveReader
 from infra.errors import BackendError
 from pik import lambda_tap
+from pik.cli_schemas import demo_registry_folder
 from pik.config import parse_config
 from pik.kit import Kit
 from pik.settings import Settings
@@ -74,7 +75,7 @@ def handle(kit: Kit, event: dict[str, Any], sink: IngestSink | None = None) -> d
         event,
         sink=sink or kit.sink,
         config=CONFIG,
-        registry=SchemaRegistry.load(),
+        registry=SchemaRegistry.load(demo_registry_folder()),
         max_event_bytes=kit.settings.max_event_bytes,
     )
 

@@ -29,6 +29,7 @@ from hypothesis.errors import Unsatisfiable
 
 from consumers.tap.binding import binding_from_table
 from infra.keys import QUARANTINE_PREFIX, RAW_PREFIX
+from pik.cli_schemas import demo_registry_folder
 from pik.cli_tap import build_tap_worker
 from pik.http import create_app
 from pik.kit import Kit
@@ -547,7 +548,7 @@ def tap_bad_records(kit: Kit, *, records: int, seed_value: int = 5) -> Figures:
     whole, with a reason and its exact bytes, and indexes every good one."""
     figures = Figures("bad input: corrupt KPL / Avro records via the tap")
     rng = random.Random(seed_value)
-    registry = SchemaRegistry.load()
+    registry = SchemaRegistry.load(demo_registry_folder())
     entry = registry.get("orders-service", "order_placed", 1)
     assert entry is not None
     kinesis = kit.clients.kinesis()

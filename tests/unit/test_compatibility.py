@@ -308,7 +308,7 @@ def test_chain_checks_each_version_against_its_predecessors() -> None:
 
 
 def test_shipped_sample_registry_chain_is_full_compatible() -> None:
-    folder = Path(__file__).parents[2] / "schemas" / "registry" / "orders-service" / "order_placed"
+    folder = Path(__file__).parents[2] / "pik" / "demo_registry" / "orders-service" / "order_placed"
     chain = [(p.stem, json.loads(p.read_text())) for p in sorted(folder.glob("v*.avsc"))]
     assert len(chain) >= 2
     assert check_chain(chain, Mode.FULL_TRANSITIVE) == []

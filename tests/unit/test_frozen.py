@@ -99,3 +99,24 @@ class NotFrozen:
 def test_classes_whose_init_does_more_are_refused(cls: type[Any]) -> None:
     with pytest.raises(TypeError):
         maker(cls)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Point:
+    x: int
+    y: int
+    label: str | None = None
+
+
+def test_positional_callers_name_the_leading_fields() -> None:
+    make = maker(Point, positional=("x", "y"))
+    same_instance(make(1, 2), Point(1, 2))
+
+
+@pytest.mark.parametrize(
+    "positional",
+    [("y", "x"), ("x", "label"), ("x", "y", "label", "extra"), ("x", "z")],
+)
+def test_a_moved_or_unknown_positional_field_is_refused(positional: tuple[str, ...]) -> None:
+    with pytest.raises(TypeError, match="by position"):
+        maker(Point, positional=positional)

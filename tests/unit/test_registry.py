@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pik.cli_schemas import demo_registry_folder
 from schemas.codec import schema_fingerprint
 from schemas.registry import (
     RegistryError,
@@ -19,7 +20,7 @@ SCHEMA = {"type": "record", "name": "Ping", "fields": [{"name": "n", "type": "in
 
 
 def test_the_shipped_registry_loads_with_ids() -> None:
-    registry = SchemaRegistry.load()
+    registry = SchemaRegistry.load(demo_registry_folder())
     v1 = registry.get("orders-service", "order_placed", 1)
     latest = registry.get("orders-service", "order_placed")
     assert v1 is not None and latest is not None
@@ -67,3 +68,11 @@ def test_an_id_is_never_given_to_two_schemas() -> None:
     other = {**SCHEMA, "name": "Pong"}
     with pytest.raises(RegistryError, match="schema id 3 given to both"):
         registry.register("a", "c", 1, other, schema_id=3)
+
+
+def test_a_registry_with_no_folder_is_empty_so_ids_1_and_2_are_the_users() -> None:
+    registry = SchemaRegistry.load(None)
+    assert (registry.by_id(1), registry.by_id(2), list(registry)) == (None, None, [])
+    registry.register("billing", "invoiced", 1, {"type": "string"}, schema_id=1)
+    entry = registry.by_id(1)
+    assert entry is not None and entry.subject == "billing/invoiced/v1"

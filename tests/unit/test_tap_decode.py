@@ -11,6 +11,7 @@ import pytest
 
 from consumers.tap.binding import TapBinding, binding_from_table
 from consumers.tap.decode import RecordDecoder, StreamRecord
+from pik.cli_schemas import demo_registry_folder
 from schemas.envelope import Event, Reason, Rejection, Status
 from schemas.kpl import aggregate
 from schemas.registry import SchemaRegistry, encode_confluent, encode_single_object
@@ -41,7 +42,9 @@ def record(data: bytes, seq: str = "7", key: str = "pk-1") -> StreamRecord:
 
 
 def parse(binding: TapBinding, data: bytes, **kw: Any) -> Event | Rejection:
-    (sub,) = RecordDecoder(binding, SchemaRegistry.load()).submissions(record(data, **kw))
+    (sub,) = RecordDecoder(binding, SchemaRegistry.load(demo_registry_folder())).submissions(
+        record(data, **kw)
+    )
     assert sub.raw == data
     return sub.parsed
 
@@ -152,7 +155,7 @@ AVRO_ORDER = {
 
 @pytest.mark.parametrize("fmt", ["avro-confluent", "avro-single-object"])
 def test_avro_in_both_framings(fmt: str) -> None:
-    registry = SchemaRegistry.load()
+    registry = SchemaRegistry.load(demo_registry_folder())
     entry = registry.get("orders-service", "order_placed", 1)
     assert entry is not None
     encode = encode_confluent if fmt == "avro-confluent" else encode_single_object
@@ -192,7 +195,7 @@ def test_bad_avro_is_rejected(fmt: str, data: bytes, reason: Reason) -> None:
 
 
 def test_trailing_bytes_after_an_avro_body_are_a_mismatch() -> None:
-    registry = SchemaRegistry.load()
+    registry = SchemaRegistry.load(demo_registry_folder())
     entry = registry.get("orders-service", "order_placed", 1)
     assert entry is not None
     binding = binding_from_table({"stream": "orders", "format": "avro-confluent"})

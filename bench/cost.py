@@ -1,0 +1,239 @@
+"""Cost benchmark: the index's DynamoDB and S3 bill per event, priced by ``infra.capacity``.
+
+Run from the project root::
+
+    .venv/bin/python bench/cost.py [--events 5000] [--hot-events 2000]
+
+It starts the embedded backend, bootstraps fresh resources, attaches a ``CapacityModel`` (built
+from ``DescribeTable``) to the kit's DynamoDB client and a request counter to its S3 client, and
+ingests ``bench/ingest.py``'s realistic workload (~5 % resends, ~2 % bad records, 50 entities)
+through ``kit.sink.ingest``, the call the HTTP ingest route makes. It prints WRU and RRU per
+event, S3 requests per 1,000 events, bytes stored per event (table + indexes, 100 bytes of
+overhead per item and index entry) and $ per million events, beside the seed's shape
+(conditional put + one S3 object + one index put per event), priced by the same model.
+
+The hot-key part ingests ``--hot-events`` events of one source and one event type over 100,000
+entities and scales each key's WRU to one source writing 10,000 events/s; the highest rate per
+source is the one that keeps every partition key under 1,000 WCU/s. The tap path is not
+measured yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import threading
+import uuid
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import OK, fresh_settings, make_workload
+
+from consumers.ingest import Submission
+from infra.capacity import PARTITION_WCU, CapacityModel, TableSpec, item_size
+from infra.local import EmbeddedAws
+from pik.kit import Kit, build_kit
+from schemas.codec import Provenance
+from schemas.envelope import parse_body
+
+# us-east-1 list prices, DynamoDB on-demand (Standard table class) and S3 Standard; from
+# aws.amazon.com/dynamodb/pricing/on-demand and aws.amazon.com/s3/pricing, checked 2026-12-03.
+# On-demand WRU/RRU were halved in November 2024 (from $1.25 / $0.25 per million).
+PRICES = {
+    "wru_per_million": 0.625,
+    "rru_per_million": 0.125,
+    "storage_gb_month": 0.25,
+    "s3_put_per_1000": 0.005,
+    "s3_get_per_1000": 0.0004,
+}
+HOT_RATE = 10_000
+HOT_ENTITIES = 100_000
+
+
+class S3Counter:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register("before-send.s3", self._on_send)
+
+    def _on_send(self, event_name: str = "", **_: Any) -> None:
+        with self._lock:
+            self.counts[event_name.rsplit(".", 1)[-1]] += 1
+
+
+def _kit(endpoint: str) -> tuple[Kit, CapacityModel, S3Counter]:
+    kit = build_kit(fresh_settings(endpoint, uuid.uuid4().hex[:8]))
+    kit.bootstrap().run(demo_stream=False)
+    dynamodb = kit.clients.dynamodb()
+    tables = [
+        TableSpec.from_description(dynamodb.describe_table(TableName=name)["Table"])
+        for name in (kit.settings.events_table, kit.settings.aggregates_table)
+    ]
+    model = CapacityModel(tables, clock=lambda: 0.0)  # one bucket: totals per key
+    model.install(dynamodb)
+    s3 = S3Counter()
+    s3.attach(kit.clients.s3())
+    return kit, model, s3
+
+
+def _ingest(kit: Kit, raws: list[bytes], batch: int = 500) -> None:
+    for start in range(0, len(raws), batch):
+        kit.sink.ingest(
+            [
+                Submission(
+                    raw,
+                    Provenance(occurrence_id=f"cost:{i}", origin="http", request_id=f"c{start}"),
+                    parse_body(raw),
+                    str(i),
+                )
+                for i, raw in enumerate(raws[start : start + batch], start)
+            ],
+            label=f"cost-{start}",
+        )
+
+
+def _dollars(wru: float, rru: float, puts: float, gets: float) -> float:
+    return (
+        wru * PRICES["wru_per_million"]
+        + rru * PRICES["rru_per_million"]
+        + puts * 1000 * PRICES["s3_put_per_1000"]
+        + gets * 1000 * PRICES["s3_get_per_1000"]
+    )  # per million events, given per-event figures
+
+
+def measure(endpoint: str, n: int) -> dict[str, Any]:
+    workload = make_workload(n)
+    kit, model, s3 = _kit(endpoint)
+    _ingest(kit, workload.raws)
+    accepted = workload.kinds.count(OK)
+    report = model.report()
+    events_table = kit.settings.events_table
+    wru = sum(v["wru"] for k, v in report.items() if k != "throttled")
+    rru = sum(v["rru"] for k, v in report.items() if k != "throttled")
+    stored = model.stored_bytes(events_table)
+    puts = sum(c for op, c in s3.counts.items() if op in ("PutObject", "UploadPart"))
+    gets = sum(c for op, c in s3.counts.items() if op in ("GetObject", "HeadObject"))
+    return {
+        "events": n,
+        "accepted": accepted,
+        "wru_per_event": wru / n,
+        "rru_per_event": rru / n,
+        "wru_by_target_per_event": {
+            t: u / n
+            for v in report.values()
+            if isinstance(v, dict)
+            for t, u in v["wru_by_target"].items()
+        },
+        "s3_requests_per_1000": {op: c * 1000 / n for op, c in sorted(s3.counts.items())},
+        "bytes_per_event": sum(stored.values()) / max(accepted, 1),
+        "bytes_by_target_per_event": {t: b / max(accepted, 1) for t, b in stored.items()},
+        "dollars_per_million": _dollars(wru / n, rru / n, puts / n, gets / n),
+    }
+
+
+def seed_shape(n: int) -> dict[str, Any]:
+    """Per event: a conditional put of the identity, one S3 object, one index put; no GSIs."""
+    workload = make_workload(n)
+    dedupe = TableSpec("dedupe", "event_id", None)
+    index = TableSpec("index", "event_id", None)
+    model = CapacityModel([dedupe, index])
+    wru = stored = 0.0
+    for i, raw in enumerate(workload.raws):
+        event_id = {"S": f"{i:064x}"}
+        wru += model.write_cost("dedupe", None, {"event_id": event_id})[0][2]
+        if workload.kinds[i] != OK:
+            continue  # a resend fails its condition (1 WRU, counted above); a bad record stops
+        item = {
+            "event_id": event_id,
+            "body": {"S": raw.decode(errors="replace")},
+            "s3_key": {"S": f"raw/2026/12/03/{i:064x}.json"},
+        }
+        wru += model.write_cost("index", None, item)[0][2]
+        stored += item_size(item) + 100 + item_size({"event_id": event_id}) + 100
+    accepted = workload.kinds.count(OK)
+    return {
+        "wru_per_event": wru / n,
+        "rru_per_event": 0.0,
+        "s3_requests_per_1000": {"PutObject": accepted * 1000 / n},
+        "bytes_per_event": stored / accepted,
+        "dollars_per_million": _dollars(wru / n, 0, accepted / n, 0),
+    }
+
+
+def hot_keys(endpoint: str, n: int) -> dict[str, Any]:
+    rng = random.Random(7)
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    raws = [
+        json.dumps(
+            {
+                "source": "checkout",
+                "event_type": "order_placed",
+                "entity_id": f"user_{rng.randrange(HOT_ENTITIES):06d}",
+                "event_time": (start + timedelta(milliseconds=i))
+                .isoformat(timespec="microseconds")
+                .replace("+00:00", "Z"),
+                "payload": {"amount": round(rng.uniform(1, 500), 2)},
+            }
+        ).encode()
+        for i in range(n)
+    ]
+    kit, model, _ = _kit(endpoint)
+    _ingest(kit, raws)
+    per_key: dict[str, float] = defaultdict(float)
+    for (_, target, _key), units in model._wcu.items():
+        per_key[target] = max(per_key[target], units)
+    hottest = {t: u / n * HOT_RATE for t, u in sorted(per_key.items())}
+    worst = max(u / n for u in per_key.values())
+    return {"hottest_wru_per_s_at_10k": hottest, "max_events_per_s": PARTITION_WCU / worst}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--hot-events", type=int, default=2000)
+    args = parser.parse_args()
+    with EmbeddedAws(port=0) as aws:
+        kit = measure(aws.endpoint_url, args.events)
+        hot = hot_keys(aws.endpoint_url, args.hot_events)
+    seed = seed_shape(args.events)
+    print(f"prices: {json.dumps(PRICES)} (us-east-1 on-demand list prices, 2026-12-03)")
+    print(f"{'':28}{'kit (HTTP ingest)':>20}{'seed shape':>14}")
+    for label, key in (
+        ("WRU per event", "wru_per_event"),
+        ("RRU per event", "rru_per_event"),
+        ("bytes stored per event", "bytes_per_event"),
+        ("$ per million events", "dollars_per_million"),
+    ):
+        print(f"{label:28}{kit[key]:>20.2f}{seed[key]:>14.2f}")
+    s3_kit = sum(kit["s3_requests_per_1000"].values())
+    s3_seed = sum(seed["s3_requests_per_1000"].values())
+    print(f"{'S3 requests per 1,000':28}{s3_kit:>20.1f}{s3_seed:>14.1f}")
+    print("WRU per event by target:")
+    for target, units in sorted(kit["wru_by_target_per_event"].items()):
+        print(f"  {target:60}{units:8.2f}")
+    print("bytes stored per accepted event by target:")
+    for target, size in sorted(kit["bytes_by_target_per_event"].items()):
+        print(f"  {target:60}{size:8.0f}")
+    print(
+        f"hottest partition key, one source at {HOT_RATE:,} events/s over {HOT_ENTITIES:,} "
+        "entities (WRU/s):"
+    )
+    for target, rate in hot["hottest_wru_per_s_at_10k"].items():
+        flag = "  OVER" if rate > PARTITION_WCU else ""
+        print(f"  {target:60}{rate:10,.0f}{flag}")
+    print(
+        f"highest rate per source under {PARTITION_WCU:,.0f} WCU/s on every key: "
+        f"{hot['max_events_per_s']:,.0f} events/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""The capacity model hooked onto a real boto3 client against the embedded AWS."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+
+from infra.capacity import CapacityModel, TableSpec
+from pik.kit import build_kit
+from pik.settings import Settings
+
+
+def _table(settings: Settings) -> tuple[object, TableSpec]:
+    dynamodb = build_kit(settings).clients.dynamodb()
+    name = f"cap-{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "g", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_g",
+                "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+    spec = TableSpec.from_description(dynamodb.describe_table(TableName=name)["Table"])
+    return dynamodb, spec
+
+
+def test_requests_are_priced_through_the_client_hook(settings: Settings) -> None:
+    dynamodb, spec = _table(settings)
+    model = CapacityModel([spec], clock=lambda: 0.0)
+    client = model.install(dynamodb)
+    big = {"S": "x" * 3000}
+    client.put_item(TableName=spec.name, Item={"pk": {"S": "a"}, "g": {"S": "h"}, "v": big})
+    client.put_item(TableName=spec.name, Item={"pk": {"S": "a"}, "g": {"S": "k"}, "v": big})
+    client.get_item(TableName=spec.name, Key={"pk": {"S": "a"}})
+    client.query(
+        TableName=spec.name,
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": "a"}},
+        ConsistentRead=True,
+    )
+    usage = model.report()[spec.name]
+    # table: 3 + 3 (the replace costs the larger image); index: put h, then delete h + put k
+    assert usage["wru_by_target"] == {spec.name: 6, f"{spec.name}:by_g": 3}
+    assert usage["rru"] == 0.5 + 1  # eventually consistent GetItem, consistent Query
+    assert usage["requests"] == {"PutItem": 2, "GetItem": 1, "Query": 1}
+    assert model.stored_bytes(spec.name)[f"{spec.name}:by_g"] == len("pk") + 1 + 1 + 1 + 100
+
+
+def test_strict_mode_throttles_a_hot_partition_key_with_aws_error(settings: Settings) -> None:
+    dynamodb, spec = _table(settings)
+    now = [0.0]
+    model = CapacityModel([spec], strict=True, clock=lambda: now[0], wcu_limit=3)
+    client = model.install(dynamodb)
+    for i in range(3):
+        client.put_item(TableName=spec.name, Item={"pk": {"S": f"p{i}"}, "g": {"S": "hot"}})
+    with pytest.raises(ClientError) as raised:
+        client.put_item(TableName=spec.name, Item={"pk": {"S": "p9"}, "g": {"S": "hot"}})
+    assert raised.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+    assert "by_g" in str(raised.value)
+    assert "Item" not in client.get_item(TableName=spec.name, Key={"pk": {"S": "p9"}})
+    now[0] = 1.0  # the next second has its budget back
+    client.put_item(TableName=spec.name, Item={"pk": {"S": "p9"}, "g": {"S": "hot"}})
+    assert model.throttled == 1
