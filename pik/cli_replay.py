@@ -200,6 +200,8 @@ def _outcome(doc: dict[str, Any], as_json: bool, stopped: bool) -> None:
         _print_json(doc)
     else:
         _summary(out, doc)
+    if doc["dry_run"]:  # the job's status is as it was: nothing ran
+        return
     if stopped and doc["status"] == JobStatus.FAILED.value:
         _fail(f"interrupted: resume with `pik replays resume {doc['replay_id']}`", EXIT_INTERRUPTED)
     if doc["status"] == JobStatus.FAILED.value:
@@ -398,7 +400,7 @@ def register(app: typer.Typer) -> None:
                 should_stop=should_stop,
                 on_planned=bar.planned,
             )
-            return job, False
+            return job, service.dry_run
 
         _run_with_bar(as_json, work)
 
@@ -407,11 +409,18 @@ def register(app: typer.Typer) -> None:
         """Stop a replay for good (a running one stops at its next checkpoint)."""
         from pik.cli import out
 
+        service = _service()
         try:
-            doc = job_json(_service().cancel(replay_id))
+            doc = job_json(service.cancel(replay_id), dry_run=service.dry_run)
         except KitError as exc:
             _fail(str(exc))
         if as_json:
             _print_json(doc)
+        elif service.dry_run:
+            out.print(
+                f"dry run: would cancel replay {replay_id} ({doc['status']}, "
+                f"sent {doc['sent']} so far); nothing changed",
+                markup=False,
+            )
         else:
             out.print(f"replay {replay_id} cancelled (sent {doc['sent']} so far)", markup=False)

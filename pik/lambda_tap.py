@@ -32,6 +32,7 @@ from pik.kit import build_kit
 from pik.logs import configure_logging
 from pik.runtime import tune_collector
 from pik.settings import Settings
+from schemas.envelope import Reason, Rejection
 from schemas.registry import SchemaRegistry
 
 log = logging.getLogger(__name__)
@@ -40,22 +41,37 @@ tune_collector()  # once per Lambda environment, as `pik` does per process
 
 @dataclass(frozen=True, slots=True)
 class _Delivered:
-    record: StreamRecord | None  # None: the event record itself was malformed
-    sequence_number: str
+    record: StreamRecord
+    problem: str | None = None  # the event record itself was malformed: what was wrong
 
 
 def _stream_record(raw: dict[str, Any]) -> _Delivered:
-    kinesis = raw.get("kinesis", {})
+    found = raw.get("kinesis")
+    kinesis: dict[str, Any] = found if isinstance(found, dict) else {}
     sequence = str(kinesis.get("sequenceNumber", ""))
+    shard_id = str(raw.get("eventID", "")).split(":", 1)[0] or "_unknown"
+    step = "eventSourceARN"
     try:
-        shard_id = str(raw["eventID"]).split(":", 1)[0]
         stream = stream_name(str(raw["eventSourceARN"]))
+        step = "kinesis.data"
         data = base64.b64decode(kinesis["data"], validate=True)
+        step = "kinesis.approximateArrivalTimestamp"
         arrival = datetime.fromtimestamp(float(kinesis["approximateArrivalTimestamp"]), UTC)
+        step = "kinesis.partitionKey"
         key = str(kinesis["partitionKey"])
-    except (KeyError, ValueError, TypeError, binascii.Error, KitError):
-        return _Delivered(None, sequence)
-    return _Delivered(StreamRecord(stream, shard_id, sequence, key, arrival, data), sequence)
+    except (KeyError, ValueError, TypeError, OverflowError, binascii.Error, KitError) as exc:
+        # Retrying cannot make it readable: its exact JSON is quarantined instead.
+        whole = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str).encode()
+        record = StreamRecord(
+            "_unknown" if step == "eventSourceARN" else stream,
+            shard_id,
+            sequence,
+            str(kinesis.get("partitionKey", "")),
+            datetime.now(UTC),
+            whole,
+        )
+        return _Delivered(record, f"malformed_event_record: {step}: {exc}"[:500])
+    return _Delivered(StreamRecord(stream, shard_id, sequence, key, arrival, data))
 
 
 def handle_kinesis_event(
@@ -71,13 +87,17 @@ def handle_kinesis_event(
     failures: list[dict[str, str]] = []
     for raw in event.get("Records", []):
         delivered = _stream_record(raw)
-        if delivered.record is None:  # not retryable into anything better: fail loudly
-            log.error(
-                "malformed Kinesis event record", extra={"sequence": delivered.sequence_number}
-            )
-            failures.append({"itemIdentifier": delivered.sequence_number})
-            continue
         r = delivered.record
+        if delivered.problem is not None:  # quarantined, never retried forever
+            log.error("malformed Kinesis event record", extra={"sequence": r.sequence_number})
+            rejection = Rejection(Reason.UNDECODABLE, delivered.problem)
+            bad = RecordDecoder._submission(r, 0, r.partition_key, r.data, rejection, None)
+            try:
+                sink.ingest([bad], label=f"{r.stream}-{r.shard_id}", at=r.arrival_time)
+            except KitError:
+                log.exception("malformed record not durable", extra={"stream": r.stream})
+                failures.append({"itemIdentifier": r.sequence_number})
+            continue
         batches[(r.stream, r.shard_id)].append(r)
     for (stream, shard_id), records in batches.items():
         binding = config.binding_for(stream) or TapBinding(stream=stream)

@@ -337,6 +337,8 @@ class ReplayService:
         if job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
             raise JobConflict(f"replay {replay_id} is {job.status.value}: nothing to resume", job)
         request = ReplayRequest.model_validate(job.request)
+        if self.dry_run:
+            return self._dry_resume(job, request)
         target = self._targets(request.target)
         runner = uuid.uuid4().hex
         try:
@@ -380,7 +382,15 @@ class ReplayService:
         return self._execute(run, request, messages, target, progress, should_stop)
 
     def cancel(self, replay_id: str, reason: str = "cancelled") -> ReplayJob:
-        """Stop a job for good; a running one stops at its next checkpoint."""
+        """Stop a job for good; a running one stops at its next checkpoint. A dry run answers
+        the job as it is and changes nothing."""
+        if self.dry_run:
+            job = self.jobs.get(replay_id)
+            if job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
+                raise JobConflict(
+                    f"replay {replay_id} is {job.status.value}: it cannot be cancelled", job
+                )
+            return job
         try:
             return self.jobs.cancel(replay_id, self._now(), reason)
         except JobConflict as exc:
@@ -393,6 +403,23 @@ class ReplayService:
 
     def recent(self, limit: int = 20) -> list[ReplayJob]:
         return self.jobs.recent(limit)
+
+    def _dry_resume(self, job: ReplayJob, request: ReplayRequest) -> ReplayJob:
+        """What a resume would send (``matched``: the messages left after the cursor); no claim,
+        no send."""
+        skip = set(job.sent_ahead)
+        limit = request.limit - job.sent + len(skip) if request.limit else None
+        sources = job.plan.get("rejected_sources")
+        stats = PlanStats()
+        stream = self._planner.messages(
+            request.spec(),
+            stats,
+            cursor=decode_cursor(job.cursor),
+            limit=limit,
+            rejected_sources=sources,
+        )
+        remaining = sum(1 for m in stream if m.key not in skip)
+        return replace(job, matched=remaining, scanned=stats.scanned)
 
     # -- planning -------------------------------------------------------------------------------
     def _is_dry(self, request: ReplayRequest) -> bool:

@@ -138,6 +138,17 @@ def test_ctrl_c_stops_and_resume_finishes_without_repeats(
     stopped = json.loads(stdout)
     assert stopped["status"] == "FAILED" and 0 < stopped["sent"] < 10
 
+    # A dry run says what it would do and changes neither the job nor the target.
+    before = (pik_json(env, "replays", "show", stopped["replay_id"]), out.read_text())
+    dry = {**env, "DRY_RUN": "true"}
+    would = pik_json(dry, "replays", "resume", stopped["replay_id"])
+    assert would["dry_run"] is True
+    assert (would["status"], would["matched"]) == ("FAILED", 10 - stopped["sent"])
+    cancel = run_pik("replays", "cancel", stopped["replay_id"], env=dry)
+    assert cancel.returncode == 0, cancel.stderr
+    assert b"dry run: would cancel" in cancel.stdout
+    assert (pik_json(env, "replays", "show", stopped["replay_id"]), out.read_text()) == before
+
     resumed = pik_json(env, "replays", "resume", stopped["replay_id"])
     assert (resumed["status"], resumed["sent"]) == ("COMPLETED", 10)
     ids = [json.loads(line)["event_id"] for line in out.read_text().splitlines()]

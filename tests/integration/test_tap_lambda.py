@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from consumers.ingest import IngestResult, IngestSink, Submission
+from infra.archive import ArchiveReader
 from infra.errors import BackendError
 from pik import lambda_tap
 from pik.cli_schemas import demo_registry_folder
@@ -127,3 +128,34 @@ def test_the_handler_builds_the_kit_from_the_environment(
     item = kit.index.get(event_id(o50))
     assert item is not None
     assert item["first_occurrence"] == "kinesis:orders:shardId-000000000003:101:0"
+
+
+def test_a_malformed_event_record_is_quarantined_not_retried_forever(kit: Kit) -> None:
+    bad_arn = {
+        **event_record(200, order(60)),
+        "eventSourceARN": "arn:aws:kinesis:us-east-1:1:orders",
+    }
+    bad_data = event_record(201, order(61))
+    bad_data["kinesis"]["data"] = "%%% not base64 %%%"
+    seen: list[IngestResult] = []
+
+    class Watching(IngestSink):
+        def ingest(
+            self, batch: Sequence[Submission], *, label: str, at: datetime | None = None
+        ) -> list[IngestResult]:
+            results = super().ingest(batch, label=label, at=at)
+            seen.extend(results)
+            return results
+
+    sink = Watching(kit.archive, kit.index, kit.clock, kit.metrics)
+    event = {"Records": [bad_arn, bad_data, event_record(202, order(62))]}
+    assert handle(kit, event, sink=sink) == {"batchItemFailures": []}
+    rejected = [r for r in seen if r.reason is not None]
+    assert [r.detail.split(": ")[:2] for r in rejected if r.detail] == [
+        ["malformed_event_record", "eventSourceARN"],
+        ["malformed_event_record", "kinesis.data"],
+    ]
+    for result, raw in zip(rejected, [bad_arn, bad_data], strict=True):
+        assert result.archive is not None and "quarantine/" in result.archive.key
+        assert json.loads(ArchiveReader(kit.archive).read(result.archive).raw) == raw
+    assert kit.metrics.counter("IngestCount") == 1
