@@ -96,6 +96,7 @@ class _Row:
     redelivery: bool = False
     first_occurrence: str | None = None
     payload: str | None = None  # canonical JSON of an event's payload
+    copies_first: bool = False  # the same delivery as an earlier row of this batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,7 @@ class IngestSink:
             self._settle(rows, self._index.claim(claims))  # a concurrent writer got there first
             self._index_occurrences(rows, ingest_time)
             self._index.record_catalog(self._catalog(rows, ingest_time))
+        self._copy_firsts(rows, firsts)
         self._count(rows)
         return [self._result(row) for row in rows]
 
@@ -188,16 +190,32 @@ class IngestSink:
 
     @staticmethod
     def _first_copies(rows: list[_Row]) -> dict[str, _Row]:
-        """The first copy of each identity in the batch; later copies are its duplicates."""
+        """The first copy of each identity in the batch; later copies are its duplicates, or,
+        when they are the very same delivery (one occurrence id: a client retrying while its
+        first request is still in the group commit), its redeliveries."""
         firsts: dict[str, _Row] = {}
         for row in rows:
             if row.status is Status.REJECTED:
                 continue
             first = firsts.setdefault(row.event_id, row)
-            if first is not row:
+            if first is row:
+                continue
+            if first.sub.provenance.occurrence_id == row.sub.provenance.occurrence_id:
+                row.redelivery = row.copies_first = True  # answered as its first (_copy_firsts)
+            else:
                 row.status = Status.DUPLICATE
                 row.first_occurrence = first.sub.provenance.occurrence_id
         return firsts
+
+    @staticmethod
+    def _copy_firsts(rows: list[_Row], firsts: dict[str, _Row]) -> None:
+        """In-batch redeliveries answer what their first copy became (and write nothing)."""
+        for row in rows:
+            if not row.copies_first:
+                continue
+            first = firsts[row.event_id]
+            row.status, row.first_occurrence = first.status, first.first_occurrence
+            row.pointer, row.lag_ms = first.pointer, first.lag_ms
 
     def _claim_for(self, row: _Row, ingest_time: datetime) -> Claim:
         event = row.sub.parsed
@@ -226,7 +244,7 @@ class IngestSink:
             return
         for row in rows:
             holder = holders.get(row.event_id)
-            if holder is None or row.status is Status.REJECTED:
+            if holder is None or row.status is Status.REJECTED or row.copies_first:
                 continue
             occurrence = row.sub.provenance.occurrence_id
             if holder.first_occurrence == occurrence:

@@ -13,6 +13,7 @@ from consumers.ingest import Submission
 from infra.aggregates import AggregateVersion
 from infra.clock import FixedClock
 from infra.local import EmbeddedAws
+from pik.cli_schemas import demo_registry_folder
 from pik.kit import build_kit
 from pik.processing import aggregates
 from schemas.codec import Provenance
@@ -95,7 +96,7 @@ def test_lag_prints_whole_ids_that_explain_accepts(env: dict[str, str]) -> None:
         ("audit", "--source", SOURCE, *WINDOW),
         ("gaps", "--source", SOURCE, *WINDOW),
         ("replays", "list"),
-        ("schemas", "list"),
+        ("schemas", "list", "--registry", str(demo_registry_folder())),
     ],
     ids=lambda a: a[0] if isinstance(a, tuple) else str(a),
 )

@@ -147,8 +147,9 @@ NOT_CALLED: dict[str, dict[str, str]] = {
         "infra.index:DynamoEventIndex.lookup": _INGEST,
         "infra.index:DynamoEventIndex.get": _READS,
         "infra.index:DynamoEventIndex._query": _READS,
-        "pik.processing:replay_queue": "`pik process` polls the queue; on Lambda the event "
-        "source mapping receives and deletes (RUNTIME_GRANTS)",
+        "infra.queue:queue_url": "only `pik process` (pik.processing.replay_queue) looks the "
+        "queue up by name; on Lambda the event source mapping receives and deletes "
+        "(RUNTIME_GRANTS)",
     },
 }
 

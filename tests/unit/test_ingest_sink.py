@@ -109,6 +109,36 @@ def test_same_event_twice_in_one_batch(memory_kit: MemoryKit) -> None:
     assert (occurrence["status"], occurrence["occurrence_id"]) == ("DUPLICATE", "occ-2")
 
 
+def test_one_delivery_retried_inside_one_batch_is_a_redelivery_not_a_duplicate(
+    memory_kit: MemoryKit,
+) -> None:
+    # Four clients' retries of one request (one occurrence id) group-committed together.
+    results = ingest(memory_kit, *(submission(GUIDE, "http:r1:0", "0") for _ in range(4)))
+    assert statuses(results) == [Status.ACCEPTED] * 4
+    assert [r.redelivery for r in results] == [False, True, True, True]
+    assert {r.archive for r in results} == {results[0].archive}
+    assert all(r.first_occurrence is None for r in results)
+    assert len(archived(memory_kit.archive)) == 1
+    assert memory_kit.index.occurrences(GUIDE_ID) == []  # never its own duplicate
+    item = memory_kit.index.get(GUIDE_ID)
+    assert item is not None and not item.get("dup_occurrences")
+    assert memory_kit.metrics.counter("IngestCount") == 1
+    assert memory_kit.metrics.counter("DuplicateCount") == 0
+    assert memory_kit.metrics.counter("RedeliveryCount") == 3
+
+
+def test_a_retried_duplicate_inside_one_batch_is_one_duplicate(memory_kit: MemoryKit) -> None:
+    ingest(memory_kit, submission(GUIDE, "occ-1"))
+    results = ingest(memory_kit, submission(GUIDE, "occ-2"), submission(GUIDE, "occ-2"), label="b2")
+    assert [(r.status, r.redelivery) for r in results] == [
+        (Status.DUPLICATE, False),
+        (Status.DUPLICATE, True),
+    ]
+    assert [r.first_occurrence for r in results] == ["occ-1", "occ-1"]
+    assert len(memory_kit.index.occurrences(GUIDE_ID)) == 1
+    assert memory_kit.metrics.counter("DuplicateCount") == 1
+
+
 def test_same_event_in_a_later_batch_is_a_duplicate(memory_kit: MemoryKit) -> None:
     ingest(memory_kit, submission(GUIDE, "occ-1"))
     memory_kit.clock.advance(hours=1)
