@@ -213,7 +213,7 @@ def create_app(
                 label=request_id,
             )
             return JSONResponse(result.to_json(), 413)
-        items = _split_batch(raw)
+        items = _split_batch(raw, settings.max_batch_items)
         if isinstance(items, Rejection):
             prov = Provenance(f"http:{request_id}:body", "http", request_id=request_id)
             [result] = await run_in_threadpool(
@@ -221,7 +221,7 @@ def create_app(
                 [Submission(raw, prov, items, "body", maybe_redelivered=retry)],
                 label=request_id,
             )
-            return JSONResponse(result.to_json(), 422)
+            return JSONResponse(result.to_json(), 413 if items.reason is Reason.TOO_LARGE else 422)
         subs = [
             Submission(
                 item,
@@ -271,18 +271,27 @@ def create_app(
     return app
 
 
-def _split_batch(raw: bytes) -> list[bytes] | Rejection:
-    """A batch body → the exact bytes of each item (JSON array or NDJSON)."""
+def _split_batch(raw: bytes, max_items: int) -> list[bytes] | Rejection:
+    """A batch body → the exact bytes of each item (JSON array or NDJSON); a body of more than
+    ``max_items`` items is refused whole (``too_large``) before any item is parsed."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Rejection(Reason.INVALID_UTF8, f"body is not UTF-8 at byte {exc.start}")
+    too_many = Rejection(
+        Reason.TOO_LARGE, f"batch of more than {max_items} items: split it (PIK_MAX_BATCH_ITEMS)"
+    )
     if text.lstrip(JSON_WHITESPACE).startswith("["):
         parts = split_json_array(text)
         if parts is None:
             return Rejection(Reason.INVALID_JSON, "body is not a valid JSON array")
-        return [p.encode("utf-8") for p in parts]
-    lines = [line for line in text.split("\n") if line.strip()]
+        return too_many if len(parts) > max_items else [p.encode("utf-8") for p in parts]
+    lines: list[bytes] = []
+    for line in text.split("\n"):
+        if line.strip():
+            if len(lines) == max_items:
+                return too_many
+            lines.append(line.rstrip("\r").encode("utf-8"))
     if not lines:
         return Rejection(Reason.INVALID_JSON, "empty batch: send a JSON array or NDJSON lines")
-    return [line.rstrip("\r").encode("utf-8") for line in lines]
+    return lines

@@ -17,6 +17,7 @@ from infra.resources import ResourceNames
 from schemas.envelope import DEFAULT_MAX_EVENT_BYTES
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+DEFAULT_MAX_BATCH_ITEMS = 10_000
 
 
 class Settings(BaseSettings):
@@ -43,6 +44,7 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, gt=0)
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0)
+    max_batch_items: int = Field(DEFAULT_MAX_BATCH_ITEMS, gt=0)
     config: Path | None = None
     log_level: str = "INFO"
 

@@ -113,6 +113,27 @@ def test_oversized_body_is_413_and_its_head_quarantined(kit: Kit, settings: Sett
     assert record.raw == b"x" * 1024
 
 
+def test_a_batch_over_the_item_limit_is_413_before_any_item_is_parsed(
+    kit: Kit, settings: Settings
+) -> None:
+    small = build_kit(settings.model_copy(update={"max_batch_items": 3}), clock=kit.clock)
+    app = create_app(small)
+    ndjson = b"x\n" * 4  # four one-byte lines: not events, but they are never parsed
+    array = json.dumps([GUIDE] * 4).encode()
+    fits = b"\n".join([json.dumps(GUIDE).encode()] * 3)
+    with TestClient(app) as client:
+        over = [client.post("/ingest/batch", content=body) for body in (ndjson, array)]
+        under = client.post("/ingest/batch", content=fits)
+    app.state.committer.close()
+    for answer in over:
+        assert answer.status_code == 413
+        assert answer.json()["reason"] == "too_large"
+        assert "more than 3 items" in answer.json()["detail"]
+        assert "results" not in answer.json()
+    assert sorted(r.raw for r in archived(kit, "quarantine/")) == sorted([ndjson, array])
+    assert under.status_code == 200 and under.json()["accepted"] == 1
+
+
 def test_batch_array_and_ndjson_answer_per_item_in_order(client: TestClient) -> None:
     items = [
         {**GUIDE, "payload": {"steps": 1}},
