@@ -204,7 +204,14 @@ def serve_http(
     kit = build_kit(settings)
     api = create_app(kit, health=health)
     host, port = listener.getsockname()[:2]
-    config = uvicorn.Config(api, host=host, port=port, log_config=None, access_log=False)
+    config = uvicorn.Config(
+        api,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=5,  # an idle keep-alive connection is closed after 5 s
+    )
     server = uvicorn.Server(config)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"HTTP API on http://{shown}:{port} (Ctrl-C stops it)", highlight=False, markup=False)

@@ -7,9 +7,11 @@ trouble answers 503 with a JSON reason; no input can produce a 5xx.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from consumers.group_commit import GroupCommitter
 from consumers.ingest import IngestResult, Submission
@@ -34,6 +37,8 @@ from schemas.envelope import Event, Reason, Rejection, Status, parse_body
 EVENT_ID = re.compile(r"^[0-9a-f]{64}$")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 OPEN_ROUTES = {"/healthz"}
+
+log = logging.getLogger(__name__)
 JSON_WHITESPACE = " \t\r\n"
 
 _EVENT_SCHEMA = Event.model_json_schema()
@@ -50,8 +55,21 @@ def _request_id(request: Request) -> tuple[str, bool]:
     return (given, True) if REQUEST_ID.match(given) else (uuid.uuid4().hex, False)
 
 
-async def _read_limited(request: Request, limit: int) -> tuple[bytes, bool]:
-    """The body, up to ``limit`` bytes; True when there was more (the rest is not read)."""
+class BodyTimeout(Exception):
+    """The client did not send its whole body in time (answered 408, nothing was accepted)."""
+
+
+async def _read_limited(request: Request, limit: int, timeout_s: float) -> tuple[bytes, bool]:
+    """The body, up to ``limit`` bytes; True when there was more (the rest is not read). A body
+    not received within ``timeout_s`` (a client trickling bytes) raises ``BodyTimeout``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise BodyTimeout(f"the body did not arrive within {timeout_s:g} s") from None
+
+
+async def _read_body(request: Request, limit: int) -> tuple[bytes, bool]:
     declared = request.headers.get("content-length", "")
     chunks: list[bytes] = []
     size = 0
@@ -140,6 +158,18 @@ def create_app(
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, "invalid_request", str(exc.errors()[:3]))
 
+    @app.exception_handler(BodyTimeout)
+    async def body_timeout(_: Request, exc: BodyTimeout) -> JSONResponse:
+        answer = _error(408, "body_timeout", str(exc))
+        answer.headers["connection"] = "close"
+        return answer
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _: ClientDisconnect) -> Response:
+        # Nothing was accepted and nobody reads the answer: one line, not a traceback.
+        log.info("client disconnected before its body arrived", extra={"path": request.url.path})
+        return Response(status_code=499)
+
     @app.exception_handler(BackendError)
     async def backend_down(_: Request, exc: BackendError) -> JSONResponse:
         return _error(503, "backend_unavailable", str(exc))
@@ -168,7 +198,9 @@ def create_app(
     )
     async def ingest(request: Request) -> JSONResponse:
         request_id, retry = _request_id(request)
-        raw, too_large = await _read_limited(request, settings.max_event_bytes)
+        raw, too_large = await _read_limited(
+            request, settings.max_event_bytes, settings.body_timeout_s
+        )
         provenance = Provenance(
             occurrence_id=f"http:{request_id}:0", origin="http", request_id=request_id
         )
@@ -201,7 +233,9 @@ def create_app(
     )
     async def ingest_batch(request: Request) -> JSONResponse:
         request_id, retry = _request_id(request)
-        raw, too_large = await _read_limited(request, settings.max_body_bytes)
+        raw, too_large = await _read_limited(
+            request, settings.max_body_bytes, settings.body_timeout_s
+        )
         if too_large:
             prov = Provenance(f"http:{request_id}:body", "http", request_id=request_id)
             rejection = Rejection(

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, gt=0)
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0)
     max_batch_items: int = Field(DEFAULT_MAX_BATCH_ITEMS, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)  # a request's whole body must arrive in this
     config: Path | None = None
     log_level: str = "INFO"
 
