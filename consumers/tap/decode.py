@@ -294,8 +294,11 @@ class RecordDecoder:
         schema_id = int.from_bytes(raw[1:CONFLUENT_HEADER_BYTES], "big")
         entry = self._registry.by_id(schema_id)
         if entry is None:
-            return Rejection(Reason.UNKNOWN_SCHEMA, f"schema id {schema_id} is not registered")
-        return _avro(raw[CONFLUENT_HEADER_BYTES:], entry)
+            return Rejection(
+                Reason.UNKNOWN_SCHEMA,
+                f"Confluent framing: schema id {schema_id} is not in the configured registry",
+            )
+        return _avro(raw[CONFLUENT_HEADER_BYTES:], entry, f"Confluent schema id {schema_id}")
 
     def _single_object(self, raw: bytes) -> _Decoded | Rejection:
         if len(raw) < SINGLE_OBJECT_HEADER_BYTES or raw[:2] != SINGLE_OBJECT_MAGIC:
@@ -308,26 +311,35 @@ class RecordDecoder:
         entry = self._registry.by_fingerprint(fingerprint)
         if entry is None:
             return Rejection(
-                Reason.UNKNOWN_SCHEMA, f"schema fingerprint {fingerprint.hex()} is not registered"
+                Reason.UNKNOWN_SCHEMA,
+                f"single-object framing: schema fingerprint {fingerprint.hex()} (CRC-64-AVRO "
+                "of the writer schema's canonical form) is not in the configured registry",
             )
-        return _avro(raw[SINGLE_OBJECT_HEADER_BYTES:], entry)
+        return _avro(
+            raw[SINGLE_OBJECT_HEADER_BYTES:],
+            entry,
+            f"single-object fingerprint {fingerprint.hex()}",
+        )
 
 
-def _avro(body: bytes, entry: SchemaEntry) -> _Decoded | Rejection:
+def _avro(body: bytes, entry: SchemaEntry, framing: str) -> _Decoded | Rejection:
+    """``body`` decoded with ``entry``'s schema, named in rejections with ``framing`` (how the
+    record named it)."""
     buffer = io.BytesIO(body)
     try:
         datum = fastavro.schemaless_reader(buffer, entry.parsed, None)
     except Exception as exc:  # foreign bytes: fastavro raises many kinds; none may escape
         return Rejection(
             Reason.SCHEMA_MISMATCH,
-            f"does not decode with {entry.subject}: {type(exc).__name__}: {exc}"[:300],
+            f"does not decode with {entry.subject} ({framing}): {type(exc).__name__}: {exc}"[:300],
             source=entry.source,
             event_type=entry.event_type,
         )
     if buffer.tell() != len(body):
         return Rejection(
             Reason.SCHEMA_MISMATCH,
-            f"{len(body) - buffer.tell()} bytes left over after decoding with {entry.subject}",
+            f"{len(body) - buffer.tell()} bytes left over after decoding with {entry.subject} "
+            f"({framing})",
             source=entry.source,
             event_type=entry.event_type,
         )

@@ -179,19 +179,41 @@ def test_avro_in_both_framings(fmt: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fmt", "data", "reason"),
+    ("fmt", "data", "reason", "named"),
     [
-        ("avro-confluent", b'{"json": true}', Reason.UNDECODABLE),
-        ("avro-confluent", b"\x00\x00\x00\x03\xe7\x02", Reason.UNKNOWN_SCHEMA),
-        ("avro-confluent", b"\x00\x00\x00\x00\x01\x02", Reason.SCHEMA_MISMATCH),
-        ("avro-single-object", b"\xc3\x01" + b"\x00" * 8 + b"\x02", Reason.UNKNOWN_SCHEMA),
-        ("avro-single-object", b"\xc3", Reason.UNDECODABLE),
+        ("avro-confluent", b'{"json": true}', Reason.UNDECODABLE, "not Confluent Avro"),
+        (
+            "avro-confluent",
+            b"\x00\x00\x00\x03\xe7\x02",
+            Reason.UNKNOWN_SCHEMA,
+            "Confluent framing: schema id 999 ",
+        ),
+        (
+            "avro-single-object",
+            b"\xc3\x01" + b"\xab" * 8 + b"\x02",
+            Reason.UNKNOWN_SCHEMA,
+            "single-object framing: schema fingerprint abababababababab ",
+        ),
+        ("avro-single-object", b"\xc3", Reason.UNDECODABLE, "not Avro single-object"),
     ],
 )
-def test_bad_avro_is_rejected(fmt: str, data: bytes, reason: Reason) -> None:
+def test_bad_avro_is_rejected_naming_the_framing_and_the_id(
+    fmt: str, data: bytes, reason: Reason, named: str
+) -> None:
     binding = binding_from_table({"stream": "orders", "format": fmt})
     rejection = parse(binding, data)
     assert isinstance(rejection, Rejection) and rejection.reason is reason, rejection
+    assert named in rejection.detail
+
+
+def test_a_schema_mismatch_names_the_schema_and_the_id_the_record_gave() -> None:
+    registry = SchemaRegistry.load(demo_registry_folder())
+    binding = binding_from_table({"stream": "orders", "format": "avro-confluent"})
+    record_ = record(b"\x00\x00\x00\x00\x01\x02")
+    [sub] = RecordDecoder(binding, registry).submissions(record_)
+    rejection = sub.parsed
+    assert isinstance(rejection, Rejection) and rejection.reason is Reason.SCHEMA_MISMATCH
+    assert "orders-service/order_placed/v1 (Confluent schema id 1)" in rejection.detail
 
 
 def test_trailing_bytes_after_an_avro_body_are_a_mismatch() -> None:
