@@ -80,6 +80,7 @@ class ReplayJob:
     matched: int = 0
     sent: int = 0
     failed: int = 0
+    payload_omitted: int = 0  # sent pointer-only: the payload was over the target's limit
     cursor: str | None = None  # JSON text: the position of the last message known sent
     sent_ahead: list[str] = field(default_factory=list)  # keys sent past the cursor
     runner: str | None = None
@@ -116,6 +117,7 @@ class Progress:
     cursor: str | None
     sent_ahead: tuple[str, ...] = ()
     plan: Mapping[str, Any] | None = None
+    payload_omitted: int = 0
 
     def changes(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -123,6 +125,7 @@ class Progress:
             "matched": self.matched,
             "sent": self.sent,
             "failed": self.failed,
+            "payload_omitted": self.payload_omitted,
             "cursor": self.cursor,
             "sent_ahead": list(self.sent_ahead),
         }

@@ -183,6 +183,12 @@ def _summary(console: Console, doc: dict[str, Any]) -> None:
             highlight=False,
             markup=False,
         )
+    if doc.get("payload_omitted"):
+        console.print(
+            f"  payload omitted (too large for the target, pointer only): {doc['payload_omitted']}",
+            highlight=False,
+            markup=False,
+        )
     if doc.get("signal"):
         sig = doc["signal"]
         console.print(

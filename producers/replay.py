@@ -91,6 +91,7 @@ CHECKPOINT_EVERY = 1_000
 CHECKPOINT_SECONDS = 30.0
 DEFAULT_STALE_AFTER = timedelta(minutes=2)
 PROBE_MAX_PAGES = 4
+PAYLOAD_TOO_LARGE = "too_large"  # ``payload_omitted``: the message with it was over the limit
 REPLAY_ID_PREFIX = "rp"
 
 ProgressCallback = Callable[[int, int], None]  # (sent, matched)
@@ -122,6 +123,7 @@ def job_json(job: ReplayJob, *, dry_run: bool = False) -> dict[str, Any]:
         "matched": job.matched,
         "sent": job.sent,
         "failed": job.failed,
+        "payload_omitted": job.payload_omitted,
         "dry_run": dry_run,
         "status": job.status.value,
         "reason": job.reason,
@@ -207,6 +209,7 @@ class _Run:
     ahead: set[str] = field(default_factory=set)  # sent by this run, past the cursor
     reading: PlanStats | None = None  # a second read of a plan too big to hold
     failed: int = 0
+    payload_omitted: int = 0  # sent pointer-only (too large with the payload)
     stop_status: JobStatus | None = None
     stop_reason: str | None = None
     taken_over: bool = False
@@ -225,6 +228,7 @@ class _Run:
             cursor=encode_cursor(self.cursor),
             sent_ahead=tuple(sorted(self.skip | self.ahead)),
             plan=self.plan,
+            payload_omitted=self.payload_omitted,
         )
 
     def logged_progress(self) -> Progress:
@@ -375,6 +379,7 @@ class ReplayService:
             cursor=cursor,
             plan=plan,
             skip=skip,
+            payload_omitted=job.payload_omitted,
         )
         if on_planned is not None:
             on_planned(replace(job, matched=run.matched, scanned=run.scanned, plan=plan))
@@ -597,16 +602,23 @@ class ReplayService:
         replay_id = run.job.replay_id
         records = self._records(reader, chunk) if reader is not None else {}
         by_key = {m.key: m for m in chunk}
-        outgoing = [
-            TargetMessage(
-                key=m.key,
-                body=message_body(replay_id, m, records.get(m.key)),
-                group=message_group_id(m.entity_id),
-                dedup_id=fifo_dedup_id(replay_id, m.key),
+        omitted: set[str] = set()  # too large with their payload: sent pointer-only
+        outgoing: list[TargetMessage] = []
+        for m in chunk:
+            if m.key in run.skip:
+                continue
+            body = message_body(replay_id, m, records.get(m.key))
+            if m.key in records and len(body.encode("utf-8")) > target.max_message_bytes:
+                body = message_body(replay_id, m, payload_omitted=PAYLOAD_TOO_LARGE)
+                omitted.add(m.key)
+            outgoing.append(
+                TargetMessage(
+                    key=m.key,
+                    body=body,
+                    group=message_group_id(m.entity_id),
+                    dedup_id=fifo_dedup_id(replay_id, m.key),
+                )
             )
-            for m in chunk
-            if m.key not in run.skip
-        ]
         done = 0  # chunk[:done] are all sent
 
         def advance() -> None:
@@ -628,6 +640,7 @@ class ReplayService:
             outcome = target.send_batch(batch)
             run.ahead.update(outcome.sent)
             run.sent += len(outcome.sent)
+            run.payload_omitted += sum(1 for k in outcome.sent if k in omitted)
             if self._log is not None:
                 sent_at = self._now()
                 run.unlogged += [_log_entry(by_key[k], sent_at) for k in outcome.sent]

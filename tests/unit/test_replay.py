@@ -496,3 +496,26 @@ def test_jobs_are_listed_newest_first_with_requester(mk: MemoryKit, targets: Tar
     assert listed[0].requester == "tester"
     assert listed[0].request["entity_id"] == "b"
     assert listed[0].created_at > listed[1].created_at
+
+
+def test_a_message_too_large_with_its_payload_goes_pointer_only_and_the_job_completes(
+    mk: MemoryKit, service: ReplayService, targets: Targets
+) -> None:
+    # within the 256 KiB event limit, over the 256 KiB message limit once wrapped with its envelope
+    big = event_body(event_time="2025-12-28T10:01:00Z", payload={"blob": "x" * 261_950})
+    small = [at(f"2025-12-28T10:0{m}:00Z") for m in (0, 2, 3)]
+    results = ingest(mk, [small[0], big, *small[1:]], "b")
+    assert all(r.status is Status.ACCEPTED for r in results)
+    job = replay(service, entity_id="user_123", with_payload=True).job
+    assert job.status is JobStatus.COMPLETED
+    assert job.sent == job.matched == 4 and job.payload_omitted == 1
+    assert job_json(job)["payload_omitted"] == 1
+    by_id = {m["event_id"]: m for m in sent_of(targets)}
+    assert set(by_id) == {r.event_id for r in results}
+    pointer_only = by_id[results[1].event_id]
+    assert pointer_only["payload_omitted"] == "too_large"
+    assert "envelope" not in pointer_only and "raw" not in pointer_only
+    assert pointer_only["archive"] == results[1].archive.to_json()  # type: ignore[union-attr]
+    others = [by_id[r.event_id] for r in results if r is not results[1]]
+    assert all("payload_omitted" not in m and "envelope" in m for m in others)
+    assert service.get(job.replay_id).payload_omitted == 1
