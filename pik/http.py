@@ -201,8 +201,9 @@ def create_app(
         raw, too_large = await _read_limited(
             request, settings.max_event_bytes, settings.body_timeout_s
         )
+        occurrence = _occurrence(request_id, raw)
         provenance = Provenance(
-            occurrence_id=f"http:{request_id}:0", origin="http", request_id=request_id
+            occurrence_id=f"{occurrence}:0", origin="http", request_id=request_id
         )
         if too_large:
             parsed: Event | Rejection = Rejection(
@@ -236,8 +237,9 @@ def create_app(
         raw, too_large = await _read_limited(
             request, settings.max_body_bytes, settings.body_timeout_s
         )
+        occurrence = _occurrence(request_id, raw)
         if too_large:
-            prov = Provenance(f"http:{request_id}:body", "http", request_id=request_id)
+            prov = Provenance(f"{occurrence}:body", "http", request_id=request_id)
             rejection = Rejection(
                 Reason.TOO_LARGE, f"body over the limit of {settings.max_body_bytes} bytes"
             )
@@ -249,7 +251,7 @@ def create_app(
             return JSONResponse(result.to_json(), 413)
         items = _split_batch(raw, settings.max_batch_items)
         if isinstance(items, Rejection):
-            prov = Provenance(f"http:{request_id}:body", "http", request_id=request_id)
+            prov = Provenance(f"{occurrence}:body", "http", request_id=request_id)
             [result] = await run_in_threadpool(
                 kit.sink.ingest,
                 [Submission(raw, prov, items, "body", maybe_redelivered=retry)],
@@ -259,7 +261,7 @@ def create_app(
         subs = [
             Submission(
                 item,
-                Provenance(f"http:{request_id}:{i}", "http", request_id=request_id),
+                Provenance(f"{occurrence}:{i}", "http", request_id=request_id),
                 parse_body(item, settings.max_event_bytes),
                 str(i),
                 maybe_redelivered=retry,
@@ -267,7 +269,7 @@ def create_app(
             for i, item in enumerate(items)
         ]
         results = await run_in_threadpool(
-            kit.sink.ingest, subs, label=f"http-{request_id}-{hashlib.sha256(raw).hexdigest()[:16]}"
+            kit.sink.ingest, subs, label=f"http-{request_id}-{occurrence.rpartition(':')[2]}"
         )
         counts = {s.value.lower(): sum(r.status is s for r in results) for s in Status}
         return JSONResponse(
@@ -303,6 +305,14 @@ def create_app(
         return PlainTextResponse(kit.metrics.prometheus(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+def _occurrence(request_id: str, raw: bytes) -> str:
+    """``http:<request id>:<digest>``, the occurrence id of a request's items (``:<item>``
+    follows): the digest of the body makes it the delivery's own, so a client reusing a request
+    id (or another client's) for other bytes is never taken for a redelivery of them, while an
+    exact retry still is."""
+    return f"http:{request_id}:{hashlib.sha256(raw).hexdigest()[:16]}"
 
 
 def _split_batch(raw: bytes, max_items: int) -> list[bytes] | Rejection:
