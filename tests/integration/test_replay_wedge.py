@@ -8,10 +8,11 @@ import json
 import threading
 import time
 
+from infra.errors import NotFound
 from infra.replay_jobs import JobStatus, ReplayJob
 from pik.kit import Kit
 from pik.replay_api import replay_service
-from producers.replay import parse_request
+from producers.replay import ReplayService, parse_request
 from tests.integration.test_replay import DAY, drain, event, ingest, queue_url
 
 
@@ -42,6 +43,14 @@ def test_an_event_too_large_for_sqs_with_its_payload_is_sent_pointer_only(kit: K
     assert all("envelope" in by_id[r.event_id] for r in (results[0], results[2]))
 
 
+def running(service: ReplayService, planned: list[str]) -> bool:
+    """The job is recorded (``on_planned`` comes just before) and RUNNING."""
+    try:
+        return bool(planned) and service.get(planned[0]).status is JobStatus.RUNNING
+    except NotFound:
+        return False
+
+
 def test_a_cancel_from_another_process_stops_a_paced_run_within_a_second(kit: Kit) -> None:
     ingest(kit, [event(f"2025-12-28T{h:02d}:{m:02d}:00Z") for h in (8, 9) for m in range(60)], "c")
     runner, other = replay_service(kit), replay_service(kit)
@@ -58,9 +67,7 @@ def test_a_cancel_from_another_process_stops_a_paced_run_within_a_second(kit: Ki
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (
-        not planned or runner.get(planned[0]).status is not JobStatus.RUNNING
-    ):
+    while time.monotonic() < deadline and not running(runner, planned):
         time.sleep(0.05)
     time.sleep(0.7)  # some batches out, far from the 120 of the plan (4 s at 30/s)
     cancelled_at = time.monotonic()

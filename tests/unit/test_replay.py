@@ -538,7 +538,8 @@ def test_a_cancel_stops_a_paced_run_within_a_second_with_its_real_count(mk: Memo
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    while len(target.sent) < 20:  # under way: 40 of 120 messages a second
+    deadline = time.monotonic() + 10
+    while len(target.sent) < 20 and time.monotonic() < deadline:  # 40 of 120 messages a second
         time.sleep(0.01)
     cancelled_at = time.monotonic()
     job = service.cancel(planned[0])
