@@ -80,9 +80,11 @@ class ReplayJob:
     matched: int = 0
     sent: int = 0
     failed: int = 0
+    payload_omitted: int = 0  # sent pointer-only: the payload was over the target's limit
     cursor: str | None = None  # JSON text: the position of the last message known sent
     sent_ahead: list[str] = field(default_factory=list)  # keys sent past the cursor
     runner: str | None = None
+    stopped_at: str | None = None  # when the runner last stopped (a cancel waits for it)
     plan: dict[str, Any] = field(default_factory=dict)
     signal: dict[str, Any] | None = None
 
@@ -116,6 +118,7 @@ class Progress:
     cursor: str | None
     sent_ahead: tuple[str, ...] = ()
     plan: Mapping[str, Any] | None = None
+    payload_omitted: int = 0
 
     def changes(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -123,6 +126,7 @@ class Progress:
             "matched": self.matched,
             "sent": self.sent,
             "failed": self.failed,
+            "payload_omitted": self.payload_omitted,
             "cursor": self.cursor,
             "sent_ahead": list(self.sent_ahead),
         }
@@ -214,6 +218,10 @@ class ReplayJobs(ABC):
     def recent(self, limit: int = DEFAULT_LIST_LIMIT) -> list[ReplayJob]:
         return self._recent(limit)
 
+    def status(self, replay_id: str) -> JobStatus:
+        """The job's status alone: what a runner reads between batches to notice a cancel."""
+        return self.get(replay_id).status
+
     def claim(
         self, replay_id: str, runner: str, now: str, *, stale_before: str, force: bool = False
     ) -> ReplayJob:
@@ -226,6 +234,7 @@ class ReplayJobs(ABC):
             "updated_at": now,
             "reason": None,
             "finished_at": None,
+            "stopped_at": None,
         }
         if current.started_at is None:
             changes["started_at"] = now
@@ -256,6 +265,7 @@ class ReplayJobs(ABC):
         changes: dict[str, Any] = {
             **progress.changes(),
             "updated_at": now,
+            "stopped_at": now,
             "signal": dict(signal) if signal else None,
         }
         final = {"status": status.value, "finished_at": now, "reason": reason}
@@ -354,6 +364,21 @@ class DynamoReplayJobs(ReplayJobs):
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("GetItem", exc) from exc
         return self._load(out["Item"]) if "Item" in out else None
+
+    def status(self, replay_id: str) -> JobStatus:
+        try:
+            out = self._ddb.get_item(
+                TableName=self.table,
+                Key={"replay_id": {"S": replay_id}},
+                ProjectionExpression="#s",
+                ExpressionAttributeNames={"#s": "status"},
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("GetItem", exc) from exc
+        if "Item" not in out:
+            raise NotFound(f"no replay {replay_id}")
+        return JobStatus(out["Item"]["status"]["S"])
 
     def _update(self, replay_id: str, changes: Mapping[str, Any], expect: Expect) -> ReplayJob:
         condition, names, values = expect.dynamo()

@@ -183,6 +183,12 @@ def _summary(console: Console, doc: dict[str, Any]) -> None:
             highlight=False,
             markup=False,
         )
+    if doc.get("payload_omitted"):
+        console.print(
+            f"  payload omitted (too large for the target, pointer only): {doc['payload_omitted']}",
+            highlight=False,
+            markup=False,
+        )
     if doc.get("signal"):
         sig = doc["signal"]
         console.print(
@@ -406,12 +412,18 @@ def register(app: typer.Typer) -> None:
 
     @replays.command()
     def cancel(replay_id: ReplayId, as_json: JsonFlag = False) -> None:
-        """Stop a replay for good (a running one stops at its next checkpoint)."""
+        """Stop a replay for good; waits up to 5 s for a running one's runner to stop."""
         from pik.cli import out
 
         service = _service()
+        acknowledged = False
         try:
-            doc = job_json(service.cancel(replay_id), dry_run=service.dry_run)
+            job = service.cancel(replay_id)
+            if not service.dry_run and job.runner is not None:
+                stopped = service.wait_stopped(job)
+                acknowledged = stopped is not None
+                job = stopped or service.get(replay_id)
+            doc = job_json(job, dry_run=service.dry_run)
         except KitError as exc:
             _fail(str(exc))
         if as_json:
@@ -423,4 +435,10 @@ def register(app: typer.Typer) -> None:
                 markup=False,
             )
         else:
-            out.print(f"replay {replay_id} cancelled (sent {doc['sent']} so far)", markup=False)
+            out.print(
+                f"replay {replay_id} cancelled: its runner stopped, sent {doc['sent']}"
+                if acknowledged
+                else f"replay {replay_id} cancelled; no runner acknowledged, "
+                f"sent {doc['sent']} at its last checkpoint",
+                markup=False,
+            )

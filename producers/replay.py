@@ -16,8 +16,9 @@ How a replay stays exact:
   nothing twice and misses nothing, unless the process is killed outright between a send and
   the next checkpoint: then at most the messages since that checkpoint are sent again (on a FIFO
   queue SQS drops them by deduplication id within its 5-minute window).
-* Only one runner owns a RUNNING job (conditional writes); a cancel is noticed at the next
-  checkpoint and the job keeps its final counts.
+* Only one runner owns a RUNNING job (conditional writes); a runner reads the job's status
+  between batches at least every second, so a cancel stops it within a second (or one batch),
+  and the job keeps its final counts and ``stopped_at``.
 * Dry run (``dry_run`` or ``DRY_RUN=true``) plans fully, writes and sends nothing.
 
 Errors: ``InvalidReplayRequest`` / ``InvalidTarget`` (the caller's fault, 4xx), ``NotFound``,
@@ -89,8 +90,11 @@ SYNC_MAX_MESSAGES = 1_000  # the HTTP API runs a replay this small inside the re
 MAX_PLANNED_IN_MEMORY = 100_000  # a bigger plan is read again while sending (see docs)
 CHECKPOINT_EVERY = 1_000
 CHECKPOINT_SECONDS = 30.0
+STATUS_CHECK_SECONDS = 1.0  # a cancel is noticed within this (one GetItem, between batches)
+CANCEL_WAIT_SECONDS = 5.0  # how long `cancel` waits for a running job's runner to stop
 DEFAULT_STALE_AFTER = timedelta(minutes=2)
 PROBE_MAX_PAGES = 4
+PAYLOAD_TOO_LARGE = "too_large"  # ``payload_omitted``: the message with it was over the limit
 REPLAY_ID_PREFIX = "rp"
 
 ProgressCallback = Callable[[int, int], None]  # (sent, matched)
@@ -122,6 +126,7 @@ def job_json(job: ReplayJob, *, dry_run: bool = False) -> dict[str, Any]:
         "matched": job.matched,
         "sent": job.sent,
         "failed": job.failed,
+        "payload_omitted": job.payload_omitted,
         "dry_run": dry_run,
         "status": job.status.value,
         "reason": job.reason,
@@ -207,9 +212,11 @@ class _Run:
     ahead: set[str] = field(default_factory=set)  # sent by this run, past the cursor
     reading: PlanStats | None = None  # a second read of a plan too big to hold
     failed: int = 0
+    payload_omitted: int = 0  # sent pointer-only (too large with the payload)
     stop_status: JobStatus | None = None
     stop_reason: str | None = None
     taken_over: bool = False
+    status_checked: float | None = None  # monotonic time of the last status read
     unlogged: list[dict[str, Any]] = field(default_factory=list)  # sent, not yet in the log
     logged_cursor: Position | None = None  # the cursor when the log last caught up
 
@@ -225,6 +232,7 @@ class _Run:
             cursor=encode_cursor(self.cursor),
             sent_ahead=tuple(sorted(self.skip | self.ahead)),
             plan=self.plan,
+            payload_omitted=self.payload_omitted,
         )
 
     def logged_progress(self) -> Progress:
@@ -255,6 +263,7 @@ class ReplayService:
         monotonic: Callable[[], float] = time.monotonic,
         checkpoint_every: int = CHECKPOINT_EVERY,
         checkpoint_seconds: float = CHECKPOINT_SECONDS,
+        status_check_seconds: float = STATUS_CHECK_SECONDS,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
         max_planned: int = MAX_PLANNED_IN_MEMORY,
         page_size: int = DEFAULT_PAGE_SIZE,
@@ -273,6 +282,7 @@ class ReplayService:
         self._monotonic = monotonic
         self._checkpoint_every = checkpoint_every
         self._checkpoint_seconds = checkpoint_seconds
+        self._status_check_seconds = status_check_seconds
         self._stale_after = stale_after
         self._max_planned = max_planned
 
@@ -375,6 +385,7 @@ class ReplayService:
             cursor=cursor,
             plan=plan,
             skip=skip,
+            payload_omitted=job.payload_omitted,
         )
         if on_planned is not None:
             on_planned(replace(job, matched=run.matched, scanned=run.scanned, plan=plan))
@@ -382,7 +393,7 @@ class ReplayService:
         return self._execute(run, request, messages, target, progress, should_stop)
 
     def cancel(self, replay_id: str, reason: str = "cancelled") -> ReplayJob:
-        """Stop a job for good; a running one stops at its next checkpoint. A dry run answers
+        """Stop a job for good; a running one stops before its next batch. A dry run answers
         the job as it is and changes nothing."""
         if self.dry_run:
             job = self.jobs.get(replay_id)
@@ -397,6 +408,19 @@ class ReplayService:
             raise JobConflict(
                 f"replay {replay_id} is {exc.job.status.value}: it cannot be cancelled", exc.job
             ) from exc
+
+    def wait_stopped(
+        self, job: ReplayJob, timeout: float = CANCEL_WAIT_SECONDS, poll: float = 0.1
+    ) -> ReplayJob | None:
+        """After a cancel: the job once its runner recorded that it stopped (with its final
+        counts), or None if no runner did within ``timeout`` (none running, or one gone)."""
+        deadline = self._monotonic() + timeout
+        while job.runner is not None and job.stopped_at is None:
+            if self._monotonic() >= deadline:
+                return None
+            self._sleep(poll)
+            job = self.jobs.get(job.replay_id)
+        return job if job.runner is not None else None
 
     def get(self, replay_id: str) -> ReplayJob:
         return self.jobs.get(replay_id)
@@ -597,16 +621,23 @@ class ReplayService:
         replay_id = run.job.replay_id
         records = self._records(reader, chunk) if reader is not None else {}
         by_key = {m.key: m for m in chunk}
-        outgoing = [
-            TargetMessage(
-                key=m.key,
-                body=message_body(replay_id, m, records.get(m.key)),
-                group=message_group_id(m.entity_id),
-                dedup_id=fifo_dedup_id(replay_id, m.key),
+        omitted: set[str] = set()  # too large with their payload: sent pointer-only
+        outgoing: list[TargetMessage] = []
+        for m in chunk:
+            if m.key in run.skip:
+                continue
+            body = message_body(replay_id, m, records.get(m.key))
+            if m.key in records and len(body.encode("utf-8")) > target.max_message_bytes:
+                body = message_body(replay_id, m, payload_omitted=PAYLOAD_TOO_LARGE)
+                omitted.add(m.key)
+            outgoing.append(
+                TargetMessage(
+                    key=m.key,
+                    body=body,
+                    group=message_group_id(m.entity_id),
+                    dedup_id=fifo_dedup_id(replay_id, m.key),
+                )
             )
-            for m in chunk
-            if m.key not in run.skip
-        ]
         done = 0  # chunk[:done] are all sent
 
         def advance() -> None:
@@ -625,9 +656,12 @@ class ReplayService:
                 run.stop_status, run.stop_reason = JobStatus.FAILED, "interrupted"
                 return
             pacer.wait(len(batch))
+            if self._cancelled(run):
+                return
             outcome = target.send_batch(batch)
             run.ahead.update(outcome.sent)
             run.sent += len(outcome.sent)
+            run.payload_omitted += sum(1 for k in outcome.sent if k in omitted)
             if self._log is not None:
                 sent_at = self._now()
                 run.unlogged += [_log_entry(by_key[k], sent_at) for k in outcome.sent]
@@ -646,6 +680,18 @@ class ReplayService:
                 return
             if checkpoint.due(len(outcome.sent)) and not self._checkpoint(run):
                 return
+
+    def _cancelled(self, run: _Run) -> bool:
+        """Read the job's status (at most every ``status_check_seconds``): True when it was
+        cancelled, so the run stops before its next batch."""
+        now = self._monotonic()
+        if run.status_checked is not None and now - run.status_checked < self._status_check_seconds:
+            return False
+        run.status_checked = now
+        if self.jobs.status(run.job.replay_id) is not JobStatus.CANCELLED:
+            return False
+        run.stop_status, run.stop_reason = JobStatus.CANCELLED, "cancelled"
+        return True
 
     def _checkpoint(self, run: _Run) -> bool:
         """Write progress; False when the job must stop (cancelled, or taken by another)."""

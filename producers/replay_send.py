@@ -45,9 +45,16 @@ def _raw_json(raw: bytes) -> dict[str, str]:
         return {"raw_base64": base64.b64encode(raw).decode("ascii")}
 
 
-def message_body(replay_id: str, m: PlannedMessage, record: ArchiveRecord | None = None) -> str:
+def message_body(
+    replay_id: str,
+    m: PlannedMessage,
+    record: ArchiveRecord | None = None,
+    *,
+    payload_omitted: str | None = None,
+) -> str:
     """The JSON a target receives for one planned message (with the archived envelope, or the
-    raw bytes of a rejected record, when ``record`` is given)."""
+    raw bytes of a rejected record, when ``record`` is given). ``payload_omitted`` (a reason,
+    e.g. ``too_large``) marks a pointer-only message whose consumer must read the archive."""
     doc: dict[str, Any] = {
         "replay_id": replay_id,
         "event_id": m.event_id,
@@ -62,6 +69,8 @@ def message_body(replay_id: str, m: PlannedMessage, record: ArchiveRecord | None
         doc["occurrence_id"] = m.occurrence_id
     if m.reason is not None:
         doc["reason"] = m.reason
+    if payload_omitted is not None:
+        doc["payload_omitted"] = payload_omitted
     if record is not None:
         envelope = record.envelope()
         if envelope is not None:

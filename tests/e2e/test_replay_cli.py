@@ -153,3 +153,35 @@ def test_ctrl_c_stops_and_resume_finishes_without_repeats(
     assert (resumed["status"], resumed["sent"]) == ("COMPLETED", 10)
     ids = [json.loads(line)["event_id"] for line in out.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 10
+
+
+def test_cancel_stops_a_running_replay_and_prints_what_it_really_sent(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "cancelled.ndjson"
+    args = [
+        "replay",
+        "--entity-id",
+        "user_123",
+        *WINDOW,
+        "--rate",
+        "1",
+        "--target",
+        f"file://{out}",
+    ]
+    proc = subprocess.Popen(
+        [PIK, *args, "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (out.exists() and out.read_text()):
+        time.sleep(0.05)
+    replay_id = json.loads(out.read_text().splitlines()[0])["replay_id"]
+    cancel = run_pik("replays", "cancel", replay_id, env=env)
+    stdout, stderr = proc.communicate(timeout=10)
+    assert cancel.returncode == 0, cancel.stderr
+    delivered = len(out.read_text().splitlines())
+    assert 0 < delivered < 10  # 1 message a second: stopped long before the end
+    assert f"its runner stopped, sent {delivered}".encode() in cancel.stdout
+    assert proc.returncode == 1, stderr
+    final = json.loads(stdout)
+    assert (final["status"], final["sent"]) == ("CANCELLED", delivered)

@@ -4,6 +4,8 @@ dry run and the ``sent = 0`` signal. Events go in through the real ingest sink."
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -496,3 +498,56 @@ def test_jobs_are_listed_newest_first_with_requester(mk: MemoryKit, targets: Tar
     assert listed[0].requester == "tester"
     assert listed[0].request["entity_id"] == "b"
     assert listed[0].created_at > listed[1].created_at
+
+
+def test_a_message_too_large_with_its_payload_goes_pointer_only_and_the_job_completes(
+    mk: MemoryKit, service: ReplayService, targets: Targets
+) -> None:
+    # within the 256 KiB event limit, over the 256 KiB message limit once wrapped with its envelope
+    big = event_body(event_time="2025-12-28T10:01:00Z", payload={"blob": "x" * 261_950})
+    small = [at(f"2025-12-28T10:0{m}:00Z") for m in (0, 2, 3)]
+    results = ingest(mk, [small[0], big, *small[1:]], "b")
+    assert all(r.status is Status.ACCEPTED for r in results)
+    job = replay(service, entity_id="user_123", with_payload=True).job
+    assert job.status is JobStatus.COMPLETED
+    assert job.sent == job.matched == 4 and job.payload_omitted == 1
+    assert job_json(job)["payload_omitted"] == 1
+    by_id = {m["event_id"]: m for m in sent_of(targets)}
+    assert set(by_id) == {r.event_id for r in results}
+    pointer_only = by_id[results[1].event_id]
+    assert pointer_only["payload_omitted"] == "too_large"
+    assert "envelope" not in pointer_only and "raw" not in pointer_only
+    assert pointer_only["archive"] == results[1].archive.to_json()  # type: ignore[union-attr]
+    others = [by_id[r.event_id] for r in results if r is not results[1]]
+    assert all("payload_omitted" not in m and "envelope" in m for m in others)
+    assert service.get(job.replay_id).payload_omitted == 1
+
+
+def test_a_cancel_stops_a_paced_run_within_a_second_with_its_real_count(mk: MemoryKit) -> None:
+    ingest(mk, [at(f"2025-12-28T{h:02d}:{m:02d}:00Z") for h in (8, 9) for m in range(60)], "b")
+    target = MemoryTarget()
+    service = make_service(mk, Targets(target))  # real time: the pacer really sleeps
+    planned: list[str] = []
+    done: list[Any] = []
+
+    def run() -> None:
+        request = parse_request({**DAY, "entity_id": "user_123", "rate_limit": 40})
+        done.append(
+            service.replay(request, requester="t", on_planned=lambda j: planned.append(j.replay_id))
+        )
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while len(target.sent) < 20 and time.monotonic() < deadline:  # 40 of 120 messages a second
+        time.sleep(0.01)
+    cancelled_at = time.monotonic()
+    job = service.cancel(planned[0])
+    stopped = service.wait_stopped(job, timeout=5.0)
+    assert stopped is not None, "the runner never recorded that it stopped"
+    assert time.monotonic() - cancelled_at < 1.5
+    thread.join(timeout=2.0)
+    assert not thread.is_alive()
+    assert stopped.status is JobStatus.CANCELLED
+    assert stopped.sent == len(target.sent) < 120
+    assert done[0].job.sent == stopped.sent
