@@ -371,6 +371,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             doc = job_json(_service().get(replay_id))
+        except InvalidReplayRequest as exc:
+            _fail(f"{exc.reason}: {exc.detail}", 2)
         except KitError as exc:
             _fail(str(exc))
         if as_json:
@@ -412,6 +414,8 @@ def register(app: typer.Typer) -> None:
         service = _service()
         try:
             doc = job_json(service.cancel(replay_id), dry_run=service.dry_run)
+        except InvalidReplayRequest as exc:
+            _fail(f"{exc.reason}: {exc.detail}", 2)
         except KitError as exc:
             _fail(str(exc))
         if as_json:
