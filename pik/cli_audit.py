@@ -11,6 +11,7 @@ import typer
 
 from infra.errors import KitError
 from pik.investigate import Axis, Granularity, Investigator, SourceRequired, WindowError
+from pik.investigate.catalog import SourceCheck
 from pik.investigate.gaps import DEFAULT_THRESHOLD
 from pik.investigate.service import DEFAULT_LATEST, MAX_CATALOG_SOURCES
 
@@ -57,6 +58,25 @@ def _run(action: Callable[[Investigator], T]) -> T:
         fail(str(exc))
 
 
+def _hint_unknown(
+    inv: Investigator, since: str | None, until: str | None, sources: list[str] | None
+) -> SourceCheck:
+    """Say on stderr which named sources the catalog has no events from (a typo, or a real
+    source that sent nothing: the command still runs, so that is shown as the gap it is)."""
+    from rich.text import Text
+
+    from pik.cli import err
+
+    check = inv.check_sources(inv.window(since, until), sources or ())
+    for line in check.hints():
+        err.print(Text.assemble(("hint:", "yellow"), " ", line), highlight=False)
+    return check
+
+
+def _with_check(doc: dict[str, Any], check: SourceCheck) -> dict[str, Any]:
+    return {**doc, "unknown_sources": check.to_json()}
+
+
 def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else many or one + 's'}"
 
@@ -87,12 +107,15 @@ def register(app: typer.Typer) -> None:
         from pik.cli import out
         from pik.investigate.console import render_audit
 
-        report = _run(
-            lambda inv: inv.audit(
-                inv.window(since, until), sources=source or (), event_type=event_type, top=top
+        check, report = _run(
+            lambda inv: (
+                _hint_unknown(inv, since, until, source),
+                inv.audit(
+                    inv.window(since, until), sources=source or (), event_type=event_type, top=top
+                ),
             )
         )
-        _print(as_json, report.to_json(), lambda: render_audit(out, report))
+        _print(as_json, _with_check(report.to_json(), check), lambda: render_audit(out, report))
 
     @app.command()
     def gaps(
@@ -118,17 +141,20 @@ def register(app: typer.Typer) -> None:
         from pik.cli import out
         from pik.investigate.console import render_gaps
 
-        report = _run(
-            lambda inv: inv.gaps(
-                inv.window(since, until),
-                sources=source or (),
-                event_type=event_type,
-                granularity=granularity,
-                axis=by,
-                threshold=threshold,
+        check, report = _run(
+            lambda inv: (
+                _hint_unknown(inv, since, until, source),
+                inv.gaps(
+                    inv.window(since, until),
+                    sources=source or (),
+                    event_type=event_type,
+                    granularity=granularity,
+                    axis=by,
+                    threshold=threshold,
+                ),
             )
         )
-        _print(as_json, report.to_json(), lambda: render_gaps(out, report))
+        _print(as_json, _with_check(report.to_json(), check), lambda: render_gaps(out, report))
 
     @app.command()
     def lag(
@@ -153,16 +179,19 @@ def register(app: typer.Typer) -> None:
         from pik.cli import out
         from pik.investigate.console import render_lag
 
-        report = _run(
-            lambda inv: inv.lag(
-                inv.window(since, until),
-                sources=source or (),
-                event_type=event_type,
-                latest=latest,
-                axis=by,
+        check, report = _run(
+            lambda inv: (
+                _hint_unknown(inv, since, until, source),
+                inv.lag(
+                    inv.window(since, until),
+                    sources=source or (),
+                    event_type=event_type,
+                    latest=latest,
+                    axis=by,
+                ),
             )
         )
-        _print(as_json, report.to_json(), lambda: render_lag(out, report))
+        _print(as_json, _with_check(report.to_json(), check), lambda: render_lag(out, report))
 
     @app.command()
     def report(

@@ -377,6 +377,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             doc = job_json(_service().get(replay_id))
+        except InvalidReplayRequest as exc:
+            _fail(f"{exc.reason}: {exc.detail}", 2)
         except KitError as exc:
             _fail(str(exc))
         if as_json:
@@ -424,6 +426,8 @@ def register(app: typer.Typer) -> None:
                 acknowledged = stopped is not None
                 job = stopped or service.get(replay_id)
             doc = job_json(job, dry_run=service.dry_run)
+        except InvalidReplayRequest as exc:
+            _fail(f"{exc.reason}: {exc.detail}", 2)
         except KitError as exc:
             _fail(str(exc))
         if as_json:

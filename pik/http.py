@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from consumers.group_commit import GroupCommitter
@@ -157,6 +158,19 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, "invalid_request", str(exc.errors()[:3]))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown routes and wrong methods answer the documented shape, not FastAPI's default.
+        reasons = {404: "not_found", 405: "method_not_allowed"}
+        detail = {
+            404: f"no route {request.url.path}",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }.get(exc.status_code, str(exc.detail))
+        answer = _error(exc.status_code, reasons.get(exc.status_code, "error"), detail)
+        for name, value in (exc.headers or {}).items():
+            answer.headers[name] = value
+        return answer
 
     @app.exception_handler(BodyTimeout)
     async def body_timeout(_: Request, exc: BodyTimeout) -> JSONResponse:

@@ -33,6 +33,7 @@ from infra.replay_queries import DynamoReplayQueries
 from infra.targets import InvalidTarget, ReplayTarget, open_target
 from pik.kit import Kit
 from producers.replay import (
+    REPLAY_ID,
     SYNC_MAX_MESSAGES,
     InvalidReplayRequest,
     ReplayService,
@@ -45,7 +46,6 @@ __all__ = ["replay_router", "replay_service", "target_factory"]
 
 log = logging.getLogger(__name__)
 
-REPLAY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 REQUESTER = re.compile(r"^[\w.@:+/ -]{1,128}$")
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_LIST = 100

@@ -60,8 +60,10 @@ from producers.replay_plan import (
 )
 from producers.replay_request import (
     MAX_WINDOW_DAYS,
+    REPLAY_ID,
     InvalidReplayRequest,
     ReplayRequest,
+    check_replay_id,
     iso,
     parse_request,
 )
@@ -71,6 +73,7 @@ from schemas.envelope import Status, format_time
 
 __all__ = [
     "MAX_WINDOW_DAYS",
+    "REPLAY_ID",
     "SYNC_MAX_MESSAGES",
     "InvalidReplayRequest",
     "ReplayClient",
@@ -78,6 +81,7 @@ __all__ = [
     "ReplayRequest",
     "ReplayService",
     "Started",
+    "check_replay_id",
     "job_json",
     "message_body",
     "parse_request",
@@ -343,7 +347,7 @@ class ReplayService:
     ) -> ReplayJob:
         """Continue a PLANNED or FAILED job (or an abandoned RUNNING one; any RUNNING one with
         ``force``) from its cursor, skipping what it already sent."""
-        job = self.jobs.get(replay_id)
+        job = self.jobs.get(check_replay_id(replay_id))
         if job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
             raise JobConflict(f"replay {replay_id} is {job.status.value}: nothing to resume", job)
         request = ReplayRequest.model_validate(job.request)
@@ -395,6 +399,7 @@ class ReplayService:
     def cancel(self, replay_id: str, reason: str = "cancelled") -> ReplayJob:
         """Stop a job for good; a running one stops before its next batch. A dry run answers
         the job as it is and changes nothing."""
+        check_replay_id(replay_id)
         if self.dry_run:
             job = self.jobs.get(replay_id)
             if job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
@@ -423,7 +428,7 @@ class ReplayService:
         return job if job.runner is not None else None
 
     def get(self, replay_id: str) -> ReplayJob:
-        return self.jobs.get(replay_id)
+        return self.jobs.get(check_replay_id(replay_id))
 
     def recent(self, limit: int = 20) -> list[ReplayJob]:
         return self.jobs.recent(limit)

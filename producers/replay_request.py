@@ -9,6 +9,7 @@ offset (``Z`` or ``+hh:mm``); a plain date means midnight UTC.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
@@ -38,14 +39,17 @@ from schemas.envelope import (
 __all__ = [
     "MAX_RATE",
     "MAX_WINDOW_DAYS",
+    "REPLAY_ID",
     "InvalidReplayRequest",
     "ReplayRequest",
+    "check_replay_id",
     "iso",
     "parse_request",
 ]
 
 MAX_WINDOW_DAYS = 366  # day-partitioned selections make one Query per day
 MAX_RATE = 100_000.0
+REPLAY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 # -- the request ----------------------------------------------------------------------------------
@@ -56,6 +60,19 @@ class InvalidReplayRequest(KitError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def check_replay_id(replay_id: str) -> str:
+    """``replay_id`` if it can name a job, else ``InvalidReplayRequest("invalid_replay_id")``
+    (before any backend call: an empty or odd key would be the backend's error, not ours)."""
+    if not REPLAY_ID.match(replay_id):
+        shown = repr(replay_id[:140])
+        raise InvalidReplayRequest(
+            "invalid_replay_id",
+            f"{shown} is not a replay id (1-128 of A-Z a-z 0-9 . _ : -, "
+            "e.g. rp-20251229T010000Z-1a2b3c4d from `pik replays list`)",
+        )
+    return replay_id
 
 
 def _as_time(value: Any, name: str) -> datetime:

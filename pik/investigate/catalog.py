@@ -12,15 +12,19 @@ The index has no list of sources, and finding them by Scan is what the kit never
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol
+import difflib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from infra.errors import KitError
 from infra.index import QueryPage
 from infra.index_queries import IndexQueries
 from pik.investigate.window import Window
 
-__all__ = ["Catalog", "IndexCatalog", "SourceRequired"]
+__all__ = ["Catalog", "IndexCatalog", "SourceCheck", "SourceRequired", "check_sources"]
+
+MAX_KNOWN_SHOWN = 10
 
 
 class SourceRequired(KitError):
@@ -72,3 +76,41 @@ class IndexCatalog:
             )
         }
         return sorted(found)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCheck:
+    """The named sources the catalog has no events from in the window, with the nearest known
+    names. A hint, not an error: a real source that sent nothing in the window is a gap."""
+
+    unknown: dict[str, list[str]]  # name -> close matches among the known sources
+    known: list[str]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"source": name, "did_you_mean": near} for name, near in self.unknown.items()]
+
+    def hints(self) -> list[str]:
+        shown = ", ".join(self.known[:MAX_KNOWN_SHOWN]) or "none in this window"
+        if len(self.known) > MAX_KNOWN_SHOWN:
+            shown += f", ... ({len(self.known) - MAX_KNOWN_SHOWN} more)"
+        lines = []
+        for name, near in self.unknown.items():
+            guess = f" (did you mean {' or '.join(near)}?)" if near else ""
+            lines.append(
+                f"no events from source {name} in the catalog; known sources: {shown}{guess}"
+            )
+        return lines
+
+
+def check_sources(catalog: Catalog, given: Sequence[str], window: Window) -> SourceCheck:
+    """Which of ``given`` the catalog saw no events from in ``window`` (nothing is unknown when
+    no source is named)."""
+    if not given:
+        return SourceCheck({}, [])
+    known = catalog.sources(window) or []
+    unknown = {
+        name: difflib.get_close_matches(name, known, n=3)
+        for name in sorted(set(given))
+        if name not in known
+    }
+    return SourceCheck(unknown, known)

@@ -15,7 +15,13 @@ from infra.clock import Clock
 from infra.index import QueryPage
 from infra.index_queries import IndexQueries
 from pik.investigate.audit import DELIVERY_ATTRIBUTES, AuditReport, Delivery, summarize_deliveries
-from pik.investigate.catalog import Catalog, IndexCatalog, SourceRequired
+from pik.investigate.catalog import (
+    Catalog,
+    IndexCatalog,
+    SourceCheck,
+    SourceRequired,
+    check_sources,
+)
 from pik.investigate.gaps import (
     DEFAULT_THRESHOLD,
     Axis,
@@ -117,6 +123,10 @@ class Investigator:
     def window(self, since: str | None = None, until: str | None = None) -> Window:
         """The window of ``--since``/``--until`` (default: the last 7 days, by the clock)."""
         return resolve_window(since, until, self._clock.now())
+
+    def check_sources(self, window: Window, sources: Sequence[str]) -> SourceCheck:
+        """The named sources the catalog has no events from in ``window`` (a hint for typos)."""
+        return check_sources(self._catalog(self._queries), sources, window)
 
     def _sources(self, given: Sequence[str], window: Window, catalog: Catalog) -> list[str]:
         if given:

@@ -75,6 +75,20 @@ def test_gaps_json_names_the_missing_hour(env: dict[str, str]) -> None:
     ]
 
 
+def test_an_unknown_source_is_a_hint_naming_the_nearest_known_one(env: dict[str, str]) -> None:
+    for command in ("gaps", "lag", "audit"):
+        typo = run_pik(command, "--source", "shpo", *WINDOW, env=env)
+        assert typo.returncode == 0, (command, typo.stderr)  # still runs: it may be a real gap
+        [hint] = typo.stderr.decode().strip().splitlines()
+        assert "no events from source shpo in the catalog" in hint, command
+        assert f"known sources: {SOURCE}" in hint and f"did you mean {SOURCE}?" in hint, hint
+        doc = json.loads(run_pik(command, "--source", "shpo", *WINDOW, "--json", env=env).stdout)
+        assert doc["unknown_sources"] == [{"source": "shpo", "did_you_mean": [SOURCE]}]
+        known = run_pik(command, "--source", SOURCE, *WINDOW, "--json", env=env)
+        assert known.returncode == 0 and not known.stderr.strip(), known.stderr
+        assert json.loads(known.stdout)["unknown_sources"] == []
+
+
 def test_the_report_is_written_and_renders_in_a_browser(
     env: dict[str, str], tmp_path: Path
 ) -> None:

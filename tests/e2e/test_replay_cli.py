@@ -105,6 +105,18 @@ def test_bad_requests_exit_2_with_one_line(env: dict[str, str]) -> None:
     assert missing.returncode == 1 and b"no replay rp-nope" in missing.stderr
 
 
+def test_malformed_replay_ids_exit_2_with_one_line_before_any_backend_call(
+    env: dict[str, str],
+) -> None:
+    for command in ("show", "cancel", "resume"):
+        for bad in ("", "has space", "x" * 200):
+            done = run_pik("replays", command, bad, env=env)
+            assert done.returncode == 2, (command, bad, done.stderr)
+            assert b"invalid_replay_id" in done.stderr, (command, bad)
+            assert b"ValidationException" not in done.stderr
+            assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
 def test_sent_zero_is_a_signal_not_an_error(env: dict[str, str]) -> None:
     done = run_pik("replay", "--entity-id", "nobody", *WINDOW, env=env)
     assert done.returncode == 0, done.stderr

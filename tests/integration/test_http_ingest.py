@@ -228,6 +228,22 @@ def test_unknown_event_is_404_json(client: TestClient) -> None:
     assert client.get("/events/zz").json()["reason"] == "not_found"
 
 
+def test_unknown_routes_and_wrong_methods_answer_the_documented_error_shape(
+    client: TestClient,
+) -> None:
+    missing = client.get("/no/such/route")
+    wrong = client.get("/ingest")
+
+    assert missing.status_code == 404
+    assert missing.json()["status"] == "ERROR"
+    assert missing.json()["reason"] == "not_found"
+    assert "/no/such/route" in missing.json()["detail"]
+    assert wrong.status_code == 405
+    assert wrong.json()["reason"] == "method_not_allowed"
+    assert "GET" in wrong.json()["detail"]
+    assert "POST" in wrong.headers["allow"]
+
+
 def test_dry_run_answers_but_writes_nothing(kit: Kit, settings: Settings) -> None:
     dry = build_kit(settings.model_copy(update={"dry_run": True}), clock=kit.clock)
     app = create_app(dry)

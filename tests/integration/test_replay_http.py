@@ -114,8 +114,16 @@ def test_no_input_gets_a_5xx(client: TestClient) -> None:
         answer = client.post("/replay", content=body)
         assert 400 <= answer.status_code < 500, (body[:40], answer.status_code, answer.text)
         assert answer.json()["status"] == "ERROR"
-    for path in ("/replays/nope", "/replays/..%2F..%2Fetc", "/replays/" + "a" * 300):
-        assert client.get(path).status_code == 404
+    for path in (
+        "/replays/nope",
+        "/replays/..%2F..%2Fetc",
+        "/replays/" + "a" * 300,
+        "/replays/%20",
+        "/replays/a/b/c",
+    ):
+        answer = client.get(path)
+        assert answer.status_code == 404, path
+        assert (answer.json()["status"], answer.json()["reason"]) == ("ERROR", "not_found"), path
 
 
 def test_dry_run_over_http_sends_nothing_and_records_nothing(client: TestClient, kit: Kit) -> None:
