@@ -150,7 +150,7 @@ def create_app(
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
             # RFC 7235: the auth scheme is case-insensitive.
             if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), token.encode()
+                given.encode(), token.encode()
             ):
                 return _error(401, "unauthorized", "missing or wrong bearer token")
         return await call_next(request)
