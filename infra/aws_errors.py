@@ -74,6 +74,20 @@ SERVICES = {
         throttled=frozenset({"SlowDown", "503"}),
         condition=frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412"}),
     ),
+    "sqs": ServiceCodes(
+        label="SQS",
+        noun="queue",
+        missing=frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}),
+        throttled=frozenset({"RequestThrottled", "ThrottlingException"}),
+        condition=frozenset(),
+    ),
+    "kinesis": ServiceCodes(
+        label="Kinesis",
+        noun="stream",
+        missing=frozenset({"ResourceNotFoundException"}),
+        throttled=frozenset({"ProvisionedThroughputExceededException", "LimitExceededException"}),
+        condition=frozenset(),
+    ),
 }
 
 TRANSACTION_CANCELED = "TransactionCanceledException"

@@ -36,6 +36,10 @@ the full table is in ``infra.aws_errors``):
 per call and send what DynamoDB left unprocessed again, after a bounded exponential backoff with
 full jitter (``Backoff``); what is still unprocessed after ``Backoff.retries`` retries raises
 ``Throttled``. Keys given to ``batch_get`` must be distinct (DynamoDB refuses repeated keys).
+
+The helpers' client parameter is named ``client`` on purpose: the least-privilege check
+(``tests/integration/test_template_policies.py``) counts ``paginate(self._ddb, "Query", ...)``,
+``batch_get(...)`` and ``batch_write(...)`` as calls of their caller, on the caller's table.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Every DynamoDB adapter speaks through ``infra.dynamo``: on the embedded backend, a table that
-was never bootstrapped is a ``ResourceMissing`` naming the operation and the table, chained to
-botocore's error, whichever adapter hit it."""
+"""Every adapter translates through ``infra.aws_errors`` (DynamoDB ones through ``infra.dynamo``):
+on the embedded backend, a table or bucket that was never bootstrapped is a ``ResourceMissing``
+naming the operation and the resource, chained to botocore's error, whichever adapter hit it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from infra.aws import AwsClients
 from infra.errors import ResourceMissing
 from infra.leases_dynamo import DynamoLeaseStore
 from infra.replay_jobs import DynamoReplayJobs
+from infra.replay_log import S3ReplayLog
 from infra.replay_queries import DynamoReplayQueries
 from pik.settings import Settings
 
@@ -79,4 +80,19 @@ def test_a_missing_table_names_the_operation_and_the_table(name: str, settings: 
         f"DynamoDB {operation} on {table}: table does not exist (run `pik bootstrap`)"
     )
     assert info.value.code == "ResourceNotFoundException"
+    assert isinstance(info.value.__cause__, ClientError)
+
+
+@pytest.mark.parametrize("operation", ["PutObject", "ListObjectsV2"])
+def test_the_replay_log_names_a_missing_bucket(operation: str, settings: Settings) -> None:
+    log = S3ReplayLog(AwsClients(settings.aws()).s3(), settings.bucket)
+    with pytest.raises(ResourceMissing) as info:
+        if operation == "PutObject":
+            log.append("rp-1", 0, "runner", [{"key": "k", "event_id": "e"}])
+        else:
+            log.sent("rp-1", "e")
+    assert str(info.value) == (
+        f"S3 {operation} on s3://{settings.bucket}/replays/: bucket does not exist"
+        " (run `pik bootstrap`)"
+    )
     assert isinstance(info.value.__cause__, ClientError)
