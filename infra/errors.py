@@ -1,8 +1,11 @@
 """The kit's error tree. Nothing above ``infra`` sees botocore; adapters translate at the edge
 (``infra.dynamo.dynamo_errors`` for DynamoDB, ``infra.aws_errors.map_aws_errors`` for others).
+``KitError`` and ``ConfigError`` live in ``schemas.errors`` (``schemas`` raises them too).
 
 KitError
- ├── ConfigError            bad settings or config file (operator must fix)
+ ├── ConfigError            bad settings, config file or schema folder (operator must fix)
+ │    ├── RegistryError     (schemas.registry) the registry folder is malformed
+ │    └── CompatibilityError (schemas.compatibility) a schema or the modes file is unreadable
  ├── BackendError           an AWS call failed after retries (retrying later may work)
  │    ├── ResourceMissing   a bucket, table, queue or stream does not exist (run bootstrap)
  │    └── Throttled         AWS refused for rate (throughput, request limits, unprocessed items)
@@ -17,13 +20,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from schemas.errors import ConfigError, KitError
 
-class KitError(Exception):
-    """Root of every error the kit raises on purpose."""
-
-
-class ConfigError(KitError):
-    pass
+__all__ = [
+    "BackendError",
+    "ConditionFailed",
+    "ConfigError",
+    "Conflict",
+    "KitError",
+    "NotFound",
+    "ResourceMissing",
+    "Throttled",
+    "TransactionCanceled",
+]
 
 
 class BackendError(KitError):
