@@ -72,7 +72,8 @@ SERVICES = {
         noun="bucket",
         missing=frozenset({"NoSuchBucket"}),
         throttled=frozenset({"SlowDown", "503"}),
-        condition=frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412"}),
+        # 412: the key exists (If-None-Match); 409: another conditional write of it is under way
+        condition=frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}),
     ),
     "sqs": ServiceCodes(
         label="SQS",

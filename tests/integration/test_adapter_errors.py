@@ -15,6 +15,7 @@ from infra.archive import S3RawArchive
 from infra.aws import AwsClients
 from infra.errors import ResourceMissing
 from infra.leases_dynamo import DynamoLeaseStore
+from infra.queue import queue_url
 from infra.replay_jobs import DynamoReplayJobs
 from infra.replay_log import S3ReplayLog
 from infra.replay_queries import DynamoReplayQueries
@@ -96,3 +97,26 @@ def test_the_replay_log_names_a_missing_bucket(operation: str, settings: Setting
         " (run `pik bootstrap`)"
     )
     assert isinstance(info.value.__cause__, ClientError)
+
+
+@pytest.mark.parametrize("operation", ["PutObject", "GetObject"])
+def test_the_archive_names_a_missing_bucket(operation: str, settings: Settings) -> None:
+    archive = S3RawArchive(AwsClients(settings.aws()).s3(), settings.bucket)
+    key = "raw/source=demo/x.avro"
+    with pytest.raises(ResourceMissing) as info:
+        if operation == "PutObject":
+            archive.put_file(key, b"body")
+        else:
+            archive.get_file(key)
+    assert str(info.value) == (
+        f"S3 {operation} on s3://{settings.bucket}/{key}: bucket does not exist"
+        " (run `pik bootstrap`)"
+    )
+
+
+def test_the_work_queue_names_a_missing_queue(settings: Settings) -> None:
+    with pytest.raises(ResourceMissing) as info:
+        queue_url(AwsClients(settings.aws()).sqs(), settings.replay_queue)
+    assert str(info.value) == (
+        f"SQS GetQueueUrl on {settings.replay_queue}: queue does not exist (run `pik bootstrap`)"
+    )
