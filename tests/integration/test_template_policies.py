@@ -58,6 +58,9 @@ WAITERS = {
     ("dynamodb", "table_exists"): "DescribeTable",
     ("kinesis", "stream_exists"): "DescribeStream",
 }
+# ``infra.dynamo``'s helpers make the call for their caller (their own client is ``client``, which
+# no receiver pattern matches): ``paginate(self._ddb, "Query", ...)`` is a Query where it is called.
+HELPERS = {"batch_get": "dynamodb:BatchGetItem", "batch_write": "dynamodb:BatchWriteItem"}
 
 # IAM actions one boto3 operation needs (AWS Service Authorization Reference).
 IAM_ACTIONS: dict[str, tuple[str, ...]] = {
@@ -385,6 +388,12 @@ def _receiver_tail(node: ast.expr) -> str:
 
 
 def _operation(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Name) and call.func.id in HELPERS:
+        return HELPERS[call.func.id]
+    if isinstance(call.func, ast.Name) and call.func.id == "paginate":
+        arg = call.args[1] if len(call.args) > 1 else None
+        assert isinstance(arg, ast.Constant), f"line {call.lineno}: paginate's operation literal"
+        return f"dynamodb:{arg.value}"
     if not isinstance(call.func, ast.Attribute):
         return None
     tail = _receiver_tail(call.func.value)
@@ -427,6 +436,9 @@ def test_the_call_finder_sees_the_known_calls() -> None:
     assert {"dynamodb:TransactWriteItems", "dynamodb:BatchWriteItem", "dynamodb:Query"} <= index
     assert "s3:PutObject" in {s.operation for s in call_sites("infra.archive")}
     assert "sqs:SendMessageBatch" in {s.operation for s in call_sites("infra.targets")}
+    queries = {s.operation for s in call_sites("infra.replay_queries")}
+    assert {"dynamodb:Query", "dynamodb:BatchGetItem"} <= queries  # through infra.dynamo
+    assert not call_sites("infra.dynamo")  # its calls are its callers'
     resources = {s.operation for s in call_sites("infra.resources")}
     assert {"dynamodb:DescribeTable", "s3:PutBucketVersioning", "sqs:CreateQueue"} <= resources
 
