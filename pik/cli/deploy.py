@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from infra.errors import KitError
 from pik.cli.common import commands, fail, load_settings, print_json
 
 __all__ = [
@@ -61,7 +62,7 @@ _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,100}$")
 _STREAM_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[a-zA-Z0-9_.-]+$")
 
 
-class DeployError(ValueError):
+class DeployError(KitError, ValueError):
     """A deployment request that cannot be turned into commands (the reason is the message)."""
 
 

@@ -55,7 +55,7 @@ def _request_id(request: Request) -> tuple[str, bool]:
     return (given, True) if REQUEST_ID.match(given) else (uuid.uuid4().hex, False)
 
 
-class BodyTimeout(Exception):
+class BodyTimeout(KitError):
     """The client did not send its whole body in time (answered 408, nothing was accepted)."""
 
 

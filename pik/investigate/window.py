@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
+from infra.errors import KitError
 from schemas.envelope import format_time, parse_time
 
 __all__ = [
@@ -25,7 +26,7 @@ _RELATIVE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-class WindowError(ValueError):
+class WindowError(KitError, ValueError):
     """A ``--since``/``--until`` that cannot be understood, or an empty window."""
 
 

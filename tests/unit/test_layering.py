@@ -133,16 +133,6 @@ def test_no_module_level_import_cycle() -> None:
     assert _cycles(graph) == []
 
 
-def test_no_import_cycle_even_through_function_local_imports() -> None:
-    """A function-local import is a cycle deferred, not avoided (the old ``pik.cli`` and its
-    ``cli_*`` modules were held together by 27 of them)."""
-    graph = {
-        module: {t for _, t in _imports(path, module_level=False)} - {module}
-        for module, path in MODULES.items()
-    }
-    assert _cycles(graph) == []
-
-
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if RANK[m.split(".")[0]] > 1))
 def test_nothing_above_infra_imports_the_aws_sdk(module: str) -> None:
     sdk = [
@@ -157,14 +147,9 @@ def test_nothing_above_infra_imports_the_aws_sdk(module: str) -> None:
 _SDK = {"boto3", "botocore"}
 
 
-# The CLI modules still import each other inside functions; issue 14 makes the CLI a package.
-_CLI_PENDING = "pik.cli"
-
-
 def test_no_import_cycle_even_through_function_local_or_type_checking_imports() -> None:
     graph = {
         module: {t for _, t in _imports(path, module_level=False, type_checking=True)} - {module}
         for module, path in MODULES.items()
     }
-    cycles = [c for c in _cycles(graph) if not all(m.startswith(_CLI_PENDING) for m in c)]
-    assert cycles == []
+    assert _cycles(graph) == []
