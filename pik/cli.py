@@ -28,7 +28,7 @@ from rich.text import Text
 from consumers.ingest import IngestResult
 from infra.errors import ConfigError, KitError, NotFound
 from pik import cli_audit, cli_deploy, cli_process, cli_replay, cli_schemas, cli_tap
-from pik.kit import build_kit
+from pik.kit import Kit, build_kit
 from pik.logs import configure_logging
 from pik.runtime import tune_collector
 from pik.settings import Settings, describe_errors
@@ -193,15 +193,21 @@ def listen_http(host: str, port: int) -> socket.socket:
 
 
 def serve_http(
-    settings: Settings, listener: socket.socket, health: HealthSource | None = None
+    settings: Settings,
+    listener: socket.socket,
+    health: HealthSource | None = None,
+    *,
+    kit: Kit | None = None,
 ) -> None:
     """Serve the HTTP API on ``listener`` (from ``listen_http``) until Ctrl-C; ``health``
-    adds the state of other components (``pik up``'s taps) to ``/healthz``."""
+    adds the state of other components (``pik up``'s taps) to ``/healthz``. With ``kit`` (the
+    one ``pik up``'s taps run on) the API shares its sink and metrics, so ``/metrics`` shows
+    every component of the process."""
     import uvicorn
 
     from pik.http import create_app
 
-    kit = build_kit(settings)
+    kit = kit or build_kit(settings)
     api = create_app(kit, health=health)
     host, port = listener.getsockname()[:2]
     config = uvicorn.Config(
@@ -269,7 +275,7 @@ def up(
             for binding in config.taps:
                 err.print(f"tap on {binding.stream_name}", highlight=False, markup=False)
             try:
-                serve_http(live, listener, taps)
+                serve_http(live, listener, taps, kit=kit)
             finally:
                 taps.stop()
     except ConfigError as exc:
