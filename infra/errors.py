@@ -3,7 +3,9 @@
 KitError
  ├── ConfigError          bad settings or config file (operator must fix)
  ├── BackendError         an AWS call failed after retries (retrying later may work)
- │    └── ResourceMissing a bucket, table, queue or stream does not exist (run bootstrap)
+ │    ├── ResourceMissing a bucket, table, queue or stream does not exist (run bootstrap)
+ │    └── Unsupported     the endpoint lacks the operation asked for (also a ConfigError:
+ │                        retrying cannot help, e.g. enhanced fan-out on moto)
  ├── NotFound             the thing asked for (event, replay, ...) does not exist
  └── Conflict             a write refused by what is stored (a schema it is incompatible with)
 """
@@ -27,6 +29,10 @@ class BackendError(KitError):
 
 
 class ResourceMissing(BackendError):
+    pass
+
+
+class Unsupported(BackendError, ConfigError):
     pass
 
 
