@@ -8,7 +8,9 @@ KitError
  │    └── CompatibilityError (schemas.compatibility) a schema or the modes file is unreadable
  ├── BackendError           an AWS call failed after retries (retrying later may work)
  │    ├── ResourceMissing   a bucket, table, queue or stream does not exist (run bootstrap)
- │    └── Throttled         AWS refused for rate (throughput, request limits, unprocessed items)
+ │    ├── Throttled         AWS refused for rate (throughput, request limits, unprocessed items)
+ │    └── Unsupported       the endpoint lacks the operation asked for (also a ConfigError:
+ │                          retrying cannot help, e.g. enhanced fan-out on moto)
  ├── NotFound               the thing asked for (event, replay, ...) does not exist
  └── Conflict               a write refused by what is stored (a schema it is incompatible with)
       ├── ConditionFailed   a conditional write found the stored item otherwise (``item``)
@@ -32,6 +34,7 @@ __all__ = [
     "ResourceMissing",
     "Throttled",
     "TransactionCanceled",
+    "Unsupported",
 ]
 
 
@@ -54,6 +57,10 @@ class ResourceMissing(BackendError):
 
 class Throttled(BackendError):
     pass
+
+
+class Unsupported(BackendError, ConfigError):
+    """The endpoint lacks the operation (retrying cannot help: a ConfigError too)."""
 
 
 class NotFound(KitError):

@@ -106,6 +106,13 @@ class Window:
             first += step
         return out
 
+    def partial_bucket(self, granularity: Granularity) -> datetime | None:
+        """Start of the unfinished bucket the window ends in (the current hour of a window that
+        ends now), when that bucket starts inside the window; None when the end is on a bucket
+        boundary."""
+        last = granularity.floor(self.end)
+        return last if self.start <= last < self.end else None
+
     def to_json(self) -> dict[str, str]:
         return {"since": iso(self.start), "until": iso(self.end)}
 
