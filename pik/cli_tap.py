@@ -61,7 +61,6 @@ def build_tap_worker(
 
     It reads with enhanced fan-out when ``fan_out`` is given or the binding says ``efo =
     true``, and by polling otherwise."""
-    registry = registry if registry is not None else kit.registry
     leases: LeaseStore = DynamoLeaseStore(kit.clients.dynamodb(), kit.names.leases_table)
     if kit.sink.dry_run:
         leases = DryRunLeaseStore(leases)
@@ -77,7 +76,11 @@ def build_tap_worker(
         port=BotoKinesis(kit.clients.kinesis()),
         leases=leases,
         sink=kit.sink,
-        decoder=RecordDecoder(binding, registry, max_event_bytes=kit.settings.max_event_bytes),
+        decoder=(
+            kit.decoder(binding)
+            if registry is None
+            else RecordDecoder(binding, registry, max_event_bytes=kit.settings.max_event_bytes)
+        ),
         clock=kit.clock,
         metrics=kit.metrics,
         options=opts,
