@@ -253,7 +253,9 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Print (or, with --run, run) the commands that build the functions and deploy the stack."""
+        from infra.errors import ConfigError
         from pik.cli import fail, load_settings, print_json
+        from pik.config import uses_glue_registry
 
         settings = load_settings()
         root = project_root()
@@ -268,6 +270,11 @@ def register(app: typer.Typer) -> None:
         }
         if config is not None:
             params["ConfigFile"] = config.name
+            try:  # an avro-glue binding: the tap's role may call glue:GetSchemaVersion
+                if uses_glue_registry(config):
+                    params["UseGlueSchemaRegistry"] = "true"
+            except ConfigError as exc:
+                fail(str(exc), 2)
         if alarm_topic_arn:
             params["AlarmTopicArn"] = alarm_topic_arn
         if params["ApiAuth"] == "TOKEN" and settings.api_token is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumers.tap.binding import TapBinding, binding_from_table, stream_name
+from consumers.tap.binding import Format, TapBinding, binding_from_table, stream_name
 from infra.errors import ConfigError
 
 TOP_LEVEL_KEYS = ("tap", "aggregate", "sources", "schemas")
@@ -76,3 +76,9 @@ def load_config(path: Path | None) -> KitConfig:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     config = parse_config(doc, str(path))
     return KitConfig(taps=config.taps, aggregates=config.aggregates, path=path)
+
+
+def uses_glue_registry(path: Path) -> bool:
+    """Whether the config file binds a stream as ``avro-glue`` (the deployed tap then needs
+    ``glue:GetSchemaVersion``)."""
+    return any(b.format is Format.AVRO_GLUE for b in load_config(path).taps)

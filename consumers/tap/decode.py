@@ -56,7 +56,8 @@ EPOCH_MILLIS_ABOVE = 100_000_000_000  # a number this large is epoch ms (year 51
 
 # Built by position on the hot path; the names are checked against the class at import.
 _new_submission = maker(
-    Submission, positional=("raw", "provenance", "parsed", "position", "schema_fingerprint")
+    Submission,
+    positional=("raw", "provenance", "parsed", "position", "schema_fingerprint", "schema_ref"),
 )
 
 _MISSING = object()
@@ -165,6 +166,7 @@ class RecordDecoder:
             parsed,
             f"{sequence}.{sub}",  # position: "<sequence>.<sub>", in archive file names
             entry.fingerprint if entry is not None else None,
+            entry.ref if entry is not None else None,
         )
 
     # -- one user record -----------------------------------------------------------------------
