@@ -161,6 +161,24 @@ class ConfluentSchemaSource:
             out.append((found.version, found.schema_id, found.schema.schema_str))
         return out
 
+    def compatibility(self, subject: str) -> str | None:
+        """The subject's compatibility level, else the registry's global one (None: unset)."""
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        for args in ((subject,), ()):
+            try:
+                level = self._client.get_compatibility(*args)
+            except SchemaRegistryError as exc:
+                if exc.http_status_code == HTTP_NOT_FOUND:
+                    continue
+                raise RegistryUnavailable(f"schema registry {self.url}: config: {exc}") from exc
+            except Exception as exc:
+                raise RegistryUnavailable(
+                    f"schema registry {self.url} unreachable: config: {type(exc).__name__}: {exc}"
+                ) from exc
+            return str(getattr(level, "value", level))
+        return None
+
     def _call(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
         from confluent_kafka.schema_registry.error import SchemaRegistryError
 
@@ -209,6 +227,37 @@ class GlueSchemaSource:
             if found is not None:  # a deleted version leaves a gap
                 out.append((number, found["SchemaVersionId"], found["SchemaDefinition"]))
         return out
+
+    def schema_names(self, registry: str) -> list[str]:
+        """Every schema of a Glue registry (``glue:ListSchemas``: ``pik schemas`` only)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            pages = self._glue.get_paginator("list_schemas").paginate(
+                RegistryId={"RegistryName": registry}
+            )
+            return sorted(s["SchemaName"] for page in pages for s in page.get("Schemas", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise RegistryUnavailable(
+                f"Glue Schema Registry: list schemas of {registry}: {exc}", service="glue"
+            ) from exc
+
+    def compatibility(self, registry: str, schema: str) -> str | None:
+        """A Glue schema's compatibility (``glue:GetSchema``: ``pik schemas`` only)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer = self._glue.get_schema(
+                SchemaId={"RegistryName": registry, "SchemaName": schema}
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == GLUE_NOT_FOUND:
+                raise ConfigError(f"Glue schema {registry}/{schema} does not exist") from exc
+            raise RegistryUnavailable(f"Glue Schema Registry: {exc}", service="glue") from exc
+        except BotoCoreError as exc:
+            raise RegistryUnavailable(f"Glue Schema Registry: {exc}", service="glue") from exc
+        level = answer.get("Compatibility")
+        return str(level) if level else None
 
     def _get(self, what: str, **kwargs: Any) -> dict[str, Any] | None:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -53,15 +53,6 @@ class Kit:
     def __post_init__(self) -> None:
         self.reader = ArchiveReader(self.archive)
 
-    def registry_credentials(self) -> RegistryCredentials:
-        s = self.settings
-        return RegistryCredentials(
-            user=s.registry_user,
-            password=s.registry_password.get_secret_value() if s.registry_password else None,
-            token=s.registry_token.get_secret_value() if s.registry_token else None,
-            logical_cluster=s.registry_logical_cluster,
-        )
-
     def remote_schemas(self, binding: TapBinding) -> RemoteSchemas[Any] | None:
         """The binding's remote registry with its cache, one per registry for the process (the
         folder's entries first), or None when the binding reads the folder alone."""
@@ -70,7 +61,7 @@ class Kit:
                 key: tuple[str, ...] = ("confluent", binding.registry_url)
                 if key not in self._remote:
                     url = binding.registry_url
-                    client = self.confluent_clients(url, self.registry_credentials())
+                    client = self.confluent_clients(url, registry_credentials(self.settings))
                     known = [(e.schema_id, e) for e in self.registry if e.schema_id is not None]
                     self._remote[key] = RemoteSchemas(ConfluentSchemaSource(client, url), known)
                 return self._remote[key]
@@ -92,6 +83,17 @@ class Kit:
 
     def bootstrap(self) -> Bootstrap:
         return Bootstrap(self.clients, self.names)
+
+
+def registry_credentials(settings: Settings) -> RegistryCredentials:
+    """A Confluent-compatible registry's credentials, from the settings (the environment)."""
+    s = settings
+    return RegistryCredentials(
+        user=s.registry_user,
+        password=s.registry_password.get_secret_value() if s.registry_password else None,
+        token=s.registry_token.get_secret_value() if s.registry_token else None,
+        logical_cluster=s.registry_logical_cluster,
+    )
 
 
 def build_kit(

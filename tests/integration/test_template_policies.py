@@ -144,6 +144,8 @@ NOT_CALLED: dict[str, dict[str, str]] = {
     },
     "pik.lambda_tap": {
         "infra.resources:Bootstrap": _BOOTSTRAP,
+        "infra.schema_registry:GlueSchemaSource.schema_names": "pik schemas check only",
+        "infra.schema_registry:GlueSchemaSource.compatibility": "pik schemas check only",
         "infra.archive:S3RawArchive.get_file": _READS,
         "infra.index:DynamoEventIndex.get": _READS,
         "infra.index:DynamoEventIndex._pages": _READS,
