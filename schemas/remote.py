@@ -72,6 +72,9 @@ class RemoteSchemas(Generic[K]):
         self._lock = threading.Lock()
         self._monotonic = monotonic
         self.lookups = 0  # remote calls made (for tests and the summary)
+        # The hot path's own lookup: ``dict.get`` of the kept entries, bound once; ``None``
+        # (a miss) is then asked of ``get``.
+        self.cached: Callable[[K], SchemaEntry | None] = self._entries.get
 
     def get(self, key: K) -> SchemaEntry | None:
         """The entry of ``key``, looked up on a miss; ``None`` when the registry lacks it (or

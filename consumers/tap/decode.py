@@ -90,8 +90,9 @@ class RecordDecoder:
         self.binding = binding
         self._registry = registry or SchemaRegistry()
         self._remote = remote
-        self._by_id: Callable[[int], SchemaEntry | None] = (
-            remote.get if remote is not None else self._registry.by_id
+        # A cache hit is one ``dict.get``; a miss (``None``) is asked of the remote registry.
+        self._cached: Callable[[Any], SchemaEntry | None] = (
+            remote.cached if remote is not None else self._registry.by_id
         )
         self._max_bytes = max_event_bytes
         self._envelope_mode = binding.envelope_mode
@@ -308,7 +309,9 @@ class RecordDecoder:
                 f"got {raw[:CONFLUENT_HEADER_BYTES].hex() or 'nothing'}",
             )
         schema_id = int.from_bytes(raw[1:CONFLUENT_HEADER_BYTES], "big")
-        entry = self._by_id(schema_id)
+        entry = self._cached(schema_id)
+        if entry is None and self._remote is not None:
+            entry = self._remote.get(schema_id)
         if entry is None:
             if self._remote is None:
                 where = "is not in the configured registry"
@@ -356,7 +359,9 @@ class RecordDecoder:
                 f"got {raw[:GLUE_HEADER_BYTES].hex() or 'nothing'}",
             )
         key = raw[2:GLUE_HEADER_BYTES]
-        entry = self._remote.get(key) if self._remote is not None else None
+        entry = self._cached(key)
+        if entry is None and self._remote is not None:
+            entry = self._remote.get(key)
         if entry is None:
             why = self._remote.why(key) if self._remote is not None else "no Glue client"
             return Rejection(
