@@ -13,7 +13,6 @@ import pytest
 
 from consumers.tap.binding import TapBinding, binding_from_table
 from infra.clock import FixedClock
-from pik.cli_tap import build_tap_worker
 from pik.kit import Kit, build_kit
 from pik.settings import Settings
 from tests.integration.test_tap import FAST, archived, create_stream, put
@@ -89,7 +88,7 @@ def test_plain_and_zlib_framed_records_are_accepted_byte_exact_with_their_glue_n
     put(glue_kit, stream, [("k", b) for b in plain + packed])
     binding = glue_binding(stream)
 
-    summary = build_tap_worker(glue_kit, binding, options=FAST).run(once=True).to_json()
+    summary = glue_kit.tap_worker(binding, options=FAST).run(once=True).to_json()
 
     assert (summary["accepted"], summary["rejected"]) == (20, 0)
     remote = glue_kit.remote_schemas(binding)
@@ -114,7 +113,7 @@ def test_unresolvable_and_broken_glue_records_keep_their_bytes_and_say_why(
     stream = create_stream(glue_kit, shards=1)
     put(glue_kit, stream, [("k", b) for b in (unknown, corrupt, confluent, bomb)])
 
-    build_tap_worker(glue_kit, glue_binding(stream), options=FAST).run(once=True)
+    glue_kit.tap_worker(glue_binding(stream), options=FAST).run(once=True)
 
     by_raw = {r.raw: r for r in archived(glue_kit)}
     assert by_raw[unknown].reason == "unknown_schema"

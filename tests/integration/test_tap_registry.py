@@ -13,7 +13,6 @@ from pydantic import SecretStr
 from consumers.tap.binding import TapBinding, binding_from_table
 from infra.clock import FixedClock
 from infra.schema_registry import RegistryUnavailable
-from pik.cli_tap import build_tap_worker
 from pik.kit import build_kit
 from pik.settings import Settings
 from schemas.registry import SchemaRegistry, encode_confluent
@@ -63,7 +62,7 @@ def test_the_tap_decodes_with_the_configured_registry(
         }
     )
 
-    summary = build_tap_worker(kit, binding, options=FAST).run(once=True).to_json()
+    summary = kit.tap_worker(binding, options=FAST).run(once=True).to_json()
 
     assert (summary["accepted"], summary["rejected"]) == (5, 0)
     records = archived(kit)
@@ -99,7 +98,7 @@ def test_records_from_confluents_own_serializer_are_accepted_byte_exact(
         }
     )
 
-    summary = build_tap_worker(kit, binding, options=FAST).run(once=True).to_json()
+    summary = kit.tap_worker(binding, options=FAST).run(once=True).to_json()
 
     assert (summary["accepted"], summary["rejected"]) == (20, 0)
     assert sorted(r.raw for r in archived(kit)) == sorted(b for b in bodies if b is not None)
@@ -146,7 +145,7 @@ def test_unknown_ids_are_resolved_from_the_registry_url_and_a_new_version_withou
     put(kit, stream, [("k", b) for b in first if b is not None])
     binding = confluent_binding(stream, "mock://shipping")
 
-    summary = build_tap_worker(kit, binding, options=FAST).run(once=True).to_json()
+    summary = kit.tap_worker(binding, options=FAST).run(once=True).to_json()
     assert (summary["accepted"], summary["rejected"]) == (10, 0)
 
     v2 = AvroSerializer(client, json.dumps(SHIPMENT_V2))  # the producer's new version: id 2
@@ -156,7 +155,7 @@ def test_unknown_ids_are_resolved_from_the_registry_url_and_a_new_version_withou
     ]
     assert all(b is not None and b[:5] == b"\x00\x00\x00\x00\x02" for b in second)
     put(kit, stream, [("k", b) for b in second if b is not None])
-    summary = build_tap_worker(kit, binding, options=FAST).run(once=True).to_json()
+    summary = kit.tap_worker(binding, options=FAST).run(once=True).to_json()
 
     assert (summary["accepted"], summary["rejected"]) == (10, 0)
     remote = kit.remote_schemas(binding)
@@ -181,9 +180,7 @@ def test_an_id_the_registry_lacks_is_rejected_naming_the_framing_and_the_id(
     body = b"\x00\x00\x00\x00\x63" + b"\x02x\x02y"  # schema id 99
     put(kit, stream, [("k", body)])
 
-    summary = build_tap_worker(kit, confluent_binding(stream, "mock://empty"), options=FAST).run(
-        once=True
-    )
+    summary = kit.tap_worker(confluent_binding(stream, "mock://empty"), options=FAST).run(once=True)
 
     assert summary.to_json()["reasons"] == {"unknown_schema": 1}
     (record,) = archived(kit)
@@ -217,7 +214,7 @@ def test_a_registry_that_is_down_holds_the_records_back_until_it_answers(
         ]
         put(kit, stream, [("k", b) for b in bodies])
 
-        summary = build_tap_worker(kit, confluent_binding(stream, registry.url), options=FAST).run(
+        summary = kit.tap_worker(confluent_binding(stream, registry.url), options=FAST).run(
             once=True
         )
 
@@ -244,11 +241,11 @@ def test_with_once_a_registry_down_throughout_fails_the_run_and_checkpoints_noth
         binding = confluent_binding(stream, registry.url)
 
         with pytest.raises(RegistryUnavailable, match="schema id 1"):
-            build_tap_worker(kit, binding, options=FAST).run(once=True)
+            kit.tap_worker(binding, options=FAST).run(once=True)
         assert archived(kit) == []  # not quarantined: not decided
 
         registry.fail_next = 0  # back up: the next run reads it from the same checkpoint
-        summary = build_tap_worker(kit, binding, options=FAST).run(once=True).to_json()
+        summary = kit.tap_worker(binding, options=FAST).run(once=True).to_json()
 
     assert (summary["accepted"], summary["rejected"]) == (1, 0)
     assert [r.raw for r in archived(kit)] == [body]

@@ -28,7 +28,7 @@ from consumers.tap.binding import TapBinding, stream_name
 from consumers.tap.decode import RecordDecoder, StreamRecord
 from infra.errors import KitError
 from infra.schema_registry import RegistryUnavailable
-from pik.config import KitConfig, load_config
+from pik.config import KitConfig
 from pik.kit import Kit, build_kit
 from pik.logs import configure_logging
 from pik.runtime import tune_collector
@@ -143,29 +143,24 @@ def handle_kinesis_event(
 
 
 @cache
-def _built() -> tuple[Kit, KitConfig, Callable[[TapBinding], RecordDecoder]]:
-    """The kit, the config and one decoder per binding (with its remote registry's cache) for
-    the Lambda environment's life."""
+def _built() -> Kit:
     settings = Settings()
     configure_logging(settings.log_level)
-    kit = build_kit(settings)
-    config = load_config(settings.config)
-    return kit, config, cache(kit.decoder)
+    return build_kit(settings)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Kinesis event source mapping (with ``FunctionResponseTypes: [ReportBatchItemFailures]``)."""
-    kit, config, decoders = _built()
-    metrics = kit.metrics
+    kit = _built()
     try:
         return handle_kinesis_event(
             event,
             sink=kit.sink,
-            config=config,
+            config=kit.config,
             registry=kit.registry,
             max_event_bytes=kit.settings.max_event_bytes,
-            decoders=decoders,
+            decoders=kit.decoder,  # the kit's remote registries' caches live as long as it
         )
     finally:
-        for doc in metrics.drain_emf():
+        for doc in kit.metrics.drain_emf():
             sys.stdout.write(json.dumps(doc) + "\n")
