@@ -95,7 +95,13 @@ ClientFactory = Callable[[dict[str, Any]], Any]
 
 def confluent_client(url: str, credentials: RegistryCredentials) -> Any:
     """confluent-kafka's client for ``url`` (``mock://...``: its in-process mock)."""
-    from confluent_kafka.schema_registry import SchemaRegistryClient
+    try:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+    except ImportError as exc:
+        raise ConfigError(
+            "registry_url needs confluent-kafka's registry client: "
+            "pip install 'confluent-kafka[schemaregistry]' (or the kit's [confluent] extra)"
+        ) from exc
 
     conf: dict[str, Any] = {"url": url}
     if not url.startswith("mock://"):
