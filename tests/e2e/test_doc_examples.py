@@ -125,6 +125,16 @@ EXAMPLES: dict[tuple[str, str], Run | Skip] = {
     ("docs/replay.md", "pik replays list                 # newest first"): SYNOPSIS,
     ("docs/replay.md", 'curl -X POST "$API_URL/replay"'): Run(expect=('"replay_id"',)),
     ("docs/schemas.md", "pik schemas list [--json]"): SYNOPSIS,
+    ("docs/schemas.md", "pik local --port 4566 & sleep 3"): Run(
+        expect=("20 accepted",),
+        drop=("pik local",),
+        because="the test's own pik up is the embedded AWS",
+    ),
+    ("docs/schemas.md", "export PIK_REGISTRY_USER=pik-tap"): Skip(
+        "needs a Confluent-compatible registry at a real URL (tests/integration/"
+        "test_tap_registry.py taps the same binding against confluent-kafka's mock:// one)"
+    ),
+    ("docs/schemas.md", "python - <<'EOF'"): Run(expect=("20 accepted",)),
     ("docs/schemas.md", "printf '[schemas]\\nregistry = \"registry\"\\n' > pik.toml"): Run(
         expect=("registered demo/heartbeat v2", '"reason":"schema_mismatch"', "demo/heartbeat/v2")
     ),
