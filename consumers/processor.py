@@ -285,7 +285,8 @@ class Processor:
     def _add_named(self, key: WindowKey, state: WindowState, messages: list[ReplayMessage]) -> bool:
         """Add the events messages name that the window state lacks (indexed since it was read):
         one GetItem each, never a window read. True if any became an input."""
-        unknown = sorted({m.event_id for m in messages} - state.events.keys() - state.outside)
+        named = {m.event_id for m in messages}
+        unknown = sorted(e for e in named if e not in state.events and e not in state.outside)
         added = False
         for event_id in unknown:
             item = self._index.get(event_id)
