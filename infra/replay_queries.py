@@ -16,12 +16,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.errors import BackendError, ResourceMissing
+from infra.dynamo import batch_get, paginate
 from infra.index import (
     AFTER_ANY_SUFFIX,
-    BATCH_GET_MAX_KEYS,
     INDEX_BY_INGEST_DAY,
     OCCURRENCE_PREFIX,
     MemoryEventIndex,
@@ -30,8 +28,6 @@ from infra.index import (
 )
 
 __all__ = ["DynamoReplayQueries", "MemoryReplayQueries", "ReplayQueries"]
-
-MAX_UNPROCESSED_RETRIES = 8
 
 
 class ReplayQueries(Protocol):
@@ -71,40 +67,15 @@ class DynamoReplayQueries:
     def _load(self, raw: dict[str, Any]) -> dict[str, Any]:
         return {k: plain(self._de.deserialize(v)) for k, v in raw.items()}
 
-    def _fail(self, what: str, exc: Exception) -> BackendError:
-        if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ResourceNotFoundException":
-                return ResourceMissing(
-                    f"table {self.table} does not exist (run `pik bootstrap`)", service="dynamodb"
-                )
-            return BackendError(f"DynamoDB {what} on {self.table}: {code}", code=code)
-        return BackendError(f"DynamoDB {what} on {self.table}: {exc}", service="dynamodb")
-
     def occurrence_items(
         self, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, Any]]:
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        unique = sorted(set(keys))
-        for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
-            request: list[dict[str, Any]] = [
-                {"event_id": {"S": e}, "item": {"S": OCCURRENCE_PREFIX + o}}
-                for e, o in unique[start : start + BATCH_GET_MAX_KEYS]
-            ]
-            attempt = 0
-            while request:
-                try:
-                    out = self._ddb.batch_get_item(RequestItems={self.table: {"Keys": request}})
-                except (ClientError, BotoCoreError) as exc:
-                    raise self._fail("BatchGetItem", exc) from exc
-                for raw in out.get("Responses", {}).get(self.table, []):
-                    item = self._load(raw)
-                    found[(item["event_id"], item["occurrence_id"])] = item
-                request = out.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
-                attempt += 1
-                if request and attempt > MAX_UNPROCESSED_RETRIES:
-                    raise BackendError(f"DynamoDB BatchGetItem on {self.table}: throttled")
-        return found
+        request = [
+            {"event_id": {"S": e}, "item": {"S": OCCURRENCE_PREFIX + o}}
+            for e, o in sorted(set(keys))
+        ]
+        items = (self._load(raw) for raw in batch_get(self._ddb, self.table, request))
+        return {(item["event_id"], item["occurrence_id"]): item for item in items}
 
     def deliveries(
         self,
@@ -135,7 +106,6 @@ class DynamoReplayQueries:
                 values[f":{attr}"] = {"S": value}
                 clauses.append(f"#{attr} = :{attr}")
         kwargs: dict[str, Any] = {
-            "TableName": self.table,
             "IndexName": INDEX_BY_INGEST_DAY,
             "KeyConditionExpression": "#pk = :pk AND occ_key BETWEEN :low AND :high",
             "FilterExpression": " AND ".join(clauses),
@@ -143,19 +113,9 @@ class DynamoReplayQueries:
             "ExpressionAttributeValues": values,
             "Limit": page_size,
         }
-        start: dict[str, Any] | None = None
-        while True:
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            try:
-                out = self._ddb.query(**kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail("Query", exc) from exc
-            items = [self._load(raw) for raw in out.get("Items", [])]
-            yield QueryPage(items, int(out.get("ScannedCount", len(items))))
-            start = out.get("LastEvaluatedKey")
-            if not start:
-                return
+        for page in paginate(self._ddb, "Query", self.table, **kwargs):
+            items = [self._load(raw) for raw in page.get("Items", [])]
+            yield QueryPage(items, int(page.get("ScannedCount", len(items))))
 
 
 class MemoryReplayQueries:

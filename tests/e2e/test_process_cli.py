@@ -22,7 +22,6 @@ from consumers.ingest import Submission
 from infra.aws import AwsClients, AwsConfig
 from infra.resources import REPLAY_VISIBILITY_TIMEOUT_S
 from pik.kit import Kit
-from pik.processing import aggregates
 from pik.settings import Settings
 from schemas.codec import Provenance
 from schemas.envelope import parse_body
@@ -63,7 +62,7 @@ def receives_asked(
         return AwsClients(config, on_client=watch, environ={})
 
     monkeypatch.setattr(pik.kit, "AwsClients", clients)
-    monkeypatch.setattr("pik.cli.configure_logging", lambda *_: None)
+    monkeypatch.setattr("pik.cli.common.configure_logging", lambda *_: None)
     monkeypatch.setattr(signal, "signal", lambda *_: None)  # the command's Ctrl-C handler
     for key in [k for k in os.environ if k.startswith(("AWS_", "PIK_", "DRY_RUN"))]:
         monkeypatch.delenv(key)
@@ -188,7 +187,7 @@ def test_ctrl_c_stops_within_two_seconds_busy_or_idle_and_loses_no_message(
     assert idle.returncode == 0
     assert idle_s < 2.0, f"idle: stopped {idle_s:.1f} s after Ctrl-C"
     assert len(lines) == 1 and lines[0].startswith(f"{visible} messages in "), lines  # piped
-    [count] = [v for v in aggregates(kit).versions("user_0") if v.metric == "daily_event_count"][
+    [count] = [v for v in kit.aggregates().versions("user_0") if v.metric == "daily_event_count"][
         -1:
     ]
     assert count.value == events // 4
