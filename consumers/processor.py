@@ -160,8 +160,9 @@ class BatchOutcome:
         }
 
 
-class _Stopped(Exception):
-    """The processor was asked to stop in the middle of a window (its messages are released)."""
+class _Stopped(KitError):
+    """The processor was asked to stop in the middle of a window (its messages are released);
+    never escapes ``Processor.process``."""
 
 
 def input_hash(definition: AggregateDefinition, event_ids: Iterable[str]) -> str:
