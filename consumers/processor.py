@@ -1,10 +1,16 @@
 """The opt-in processor: deterministic, versioned aggregates from replayed events.
 
-For every (entity, day) a batch of replay messages touches, the aggregate is recomputed from
-*all* accepted events of that day in the index and the archive — not from the batch — so the
-value is the same whatever order or grouping the messages came in. A new version is written only
-when the input hash changes; each version keeps its inputs, its predecessor and the replay that
-caused it, so "why did this number change?" is answered by diffing two versions.
+For every (entity, day) replay messages touch, the aggregate is computed from *all* accepted
+events of that day in the index and the archive — not from the batch — so the value is the same
+whatever order or grouping the messages came in. A new version is written only when the input
+hash changes; each version keeps its inputs, its predecessor and the replay that caused it, so
+"why did this number change?" is answered by diffing two versions.
+
+Work is coalesced per window, not repeated per message: the messages of a batch are grouped by
+window, and a window is read whole from the index once per replay (``processor_windows``). A
+later message of that replay whose event is already an input costs nothing; one naming an event
+indexed since costs one GetItem. The payloads a metric needs are read from the archive only when
+its input hash changed. So the reads per message do not grow with the window's size.
 
 A message that cannot be handled (not a replay message, its archived record is missing) is
 reported as failed — it goes back to the queue and, after its receives, to the dead-letter
@@ -23,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from consumers.processor_windows import WindowCache, WindowEvent, WindowKey, WindowState
 from infra.aggregates import Aggregates, AggregateVersion, VersionTaken
 from infra.archive import ArchivePointer, ArchiveReader, RawArchive
 from infra.clock import Clock
@@ -46,6 +53,9 @@ WINDOW_ATTRIBUTES = (
     "archive_key",
     "archive_position",
 )
+# A window's Query asks for this many items a page: DynamoDB ends a page at 1 MB read (before
+# the projection) anyway, so a busy entity-day takes as few round trips as it can.
+WINDOW_PAGE_ITEMS = 10_000
 FILE_CACHE = 256  # decoded archive files kept (immutable, so never stale)
 
 
@@ -67,8 +77,11 @@ class AggregateDefinition:
             raise ValueError(f"aggregate {self.name}: sum/min/max need a field, count takes none")
 
     def applies_to(self, item: dict[str, Any]) -> bool:
-        return (self.source is None or item.get("source") == self.source) and (
-            self.event_type is None or item.get("event_type") == self.event_type
+        return self.matches(item.get("source"), item.get("event_type"))
+
+    def matches(self, source: str | None, event_type: str | None) -> bool:
+        return (self.source is None or source == self.source) and (
+            self.event_type is None or event_type == self.event_type
         )
 
     def compute(self, payloads: Sequence[dict[str, Any]]) -> float | None:
@@ -135,6 +148,9 @@ class BatchOutcome:
     failed: dict[str, str] = field(default_factory=dict)  # message id → reason
     written: list[AggregateVersion] = field(default_factory=list)
     unchanged: int = 0
+    released: list[str] = field(default_factory=list)  # not handled: the processor was stopped
+    windows_recomputed: int = 0  # windows whose input hashes were computed again
+    window_reads: int = 0  # full reads of a window from the index
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -144,12 +160,24 @@ class BatchOutcome:
         }
 
 
+class _Stopped(KitError):
+    """The processor was asked to stop in the middle of a window (its messages are released);
+    never escapes ``Processor.process``."""
+
+
 def input_hash(definition: AggregateDefinition, event_ids: Iterable[str]) -> str:
     doc = [ALGORITHM_VERSION, definition.to_json(), sorted(event_ids)]
     return hashlib.sha256(canonical_json(doc).encode()).hexdigest()
 
 
+def _never() -> bool:
+    return False
+
+
 class Processor:
+    """Recomputes the windows replay messages touch; remembers them (``WindowCache``) so that
+    later messages of the same replay for a window cost no window read."""
+
     def __init__(
         self,
         index: EventIndex,
@@ -160,6 +188,7 @@ class Processor:
         *,
         definitions: Sequence[AggregateDefinition] = DEFAULT_DEFINITIONS,
         dry_run: bool = False,
+        windows: WindowCache | None = None,
     ) -> None:
         self._index = index
         self._archive = archive
@@ -170,29 +199,44 @@ class Processor:
         self.dry_run = dry_run
         # Archive files are immutable, so decoded files stay valid across batches.
         self._reader = ArchiveReader(archive, cached_files=FILE_CACHE)
+        self._windows = windows if windows is not None else WindowCache()
+        # Only sum/min/max read payloads, and only these fields of them.
+        self._fields = sorted({d.field for d in self.definitions if d.field is not None})
 
-    def process(self, messages: Sequence[tuple[str, str]]) -> BatchOutcome:
-        """Handle one batch of (message id, body); failures are reported per message."""
+    def process(
+        self, messages: Sequence[tuple[str, str]], *, should_stop: Callable[[], bool] = _never
+    ) -> BatchOutcome:
+        """Handle one batch of (message id, body); failures are reported per message. Once
+        ``should_stop()`` is true, the messages not yet handled are ``released``."""
         outcome = BatchOutcome()
-        reader = self._reader
-        windows: dict[tuple[str, str], list[ReplayMessage]] = defaultdict(list)
+        windows: dict[WindowKey, list[ReplayMessage]] = defaultdict(list)
         self._metrics.incr("ProcessorMessageCount", len(messages))
-        for message_id, body in messages:
+        for n, (message_id, body) in enumerate(messages):
+            if should_stop():
+                outcome.released.extend(mid for mid, _ in messages[n:])
+                break
             try:
                 message = parse_message(message_id, body)
-                record = reader.read(message.pointer)
+                record = self._reader.read(message.pointer)
                 if record.event_id != message.event_id:
                     raise ValueError(f"archive record at {message.pointer.key} is another event")
             except (ValueError, NotFound) as exc:
                 self._fail(outcome, message_id, str(exc))
                 continue
             windows[(message.entity_id, message.day)].append(message)
-        for (entity_id, day), members in sorted(windows.items()):
+        for key, members in sorted(windows.items()):
+            if should_stop():
+                outcome.released.extend(m.message_id for m in members)
+                continue
             try:
-                self._recompute(entity_id, day, members, reader, outcome)
+                self._handle(key, members, outcome, should_stop)
+            except _Stopped:
+                self._windows.drop(key)
+                outcome.released.extend(m.message_id for m in members)
             except (KitError, ValueError) as exc:
+                self._windows.drop(key)  # read again from scratch next time
                 for m in members:
-                    self._fail(outcome, m.message_id, f"window {entity_id} {day}: {exc}")
+                    self._fail(outcome, m.message_id, f"window {key[0]} {key[1]}: {exc}")
         return outcome
 
     def _fail(self, outcome: BatchOutcome, message_id: str, reason: str) -> None:
@@ -200,89 +244,153 @@ class Processor:
         self._metrics.incr("ProcessorErrorCount")
         log.error("replay message failed", extra={"message_id": message_id, "reason": reason})
 
-    def _recompute(
+    def _handle(
         self,
-        entity_id: str,
-        day: str,
+        key: WindowKey,
         messages: list[ReplayMessage],
-        reader: ArchiveReader,
         outcome: BatchOutcome,
+        should_stop: Callable[[], bool],
     ) -> None:
-        items = self._window(entity_id, day)
-        replay_ids = sorted({m.replay_id for m in messages if m.replay_id})
-        cause = replay_ids[0] if replay_ids else None
-        payloads: dict[str, dict[str, Any]] = {}
-
-        def values_of(chosen: list[str]) -> list[dict[str, Any]]:
-            # The archive is read only for a window whose input hash changed.
-            if not payloads:
-                payloads.update(self._payloads(items, reader))
-            return [payloads[e] for e in chosen]
-
+        replays = {m.replay_id for m in messages}
+        state = self._windows.get(key)
+        if state is None or not replays <= state.replays:
+            # The window's first message of this replay: read it whole from the index.
+            known = state.replays if state is not None else set()
+            state = self._read(key, replays | known, state, should_stop, outcome)
+            changed = True
+        else:
+            changed = self._add_named(key, state, messages)
+        self._windows.put(key, state)
+        if not changed:  # every event named is already an input (or known not to be one)
+            outcome.unchanged += len(self.definitions)
+            self._metrics.incr("AggregateVersionsUnchanged", len(self.definitions))
+            return
+        outcome.windows_recomputed += 1
+        ids = sorted(r for r in replays if r)
+        cause = ids[0] if ids else None
         for definition in self.definitions:
-            for _ in range(MAX_VERSION_RACES):
-                chosen = sorted(i["event_id"] for i in items if definition.applies_to(i))
+            self._settle(key, state, definition, cause, outcome, should_stop)
 
-                def value(d: AggregateDefinition = definition, c: list[str] = chosen) -> Any:
-                    return d.compute(values_of(c))
-
-                if self._write(entity_id, day, definition, chosen, value, cause, outcome):
-                    break
-                # Another processor took the version number between our read and our write: its
-                # inputs may be newer or older than ours, so read the window again and write
-                # only if that differs from what it wrote (never our old inputs as the next one).
-                items = self._window(entity_id, day)
-                payloads.clear()
-            else:
-                raise KitError(
-                    f"aggregate {entity_id} {day} {definition.name}: too many racing writers"
-                )
-
-    def _window(self, entity_id: str, day: str) -> list[dict[str, Any]]:
-        """All accepted events of (entity, day), as the index has them."""
-        start = parse_time(f"{day}T00:00:00Z")
-        selection = Selection(start=start, end=start + timedelta(days=1), entity_id=entity_id)
-        pages = self._index.select(selection, page_size=1000, attributes=WINDOW_ATTRIBUTES)
-        return [item for page in pages for item in page.items]
-
-    def _payloads(
-        self, items: list[dict[str, Any]], reader: ArchiveReader
-    ) -> dict[str, dict[str, Any]]:
-        """The archived payloads of ``items``: one S3 read per archive file (the reader keeps
-        decoded files)."""
-        payloads: dict[str, dict[str, Any]] = {}
-        for item in items:
-            pointer = ArchivePointer(
-                item["archive_bucket"], item["archive_key"], int(item["archive_position"])
-            )
-            record = reader.read(pointer)
-            payloads[item["event_id"]] = json.loads(record.payload or "{}")
-        return payloads
-
-    def _write(
+    def _read(
         self,
-        entity_id: str,
-        day: str,
+        key: WindowKey,
+        replays: set[str | None],
+        before: WindowState | None,
+        should_stop: Callable[[], bool],
+        outcome: BatchOutcome,
+    ) -> WindowState:
+        """The window as the index has it now, with each metric's latest version."""
+        events = self._window(key, should_stop)
+        outcome.window_reads += 1
+        latest = {d.name: self._aggregates.latest(key[0], key[1], d.name) for d in self.definitions}
+        fields = {} if before is None else before.fields  # payloads never change
+        return WindowState(replays, events, latest, fields=fields)
+
+    def _add_named(self, key: WindowKey, state: WindowState, messages: list[ReplayMessage]) -> bool:
+        """Add the events messages name that the window state lacks (indexed since it was read):
+        one GetItem each, never a window read. True if any became an input."""
+        named = {m.event_id for m in messages}
+        unknown = sorted(e for e in named if e not in state.events and e not in state.outside)
+        added = False
+        for event_id in unknown:
+            item = self._index.get(event_id)
+            if item is not None and _in_window(item, key):
+                state.events[event_id] = WindowEvent.from_item(item)
+                added = True
+            else:  # rejected, or another window's: not an input here
+                state.outside.add(event_id)
+        return added
+
+    def _window(self, key: WindowKey, should_stop: Callable[[], bool]) -> dict[str, WindowEvent]:
+        """All accepted events of (entity, day), as the index has them."""
+        start = parse_time(f"{key[1]}T00:00:00Z")
+        selection = Selection(start=start, end=start + timedelta(days=1), entity_id=key[0])
+        events: dict[str, WindowEvent] = {}
+        for page in self._index.select(
+            selection, page_size=WINDOW_PAGE_ITEMS, attributes=WINDOW_ATTRIBUTES
+        ):
+            if should_stop():
+                raise _Stopped
+            for item in page.items:
+                events[str(item["event_id"])] = WindowEvent.from_item(item)
+        return events
+
+    def _settle(
+        self,
+        key: WindowKey,
+        state: WindowState,
         definition: AggregateDefinition,
-        event_ids: list[str],
-        value: Callable[[], float | None],
         cause: str | None,
         outcome: BatchOutcome,
-    ) -> bool:
-        """Write the next version unless the latest has these inputs; False if another writer
-        took that version number first (the caller recomputes the window and tries again)."""
-        digest = input_hash(definition, event_ids)
-        latest = self._aggregates.latest(entity_id, day, definition.name)
-        if latest is not None and latest.input_hash == digest:
-            outcome.unchanged += 1
-            self._metrics.incr("AggregateVersionsUnchanged")
-            return True
-        version = AggregateVersion(
-            entity_id=entity_id,
-            day=day,
+        should_stop: Callable[[], bool],
+    ) -> None:
+        """Write the metric's next version unless its latest has these inputs."""
+        for _ in range(MAX_VERSION_RACES):
+            chosen = sorted(
+                e for e, ev in state.events.items() if definition.matches(ev.source, ev.event_type)
+            )
+            digest = input_hash(definition, chosen)
+            latest = state.latest.get(definition.name)
+            if latest is not None and latest.input_hash == digest:
+                outcome.unchanged += 1
+                self._metrics.incr("AggregateVersionsUnchanged")
+                return
+            # The archive is read only for a window whose input hash changed.
+            value = definition.compute(self._payloads(state, chosen, should_stop))
+            version = self._version(key, definition, chosen, digest, value, cause, latest)
+            if self.dry_run:
+                log.info("dry run: would write aggregate version", extra=version.to_json())
+            else:
+                try:
+                    self._aggregates.put(version)
+                except VersionTaken:  # another processor wrote this version number first
+                    # Its inputs may be newer or older than ours: read the window again and
+                    # write only if that differs from what it wrote (never our old inputs).
+                    self._metrics.incr("AggregateVersionRaces")
+                    state.events = self._window(key, should_stop)
+                    outcome.window_reads += 1
+                    state.latest[definition.name] = self._aggregates.latest(
+                        key[0], key[1], definition.name
+                    )
+                    continue
+                self._metrics.incr("AggregateVersionsWritten")
+            outcome.written.append(version)
+            state.latest[definition.name] = version  # a dry run counts each change once too
+            return
+        raise KitError(f"aggregate {key[0]} {key[1]} {definition.name}: too many racing writers")
+
+    def _payloads(
+        self, state: WindowState, chosen: list[str], should_stop: Callable[[], bool]
+    ) -> list[dict[str, Any]]:
+        """The payload fields the definitions use, for ``chosen``: read from the archive once
+        per event (one S3 read per archive file; the reader keeps decoded files)."""
+        if not self._fields:
+            return [{} for _ in chosen]  # counts need no payload
+        for event_id in chosen:
+            if event_id in state.fields:
+                continue
+            if should_stop():
+                raise _Stopped
+            payload = json.loads(self._reader.read(state.events[event_id].pointer).payload or "{}")
+            state.fields[event_id] = {f: payload[f] for f in self._fields if f in payload}
+        return [state.fields[e] for e in chosen]
+
+    def _version(
+        self,
+        key: WindowKey,
+        definition: AggregateDefinition,
+        event_ids: list[str],
+        digest: str,
+        value: float | None,
+        cause: str | None,
+        latest: AggregateVersion | None,
+    ) -> AggregateVersion:
+        return AggregateVersion(
+            entity_id=key[0],
+            day=key[1],
             metric=definition.name,
             version=(latest.version + 1) if latest else 1,
-            value=value(),
+            value=value,
             input_hash=digest,
             input_count=len(event_ids),
             sample_event_ids=event_ids[:SAMPLE_SIZE],
@@ -293,18 +401,12 @@ class Processor:
             previous_value=latest.value if latest else None,
             input_event_ids=event_ids,
         )
-        if self.dry_run:
-            outcome.written.append(version)
-            log.info("dry run: would write aggregate version", extra=version.to_json())
-            return True
-        try:
-            self._aggregates.put(version)
-        except VersionTaken:  # another processor wrote this version number first
-            self._metrics.incr("AggregateVersionRaces")
-            return False
-        outcome.written.append(version)
-        self._metrics.incr("AggregateVersionsWritten")
-        return True
+
+
+def _in_window(item: dict[str, Any], key: WindowKey) -> bool:
+    """Whether an identity item from the index is one of (entity, day)'s events."""
+    event_time = str(item.get("event_time") or item.get("time_key") or "")
+    return item.get("entity_id") == key[0] and event_time[:10] == key[1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from infra.queue import SQS_MAX_BATCH, WorkQueue
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WAIT_S = 20
+DEFAULT_WAIT_S = 1  # long polls this short let a stop (Ctrl-C) be honoured within a second
 DRAIN_WAIT_S = 1
 MAX_RETRY_DELAY_S = 300
 
@@ -53,10 +54,16 @@ class LoopSummary:
     unchanged: int = 0
     failures: dict[str, str] = field(default_factory=dict)
     written: list[dict[str, Any]] = field(default_factory=list)
+    released: int = 0  # handed back unhandled when stopped
+    windows_recomputed: int = 0
+    window_reads: int = 0
 
     def add(self, size: int, outcome: BatchOutcome) -> None:
         self.batches += 1
-        self.messages += size
+        self.messages += size - len(outcome.released)
+        self.released += len(outcome.released)
+        self.windows_recomputed += outcome.windows_recomputed
+        self.window_reads += outcome.window_reads
         self.failed += len(outcome.failed)
         self.versions_written += len(outcome.written)
         self.unchanged += outcome.unchanged
@@ -83,15 +90,17 @@ def run_queue(
     stop: threading.Event | None = None,
     wait_s: int = DEFAULT_WAIT_S,
     retry_base_s: float = 5.0,
+    on_batch: Callable[[LoopSummary], None] | None = None,
 ) -> LoopSummary:
     """Consume until stopped; with ``once``, until a short poll finds the queue empty.
+    ``on_batch`` sees the running summary after every batch (a progress display).
 
     Raises ``DryRunRefused`` for a dry-run processor, before any receive."""
     if processor.dry_run:
         raise DryRunRefused(DRY_RUN_REFUSAL)
     summary = LoopSummary()
     stop = stop or threading.Event()
-    _loop(processor, queue, once, stop, wait_s, retry_base_s, summary)
+    _loop(processor, queue, once, stop, wait_s, retry_base_s, summary, on_batch)
     return summary
 
 
@@ -103,17 +112,25 @@ def _loop(
     wait_s: int,
     retry_base_s: float,
     summary: LoopSummary,
+    on_batch: Callable[[LoopSummary], None] | None,
 ) -> None:
     while not stop.is_set():
-        batch = queue.receive(SQS_MAX_BATCH, DRAIN_WAIT_S if once else wait_s)
+        batch = queue.receive(SQS_MAX_BATCH, min(wait_s, DRAIN_WAIT_S) if once else wait_s)
         if not batch:
             if once:
                 break
             continue
-        outcome = processor.process([(m.message_id, m.body) for m in batch])
-        done = [m for m in batch if m.message_id not in outcome.failed]
+        outcome = processor.process(
+            [(m.message_id, m.body) for m in batch], should_stop=stop.is_set
+        )
+        released = set(outcome.released)
+        done = [m for m in batch if m.message_id not in outcome.failed.keys() | released]
         failed = [m for m in batch if m.message_id in outcome.failed]
         queue.delete(done)
         for message in failed:
             queue.retry_later([message], retry_delay(message.receive_count, retry_base_s))
+        if released:  # stopped mid-batch: visible again now, for the next processor
+            queue.retry_later([m for m in batch if m.message_id in released], 0)
         summary.add(len(batch), outcome)
+        if on_batch is not None:
+            on_batch(summary)

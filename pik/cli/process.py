@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from consumers.processor import diff_versions
-from consumers.processor_loop import DryRunRefused, run_queue
+from consumers.processor_loop import DEFAULT_WAIT_S, DryRunRefused, LoopSummary, run_queue
 from infra.aggregates import AggregateVersion
 from infra.errors import KitError
 from infra.queue import SQS_MAX_VISIBILITY_S
@@ -28,7 +32,15 @@ def process(
     queue_url: Annotated[
         str | None, typer.Option("--queue-url", help="Another queue than the replay queue.")
     ] = None,
-    wait: Annotated[int, typer.Option(min=1, max=20, help="Long-poll seconds.")] = 20,
+    wait: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=20,
+            help="Long-poll seconds per receive. Ctrl-C is honoured between receives, so it "
+            "stops within this long (plus a second); longer polls make fewer idle requests.",
+        ),
+    ] = DEFAULT_WAIT_S,
     visibility_timeout: Annotated[
         int,
         typer.Option(
@@ -44,20 +56,26 @@ def process(
 ) -> None:
     """Consume replay messages and write versioned aggregates (off unless you run it).
 
-    For each (entity, day) a batch touches, the aggregate is recomputed from all of that day's
-    accepted events; a version is written only when its inputs changed. DRY_RUN=true refuses
-    (exit 3) without receiving anything: a receive counts toward the queue's maxReceiveCount.
+    For each (entity, day) the messages touch, the aggregate is recomputed from all of that
+    day's accepted events, once per replay; a version is written only when its inputs changed.
+    Progress shows on a terminal; a summary line at the end. Ctrl-C stops within about a
+    second, handing unhandled messages back to the queue. DRY_RUN=true refuses (exit 3) without
+    receiving anything: a receive counts toward the queue's maxReceiveCount.
     """
     kit = open_kit()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    started = time.monotonic()
     try:
         processor = kit.processor()
         queue = kit.replay_queue(queue_url, visibility_timeout_s=visibility_timeout)
         if not once:
             err.print(f"processing {queue.url} (Ctrl-C stops)", highlight=False)
-        summary = run_queue(processor, queue, once=once, stop=stop, wait_s=wait)
+        with _Progress(err, enabled=not as_json and err.is_terminal) as progress:
+            summary = run_queue(
+                processor, queue, once=once, stop=stop, wait_s=wait, on_batch=progress.update
+            )
     except DryRunRefused as exc:
         fail(str(exc), 3)
     except KitError as exc:
@@ -65,19 +83,73 @@ def process(
     if as_json:
         print_json({**summary.to_json(), "dry_run": processor.dry_run})
         return
+    seconds = time.monotonic() - started
     verb = "would write" if processor.dry_run else "wrote"
-    out.print(
+    out.print(_summary_line(summary, verb, seconds), highlight=False)
+    _listed(out, [f"  failed {m}: {r}" for m, r in summary.failures.items()], "failures")
+    if out.is_terminal:  # piped: the summary line (and failures); --json has every version
+        _listed(
+            out,
+            [
+                f"  {verb} {v['entity_id']} {v['day']} {v['metric']} v{v['version']} = "
+                f"{v['value']} ({v['input_count']} events)"
+                for v in summary.written
+            ],
+            "versions",
+        )
+
+
+LISTED_LINES = 20
+
+
+def _listed(console: Console, lines: list[str], what: str) -> None:
+    for line in lines[:LISTED_LINES]:
+        console.print(line, highlight=False, markup=False)
+    if len(lines) > LISTED_LINES:
+        console.print(f"  … and {len(lines) - LISTED_LINES} more {what} (--json lists all)")
+
+
+def _summary_line(summary: LoopSummary, verb: str, seconds: float) -> str:
+    rate = summary.messages / seconds if seconds > 0 else 0.0
+    line = (
         f"{summary.messages} messages in {summary.batches} batches: {verb} "
         f"{summary.versions_written} versions, {summary.unchanged} unchanged, "
-        f"{summary.failed} failed"
+        f"{summary.failed} failed; {summary.windows_recomputed} windows recomputed in "
+        f"{seconds:.1f} s ({rate:.1f} msg/s)"
     )
-    for message_id, reason in summary.failures.items():
-        out.print(f"  failed {message_id}: {reason}", highlight=False)
-    for version in summary.written:
-        out.print(
-            f"  {verb} {version['entity_id']} {version['day']} {version['metric']} "
-            f"v{version['version']} = {version['value']} ({version['input_count']} events)",
-            highlight=False,
+    if summary.released:
+        line += f"; {summary.released} handed back to the queue on stop"
+    return line
+
+
+class _Progress:
+    """One live line on a terminal: messages, windows recomputed, versions written, rate."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self._started = time.monotonic()
+        self._summary = LoopSummary()
+        self._live = Live(self, console=console, transient=True) if enabled else None
+
+    def __enter__(self) -> _Progress:
+        if self._live is not None:
+            self._live.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def update(self, summary: LoopSummary) -> None:
+        self._summary = summary
+
+    def __rich__(self) -> Text:  # rendered again at every refresh: the rate stays current
+        s = self._summary
+        seconds = time.monotonic() - self._started
+        rate = s.messages / seconds if seconds > 0 else 0.0
+        return Text(
+            f"processing: {s.messages:,} messages, {s.windows_recomputed:,} windows recomputed, "
+            f"{s.versions_written:,} versions written, {s.failed:,} failed, {rate:,.1f} msg/s, "
+            f"{seconds:,.0f} s"
         )
 
 
