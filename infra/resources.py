@@ -15,14 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.aws import AwsClients
 from infra.errors import BackendError
-from infra.index import (
-    INDEX_BY_ENTITY,
-    INDEX_BY_INGEST_DAY,
-    INDEX_BY_LAG,
-    INDEX_BY_SOURCE_DAY,
-    INDEX_BY_SOURCE_TYPE_DAY,
-    INDEX_BY_TYPE_DAY,
-)
+from infra.index_layout import gsi_specs
 
 REPLAY_VISIBILITY_TIMEOUT_S = 120
 REPLAY_MAX_RECEIVES = 5
@@ -65,30 +58,13 @@ def table_specs(names: ResourceNames) -> list[dict[str, Any]]:
             schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
         return schema
 
+    index_attrs, index_specs = gsi_specs()
     return [
         {
             "TableName": names.events_table,
             "KeySchema": keys("event_id", "item"),
-            "AttributeDefinitions": attrs(
-                event_id="S",
-                item="S",
-                entity_id="S",
-                time_key="S",
-                source_type_day="S",
-                source_day="S",
-                type_day="S",
-                lag_ms="N",
-                occ_day="S",
-                occ_key="S",
-            ),
-            "GlobalSecondaryIndexes": [
-                _gsi(INDEX_BY_ENTITY, "entity_id", "time_key"),
-                _gsi(INDEX_BY_SOURCE_TYPE_DAY, "source_type_day", "time_key"),
-                _gsi(INDEX_BY_SOURCE_DAY, "source_day", "time_key"),
-                _gsi(INDEX_BY_TYPE_DAY, "type_day", "time_key"),
-                _gsi(INDEX_BY_LAG, "source_type_day", "lag_ms"),
-                _gsi(INDEX_BY_INGEST_DAY, "occ_day", "occ_key"),
-            ],
+            "AttributeDefinitions": [*attrs(event_id="S", item="S"), *index_attrs],
+            "GlobalSecondaryIndexes": index_specs,
         },
         {
             "TableName": names.leases_table,

@@ -35,13 +35,13 @@ def test_events_table_has_the_query_paths(settings: Settings) -> None:
         for i in table["GlobalSecondaryIndexes"]
     }
     assert indexes == {
-        "by_entity": ["entity_id", "time_key"],
-        "by_source_type_day": ["source_type_day", "time_key"],
-        "by_source_day": ["source_day", "time_key"],
-        "by_type_day": ["type_day", "time_key"],
-        "by_lag": ["source_type_day", "lag_ms"],
-        "by_ingest_day": ["occ_day", "occ_key"],
+        "by_entity": ["ek", "time_key"],
+        "by_time": ["tp", "time_key"],
+        "by_ingest": ["op", "occ_key"],
     }
+    projections = {i["IndexName"]: i["Projection"] for i in table["GlobalSecondaryIndexes"]}
+    assert projections["by_entity"] == {"ProjectionType": "KEYS_ONLY"}
+    assert projections["by_time"]["ProjectionType"] == "INCLUDE"
     for name in (settings.leases_table, settings.replay_jobs_table, settings.aggregates_table):
         assert (
             kit.clients.dynamodb().describe_table(TableName=name)["Table"]["TableStatus"]
