@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -74,6 +75,25 @@ class S3RawArchive:
                 raise BackendError(f"S3 put {key}: {exc}", service="s3") from exc
         raise BackendError(f"S3 put {key}: conflicting writers", service="s3", code="409")
 
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every file key under ``prefix``, in key order (for ``pik reindex``)."""
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for entry in page.get("Contents", []):
+                    yield str(entry["Key"])
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchBucket":
+                raise ResourceMissing(
+                    f"bucket {self.bucket} does not exist (run `pik bootstrap`)", service="s3"
+                ) from exc
+            raise BackendError(f"S3 list {prefix}: {code}", service="s3", code=code) from exc
+        except BotoCoreError as exc:
+            raise BackendError(f"S3 list {prefix}: {exc}", service="s3") from exc
+
     def get_file(self, key: str) -> bytes:
         try:
             body: bytes = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -101,6 +121,11 @@ class MemoryRawArchive:
                 return False
             self.files[key] = body
             return True
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        with self._lock:
+            found = sorted(k for k in self.files if k.startswith(prefix))
+        yield from found
 
     def get_file(self, key: str) -> bytes:
         try:

@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.aws import AwsClients
 from infra.errors import BackendError
-from infra.index_layout import gsi_specs
+from infra.index_layout import LAYOUT_VERSION, LEGACY_INDEXES, gsi_specs
 
 REPLAY_VISIBILITY_TIMEOUT_S = 120
 REPLAY_MAX_RECEIVES = 5
@@ -91,6 +91,7 @@ class Bootstrap:
         self._clients = clients
         self.names = names
         self.created: list[str] = []
+        self.notes: list[str] = []
 
     def run(self, *, demo_stream: bool = True) -> dict[str, Any]:
         try:
@@ -111,6 +112,7 @@ class Bootstrap:
             "endpoint_url": self._clients.config.endpoint_url,
             **urls,
             "created": self.created,
+            "notes": self.notes,
         }
 
     def _bucket(self) -> None:
@@ -152,7 +154,8 @@ class Bootstrap:
         ddb = self._clients.dynamodb()
         name = spec["TableName"]
         try:
-            ddb.describe_table(TableName=name)
+            described = ddb.describe_table(TableName=name)["Table"]
+            self._check_layout(described)
             return
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceNotFoundException":
@@ -170,6 +173,20 @@ class Bootstrap:
             ddb.update_continuous_backups(
                 TableName=name,
                 PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            )
+
+    def _check_layout(self, table: dict[str, Any]) -> None:
+        """An events table made by an older kit is kept as it is, and said so."""
+        if table.get("TableName") != self.names.events_table:
+            return
+        indexes = {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])}
+        legacy = sorted(indexes & LEGACY_INDEXES)
+        if legacy:
+            self.notes.append(
+                f"table {self.names.events_table} has an older index layout "
+                f"({', '.join(legacy)}): it is left as it is. To move to layout "
+                f"{LAYOUT_VERSION}, set PIK_EVENTS_TABLE to a new name, run `pik bootstrap`, "
+                "then `pik reindex` (it rebuilds the index from the archive)."
             )
 
     def _queues(self) -> dict[str, str]:

@@ -27,7 +27,7 @@ from rich.text import Text
 
 from consumers.ingest import IngestResult
 from infra.errors import ConfigError, KitError, NotFound
-from pik import cli_audit, cli_deploy, cli_process, cli_replay, cli_schemas, cli_tap
+from pik import cli_audit, cli_deploy, cli_process, cli_reindex, cli_replay, cli_schemas, cli_tap
 from pik.kit import build_kit
 from pik.logs import configure_logging
 from pik.runtime import tune_collector
@@ -183,8 +183,10 @@ def bootstrap(as_json: JsonFlag = False) -> None:
         print_json(result)
         return
     for key, value in result.items():
-        if key != "created":
+        if key not in ("created", "notes"):
             out.print(f"{key:18} {value}", highlight=False, markup=False)
+    for note in result.get("notes", []):
+        err.print(note, highlight=False, markup=False)
     out.print(f"created: {', '.join(result['created']) or 'nothing (all present)'}")
 
 
@@ -398,6 +400,7 @@ cli_audit.register(app)
 cli_deploy.register(app)
 cli_process.register(app)
 cli_schemas.register(app)
+cli_reindex.register(app)
 
 
 def main() -> None:

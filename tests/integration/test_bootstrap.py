@@ -58,3 +58,35 @@ def test_replay_queue_redrives_to_its_dead_letter_queue(settings: Settings) -> N
     policy = json.loads(attrs["RedrivePolicy"])
     assert policy["deadLetterTargetArn"] == result["replay_dlq_arn"]
     assert int(policy["maxReceiveCount"]) >= 1
+
+
+def test_bootstrap_names_an_events_table_of_the_older_layout(settings: Settings) -> None:
+    """A table made by the turn-1 kit is kept as it is, and bootstrap says how to move."""
+    kit = build_kit(settings)
+    kit.clients.dynamodb().create_table(
+        TableName=settings.events_table,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[
+            {"AttributeName": "event_id", "KeyType": "HASH"},
+            {"AttributeName": "item", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": n, "AttributeType": "S"}
+            for n in ("event_id", "item", "source_day", "time_key")
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_source_day",
+                "KeySchema": [
+                    {"AttributeName": "source_day", "KeyType": "HASH"},
+                    {"AttributeName": "time_key", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    result = kit.bootstrap().run(demo_stream=False)
+    [note] = result["notes"]
+    assert "older index layout (by_source_day)" in note and "pik reindex" in note
+    fresh = build_kit(settings.model_copy(update={"events_table": settings.events_table + "-2"}))
+    assert fresh.bootstrap().run(demo_stream=False)["notes"] == []

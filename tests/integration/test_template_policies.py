@@ -126,6 +126,7 @@ PENDING: dict[str, dict[str, str]] = {}
 # its methods).
 _READS = "explain / replay reads (the kit built by build_kit has them), not ingest"
 _INGEST = "the ingest sink (built by build_kit), which the processor never feeds"
+_REINDEX = "`pik reindex` lists the archive; no deployed function rebuilds the index"
 _BOOTSTRAP = "resource bootstrap (`pik bootstrap`, `pik up`): the stack creates the resources"
 NOT_CALLED: dict[str, dict[str, str]] = {
     "pik.lambda_api": {
@@ -137,11 +138,13 @@ NOT_CALLED: dict[str, dict[str, str]] = {
     "pik.lambda_tap": {
         "infra.resources:Bootstrap": _BOOTSTRAP,
         "infra.archive:S3RawArchive.get_file": _READS,
+        "infra.archive:S3RawArchive.keys": _REINDEX,
         "infra.index:DynamoEventIndex.get": _READS,
         "infra.index:DynamoEventIndex._pages": _READS,
     },
     "pik.lambda_processor": {
         "infra.resources:Bootstrap": _BOOTSTRAP,
+        "infra.archive:S3RawArchive.keys": _REINDEX,
         "infra.index:DynamoEventIndex._claim_one": _INGEST,
         "infra.index:DynamoEventIndex._add_one": _INGEST,
         "infra.index:DynamoEventIndex._batch_write": _INGEST,
