@@ -21,12 +21,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+
 from consumers.ingest import Submission
 from consumers.processor import AggregateDefinition, Processor
 from infra.clock import FixedClock
 from infra.local import EmbeddedAws
 from pik.kit import build_kit
-from pik.processing import aggregates
 from pik.settings import Settings
 from schemas.codec import Provenance
 from schemas.envelope import parse_body
@@ -89,7 +89,7 @@ def run(events: int, entities: int) -> dict[str, Any]:
                 counter[".".join(event_name.split(".")[1:3])] += 1  # before-send.<svc>.<Op>
 
             client.meta.events.register("before-send", hook)
-        store = aggregates(fresh)
+        store = fresh.aggregates()
         processor = Processor(
             fresh.index, fresh.archive, store, clock, fresh.metrics, definitions=DEFINITIONS
         )

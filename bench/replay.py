@@ -55,7 +55,6 @@ from infra.archive import ArchivePointer
 from infra.index import BATCH_WRITE_MAX_ITEMS, Claim, claim_item
 from infra.local import EmbeddedAws
 from pik.kit import Kit, build_kit
-from pik.replay_api import replay_service
 from pik.settings import Settings
 from producers.replay import parse_request
 from schemas.codec import Provenance
@@ -262,7 +261,7 @@ def run_kit(
     counter: RequestCounter,
 ) -> PathResult:
     url = fresh_queue(kit, f"bench-kit-{scenario.replace(' ', '-')}")
-    service = replay_service(kit)
+    service = kit.replay_service()
     request = parse_request(
         {
             **selector,

@@ -278,7 +278,6 @@ class RequestCounter:
 
 def end_to_end(n: int) -> dict[str, Any]:
     from infra.local import EmbeddedAws
-    from pik.cli_tap import build_tap_worker
     from pik.kit import build_kit
     from pik.settings import Settings
 
@@ -291,7 +290,7 @@ def end_to_end(n: int) -> dict[str, Any]:
         counter = RequestCounter()
         for service in ("s3", "dynamodb", "kinesis"):
             counter.attach(kit.clients.client(service))
-        worker = build_tap_worker(kit, binding_for("bench-tap"))
+        worker = kit.tap_worker(binding_for("bench-tap"))
         started = time.perf_counter()
         summary = worker.run(once=True).totals()
         seconds = time.perf_counter() - started
@@ -322,12 +321,11 @@ def _free_port() -> int:
 
 def _child_tap(stream: str) -> None:
     """Runs in a child process: drain the stream once, print the summary and peak RSS."""
-    from pik.cli_tap import build_tap_worker
     from pik.kit import build_kit
     from pik.settings import Settings
 
     kit = build_kit(Settings())
-    totals = build_tap_worker(kit, binding_for(stream)).run(once=True).totals()
+    totals = kit.tap_worker(binding_for(stream)).run(once=True).totals()
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"user_records": totals["user_records"], "peak_rss_mb": rss_kb / 1024}))
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.archive import RawArchive
-from infra.errors import BackendError, KitError, NotFound, ResourceMissing
+from infra.dynamo import dynamo_errors, paginate
+from infra.errors import ConditionFailed, KitError, NotFound
 from infra.keys import escape_segment
 
 INLINE_INPUT_LIMIT = 1000
@@ -161,14 +161,6 @@ class DynamoAggregates:
         self._ser = TypeSerializer()
         self._de = TypeDeserializer()
 
-    def _fail(self, what: str, exc: Exception) -> BackendError:
-        if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ResourceNotFoundException":
-                return ResourceMissing(f"table {self.table} does not exist (run `pik bootstrap`)")
-            return BackendError(f"DynamoDB {what} on {self.table}: {code}", code=code)
-        return BackendError(f"DynamoDB {what} on {self.table}: {exc}")
-
     def _load(self, raw: dict[str, Any]) -> dict[str, Any]:
         out = {k: self._de.deserialize(v) for k, v in raw.items()}
         return {k: (int(v) if type(v).__name__ == "Decimal" else v) for k, v in out.items()}
@@ -190,20 +182,16 @@ class DynamoAggregates:
             version = _with_inputs_key(version, key)
         item = {k: self._ser.serialize(v) for k, v in _to_item(version, inline).items()}
         try:
-            self._ddb.put_item(
-                TableName=self.table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(version_key)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                old = exc.response.get("Item")
-                current = _from_item(self._load(old)) if isinstance(old, dict) else None
-                raise VersionTaken(current) from exc
-            raise self._fail("PutItem", exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail("PutItem", exc) from exc
+            with dynamo_errors(self.table, "PutItem"):
+                self._ddb.put_item(
+                    TableName=self.table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(version_key)",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+        except ConditionFailed as exc:
+            current = _from_item(self._load(dict(exc.item))) if exc.item else None
+            raise VersionTaken(current) from exc
 
     def versions(self, entity_id: str, day: str | None = None) -> list[AggregateVersion]:
         prefix = f"{day}#" if day else None
@@ -226,7 +214,6 @@ class DynamoAggregates:
         first_page_only: bool = False,
     ) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
-            "TableName": self.table,
             "KeyConditionExpression": "entity_id = :e",
             "ExpressionAttributeValues": {":e": {"S": entity_id}},
             "ScanIndexForward": forward,
@@ -237,17 +224,11 @@ class DynamoAggregates:
             kwargs["ExpressionAttributeValues"][":p"] = {"S": prefix}
         if limit:
             kwargs["Limit"] = limit
-        while True:
-            try:
-                out = self._ddb.query(**kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail("Query", exc) from exc
-            for raw in out.get("Items", []):
+        for page in paginate(self._ddb, "Query", self.table, **kwargs):
+            for raw in page.get("Items", []):
                 yield self._load(raw)
-            start = out.get("LastEvaluatedKey")
-            if not start or first_page_only:
+            if first_page_only:
                 return
-            kwargs["ExclusiveStartKey"] = start
 
 
 def _with_inputs_key(v: AggregateVersion, key: str) -> AggregateVersion:

@@ -10,15 +10,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from infra.errors import BackendError, NotFound, ResourceMissing
+from infra.aws_errors import map_aws_errors
+from infra.errors import BackendError, ConditionFailed, NotFound
 from schemas.codec import ArchiveRecord, decode_archive
 
-_PRECONDITION_CODES = {"PreconditionFailed", "412"}
 _CONFLICT_CODES = {"ConditionalRequestConflict", "409"}
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 _CONFLICT_RETRIES = 5
@@ -49,62 +48,50 @@ class S3RawArchive:
         self._s3 = s3_client
         self.bucket = bucket
 
+    def _errors(self, operation: str, key: str) -> AbstractContextManager[None]:
+        return map_aws_errors("s3", f"s3://{self.bucket}/{key}", operation)
+
     def put_file(self, key: str, body: bytes) -> bool:
         for _ in range(_CONFLICT_RETRIES):
             try:
-                self._s3.put_object(
-                    Bucket=self.bucket,
-                    Key=key,
-                    Body=body,
-                    IfNoneMatch="*",
-                    ContentType="avro/binary",
-                )
+                with self._errors("PutObject", key):
+                    self._s3.put_object(
+                        Bucket=self.bucket,
+                        Key=key,
+                        Body=body,
+                        IfNoneMatch="*",
+                        ContentType="avro/binary",
+                    )
                 return True
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code in _PRECONDITION_CODES:
-                    return False
-                if code in _CONFLICT_CODES:
+            except ConditionFailed as exc:
+                if exc.code in _CONFLICT_CODES:  # another write of the key is under way
                     continue
-                if code == "NoSuchBucket":
-                    raise ResourceMissing(
-                        f"bucket {self.bucket} does not exist (run `pik bootstrap`)", service="s3"
-                    ) from exc
-                raise BackendError(f"S3 put {key}: {code}", service="s3", code=code) from exc
-            except BotoCoreError as exc:
-                raise BackendError(f"S3 put {key}: {exc}", service="s3") from exc
-        raise BackendError(f"S3 put {key}: conflicting writers", service="s3", code="409")
+                return False
+        raise BackendError(
+            f"S3 PutObject on s3://{self.bucket}/{key}: conflicting writers",
+            service="s3",
+            code="409",
+        )
 
     def keys(self, prefix: str) -> Iterator[str]:
         """Every file key under ``prefix``, in key order (for ``pik reindex``)."""
-        try:
-            pages = self._s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix
-            )
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        with self._errors("ListObjectsV2", prefix):
             for page in pages:
                 for entry in page.get("Contents", []):
                     yield str(entry["Key"])
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "NoSuchBucket":
-                raise ResourceMissing(
-                    f"bucket {self.bucket} does not exist (run `pik bootstrap`)", service="s3"
-                ) from exc
-            raise BackendError(f"S3 list {prefix}: {code}", service="s3", code=code) from exc
-        except BotoCoreError as exc:
-            raise BackendError(f"S3 list {prefix}: {exc}", service="s3") from exc
 
     def get_file(self, key: str) -> bytes:
         try:
-            body: bytes = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-            return body
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in _MISSING_CODES:
+            with self._errors("GetObject", key):
+                body: bytes = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except BackendError as exc:
+            if exc.code in _MISSING_CODES:
                 raise NotFound(f"archive file s3://{self.bucket}/{key} not found") from exc
-            raise BackendError(f"S3 get {key}: {code}", service="s3", code=code) from exc
-        except BotoCoreError as exc:
-            raise BackendError(f"S3 get {key}: {exc}", service="s3") from exc
+            raise
+        return body
 
 
 class MemoryRawArchive:

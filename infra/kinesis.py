@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
+from infra import errors
 from infra.errors import BackendError, ConfigError, KitError, ResourceMissing
 
 
@@ -47,8 +48,8 @@ class StreamRecord:
 MAX_GET_RECORDS_LIMIT = 10_000
 
 
-class Throttled(BackendError):
-    pass
+class Throttled(errors.Throttled):
+    """A shard's read or write throughput (the tap backs off and reads again)."""
 
 
 class IteratorExpired(BackendError):

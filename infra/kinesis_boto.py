@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from infra.errors import BackendError, ResourceMissing
+from infra.errors import BackendError, ResourceMissing, Unsupported
 from infra.kinesis import (
     ConsumerStatus,
     IteratorExpired,
@@ -60,6 +60,7 @@ def translate(exc: Exception, what: str, stream: str, shard_id: str = "") -> Bac
 
 
 SUBSCRIBE = "SubscribeToShard"
+NOT_IMPLEMENTED_CODES = frozenset({"NotImplemented", "UnknownOperationException"})
 NO_FAN_OUT_HINT = (
     "enhanced fan-out needs an endpoint that implements SubscribeToShard "
     "(moto does not): run the tap without --efo"
@@ -73,6 +74,7 @@ def _subscribe_failed(exc: Exception, stream: str, shard_id: str) -> BackendErro
     if type(error) is not BackendError:
         return error
     reason = error.code or type(exc).__name__
+    status = None
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         message = str(exc.response.get("Error", {}).get("Message", ""))
@@ -83,7 +85,9 @@ def _subscribe_failed(exc: Exception, stream: str, shard_id: str) -> BackendErro
         message = str(exc)
     if message:
         reason += ": " + " ".join(message.split())[:200]
-    return BackendError(
+    # The endpoint says it lacks the operation: no retry or restart can help, only the operator.
+    kind = Unsupported if status == 501 or error.code in NOT_IMPLEMENTED_CODES else BackendError
+    return kind(
         f"Kinesis {SUBSCRIBE} on {stream}/{shard_id} failed: {reason}; {NO_FAN_OUT_HINT}",
         service="kinesis",
         code=error.code,

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from infra.errors import BackendError, ResourceMissing
+from infra.dynamo import batch_get, dynamo_errors
+from infra.errors import ConditionFailed
 from infra.leases import Lease, LeaseLost, lease_key
 
-BATCH_GET_MAX_KEYS = 100
 _HELD_BY_ME = "lease_owner = :me"
 _FREE_OR_MINE = (
     "attribute_not_exists(lease_key) OR attribute_not_exists(lease_owner)"
@@ -24,21 +22,6 @@ class DynamoLeaseStore:
     def __init__(self, dynamodb_client: Any, table: str) -> None:
         self._ddb = dynamodb_client
         self.table = table
-
-    def _fail(self, what: str, exc: Exception) -> BackendError:
-        if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ResourceNotFoundException":
-                return ResourceMissing(
-                    f"leases table {self.table} does not exist (run `pik bootstrap`)",
-                    service="dynamodb",
-                    code=code,
-                )
-            message = exc.response.get("Error", {}).get("Message", "")
-            return BackendError(
-                f"DynamoDB {what} on {self.table}: {code}: {message}", service="dynamodb", code=code
-            )
-        return BackendError(f"DynamoDB {what} on {self.table}: {exc}", service="dynamodb")
 
     @staticmethod
     def _lease(item: dict[str, Any]) -> Lease:
@@ -52,25 +35,11 @@ class DynamoLeaseStore:
         )
 
     def get_many(self, stream: str, shard_ids: list[str]) -> dict[str, Lease]:
-        found: dict[str, Lease] = {}
-        unique = sorted(set(shard_ids))
-        for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
-            keys: list[dict[str, Any]] = [
-                {"lease_key": {"S": lease_key(stream, s)}}
-                for s in unique[start : start + BATCH_GET_MAX_KEYS]
-            ]
-            while keys:
-                try:
-                    out = self._ddb.batch_get_item(
-                        RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}}
-                    )
-                except (ClientError, BotoCoreError) as exc:
-                    raise self._fail("BatchGetItem", exc) from exc
-                for item in out.get("Responses", {}).get(self.table, []):
-                    lease = self._lease(item)
-                    found[lease.shard_id] = lease
-                keys = out.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
-        return found
+        keys = [{"lease_key": {"S": lease_key(stream, s)}} for s in sorted(set(shard_ids))]
+        leases = (
+            self._lease(i) for i in batch_get(self._ddb, self.table, keys, ConsistentRead=True)
+        )
+        return {lease.shard_id: lease for lease in leases}
 
     def _update(
         self,
@@ -82,25 +51,22 @@ class DynamoLeaseStore:
     ) -> Lease | None:
         stream, shard_id = lease_or_key
         try:
-            out = self._ddb.update_item(
-                TableName=self.table,
-                Key={"lease_key": {"S": lease_key(stream, shard_id)}},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#stream": "stream"},
-                ExpressionAttributeValues={
-                    ":stream": {"S": stream},
-                    ":shard": {"S": shard_id},
-                    **values,
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return None
-            raise self._fail(what, exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail(what, exc) from exc
+            with dynamo_errors(self.table, what):
+                out = self._ddb.update_item(
+                    TableName=self.table,
+                    Key={"lease_key": {"S": lease_key(stream, shard_id)}},
+                    UpdateExpression=expression,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={"#stream": "stream"},
+                    ExpressionAttributeValues={
+                        ":stream": {"S": stream},
+                        ":shard": {"S": shard_id},
+                        **values,
+                    },
+                    ReturnValues="ALL_NEW",
+                )
+        except ConditionFailed:
+            return None
         return self._lease(out["Attributes"])
 
     def acquire(

@@ -55,6 +55,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, urlencode, urlsplit
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+from xml.sax.saxutils import escape
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -379,7 +380,10 @@ def _call(app: WSGIApplication, environ: WSGIEnvironment, body: bytes) -> _Respo
         captured[:] = [(status, headers)]
         return lambda _data: None  # moto never uses the legacy write() callable
 
-    result = app(environ, start_response)  # type: ignore[arg-type]
+    try:
+        result = app(environ, start_response)  # type: ignore[arg-type]
+    except NotImplementedError as exc:
+        return _not_implemented(environ, exc)
     try:
         data = b"".join(result)
     finally:
@@ -388,6 +392,24 @@ def _call(app: WSGIApplication, environ: WSGIEnvironment, body: bytes) -> _Respo
             close()
     status, headers = captured[0]
     return _Response(status, list(headers), data)
+
+
+def _not_implemented(environ: WSGIEnvironment, exc: NotImplementedError) -> _Response:
+    """An action moto lacks (``SubscribeToShard``) as AWS would refuse it: a 501 error in the
+    caller's protocol. moto raises instead, which werkzeug logs as a multi-KB traceback and
+    answers 500, which botocore retries: a dozen tracebacks per call in the terminal."""
+    message = " ".join(str(exc).split())
+    if environ.get("HTTP_X_AMZ_TARGET"):  # the JSON protocols (Kinesis, DynamoDB, SQS)
+        body = json.dumps({"__type": "NotImplemented", "message": message}).encode()
+        kind = "application/x-amz-json-1.1"
+    else:
+        body = (
+            "<?xml version='1.0' encoding='UTF-8'?><ErrorResponse><Error><Code>NotImplemented"
+            f"</Code><Message>{escape(message)}</Message></Error></ErrorResponse>"
+        ).encode()
+        kind = "text/xml"
+    headers = [("Content-Type", kind), ("Content-Length", str(len(body)))]
+    return _Response("501 Not Implemented", headers, body)
 
 
 def _build_moto_app() -> tuple[WSGIApplication, type[Any]]:

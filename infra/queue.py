@@ -7,9 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from infra.errors import BackendError
+from infra.aws_errors import map_aws_errors
 
 SQS_MAX_BATCH = 10
 SQS_MAX_WAIT_S = 20
@@ -37,11 +35,9 @@ class WorkQueue(Protocol):
 
 
 def queue_url(sqs_client: Any, name: str) -> str:
-    """The URL of the queue called ``name``; ``BackendError`` if there is none."""
-    try:
+    """The URL of the queue called ``name``; ``ResourceMissing`` if there is none."""
+    with map_aws_errors("sqs", name, "GetQueueUrl"):
         url: str = sqs_client.get_queue_url(QueueName=name)["QueueUrl"]
-    except (ClientError, BotoCoreError) as exc:
-        raise BackendError(f"replay queue {name} not found (run `pik bootstrap`)") from exc
     return url
 
 
@@ -52,11 +48,12 @@ class SqsWorkQueue:
         self._visibility = visibility_timeout_s
 
     def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
-        try:
+        operation = "".join(
+            word.title() for word in op.split("_")
+        )  # receive_message: ReceiveMessage
+        with map_aws_errors("sqs", self.url, operation):
             out: dict[str, Any] = getattr(self._sqs, op)(QueueUrl=self.url, **kwargs)
-            return out
-        except (ClientError, BotoCoreError) as exc:
-            raise BackendError(f"SQS {op} on {self.url}: {exc}", service="sqs") from exc
+        return out
 
     def receive(self, max_messages: int, wait_s: int) -> list[QueueMessage]:
         out = self._call(

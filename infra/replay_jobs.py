@@ -28,12 +28,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.errors import BackendError, KitError, NotFound, ResourceMissing
+from infra.dynamo import dynamo_errors
+from infra.errors import ConditionFailed, KitError, NotFound
 
 __all__ = [
     "JOB_KIND",
@@ -328,45 +328,29 @@ class DynamoReplayJobs(ReplayJobs):
         item = {k: _from_dynamo_value(self._de.deserialize(v)) for k, v in raw.items()}
         return ReplayJob.from_item(item)
 
-    def _fail(self, what: str, exc: Exception) -> BackendError:
-        if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ResourceNotFoundException":
-                return ResourceMissing(
-                    f"table {self.table} does not exist (run `pik bootstrap`)", service="dynamodb"
-                )
-            return BackendError(f"DynamoDB {what} on {self.table}: {code}", code=code)
-        return BackendError(f"DynamoDB {what} on {self.table}: {exc}", service="dynamodb")
-
     def _put_new(self, job: ReplayJob) -> None:
         try:
-            self._ddb.put_item(
-                TableName=self.table,
-                Item=self._dump(job.to_item()),
-                ConditionExpression="attribute_not_exists(replay_id)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                old = cast("Mapping[str, Any] | None", exc.response.get("Item"))
-                raise JobConflict(
-                    f"replay {job.replay_id} exists already", self._load(old) if old else job
-                ) from exc
-            raise self._fail("PutItem", exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail("PutItem", exc) from exc
+            with dynamo_errors(self.table, "PutItem"):
+                self._ddb.put_item(
+                    TableName=self.table,
+                    Item=self._dump(job.to_item()),
+                    ConditionExpression="attribute_not_exists(replay_id)",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+        except ConditionFailed as exc:
+            raise JobConflict(
+                f"replay {job.replay_id} exists already", self._load(exc.item) if exc.item else job
+            ) from exc
 
     def _get(self, replay_id: str) -> ReplayJob | None:
-        try:
+        with dynamo_errors(self.table, "GetItem"):
             out = self._ddb.get_item(
                 TableName=self.table, Key={"replay_id": {"S": replay_id}}, ConsistentRead=True
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("GetItem", exc) from exc
         return self._load(out["Item"]) if "Item" in out else None
 
     def status(self, replay_id: str) -> JobStatus:
-        try:
+        with dynamo_errors(self.table, "GetItem"):
             out = self._ddb.get_item(
                 TableName=self.table,
                 Key={"replay_id": {"S": replay_id}},
@@ -374,8 +358,6 @@ class DynamoReplayJobs(ReplayJobs):
                 ExpressionAttributeNames={"#s": "status"},
                 ConsistentRead=True,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("GetItem", exc) from exc
         if "Item" not in out:
             raise NotFound(f"no replay {replay_id}")
         return JobStatus(out["Item"]["status"]["S"])
@@ -403,19 +385,18 @@ class DynamoReplayJobs(ReplayJobs):
         if values:
             kwargs["ExpressionAttributeValues"] = values
         try:
-            out = self._ddb.update_item(
-                TableName=self.table,
-                Key={"replay_id": {"S": replay_id}},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **kwargs,
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise self._fail("UpdateItem", exc) from exc
-            old_item = cast("Mapping[str, Any] | None", exc.response.get("Item"))
+            with dynamo_errors(self.table, "UpdateItem"):
+                out = self._ddb.update_item(
+                    TableName=self.table,
+                    Key={"replay_id": {"S": replay_id}},
+                    UpdateExpression=expression,
+                    ConditionExpression=condition,
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    **kwargs,
+                )
+        except ConditionFailed as exc:
+            old_item = exc.item
             if not old_item:
                 old_job = self._get(replay_id)
                 if old_job is None:
@@ -427,12 +408,10 @@ class DynamoReplayJobs(ReplayJobs):
                 + (f" (runner {old_job.runner})" if expect.runner else ""),
                 old_job,
             ) from exc
-        except BotoCoreError as exc:
-            raise self._fail("UpdateItem", exc) from exc
         return self._load(out["Attributes"])
 
     def _recent(self, limit: int) -> list[ReplayJob]:
-        try:
+        with dynamo_errors(self.table, "Query"):
             out = self._ddb.query(
                 TableName=self.table,
                 IndexName=INDEX_BY_CREATED,
@@ -442,8 +421,6 @@ class DynamoReplayJobs(ReplayJobs):
                 ScanIndexForward=False,
                 Limit=limit,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("Query", exc) from exc
         return [self._load(item) for item in out.get("Items", [])]
 
 

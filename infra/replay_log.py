@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from infra.errors import BackendError
+from infra.aws_errors import map_aws_errors
+from infra.errors import ConditionFailed
 from infra.keys import escape_segment
 
 __all__ = [
@@ -86,8 +86,8 @@ class S3ReplayLog:
         self._s3 = s3_client
         self.bucket = bucket
 
-    def _fail(self, what: str, exc: Exception) -> BackendError:
-        return BackendError(f"S3 {what} on s3://{self.bucket}/{LOG_PREFIX}/ failed: {exc}")
+    def _errors(self, operation: str) -> AbstractContextManager[None]:
+        return map_aws_errors("s3", f"s3://{self.bucket}/{LOG_PREFIX}/", operation)
 
     def append(
         self, replay_id: str, sequence: int, runner: str, entries: Sequence[SentEntry]
@@ -96,28 +96,22 @@ class S3ReplayLog:
             return
         key = block_key(replay_id, sequence, runner)
         try:
-            self._s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=encode_block(entries),
-                IfNoneMatch="*",
-                ContentType="application/x-ndjson",
-            )
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return  # this block was written by an earlier attempt of the same call
-            raise self._fail("PutObject", exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail("PutObject", exc) from exc
+            with self._errors("PutObject"):
+                self._s3.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=encode_block(entries),
+                    IfNoneMatch="*",
+                    ContentType="application/x-ndjson",
+                )
+        except ConditionFailed:
+            return  # this block was written by an earlier attempt of the same call
 
     def _keys(self, replay_id: str) -> Iterator[str]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": _prefix(replay_id)}
         while True:
-            try:
+            with self._errors("ListObjectsV2"):
                 out = self._s3.list_objects_v2(**kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail("ListObjectsV2", exc) from exc
             for obj in out.get("Contents", []):
                 yield str(obj["Key"])
             if not out.get("IsTruncated"):
@@ -129,10 +123,8 @@ class S3ReplayLog:
         for n, key in enumerate(self._keys(replay_id)):
             if n >= MAX_BLOCKS_READ:
                 return found, False
-            try:
+            with self._errors("GetObject"):
                 body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail("GetObject", exc) from exc
             found += _matching(body, event_id)
         return found, True
 

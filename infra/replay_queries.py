@@ -16,12 +16,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.errors import BackendError, ResourceMissing
+from infra.dynamo import batch_get, paginate
 from infra.index import (
     AFTER_ANY_SUFFIX,
-    BATCH_GET_MAX_KEYS,
     INDEX_BY_INGEST,
     OCCURRENCE_PREFIX,
     MemoryEventIndex,
@@ -31,8 +29,6 @@ from infra.index import (
 from infra.index_layout import ingest_keys, merge_sorted
 
 __all__ = ["DynamoReplayQueries", "MemoryReplayQueries", "ReplayQueries"]
-
-MAX_UNPROCESSED_RETRIES = 8
 
 
 class ReplayQueries(Protocol):
@@ -72,40 +68,15 @@ class DynamoReplayQueries:
     def _load(self, raw: dict[str, Any]) -> dict[str, Any]:
         return {k: plain(self._de.deserialize(v)) for k, v in raw.items()}
 
-    def _fail(self, what: str, exc: Exception) -> BackendError:
-        if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ResourceNotFoundException":
-                return ResourceMissing(
-                    f"table {self.table} does not exist (run `pik bootstrap`)", service="dynamodb"
-                )
-            return BackendError(f"DynamoDB {what} on {self.table}: {code}", code=code)
-        return BackendError(f"DynamoDB {what} on {self.table}: {exc}", service="dynamodb")
-
     def occurrence_items(
         self, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, Any]]:
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        unique = sorted(set(keys))
-        for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
-            request: list[dict[str, Any]] = [
-                {"event_id": {"S": e}, "item": {"S": OCCURRENCE_PREFIX + o}}
-                for e, o in unique[start : start + BATCH_GET_MAX_KEYS]
-            ]
-            attempt = 0
-            while request:
-                try:
-                    out = self._ddb.batch_get_item(RequestItems={self.table: {"Keys": request}})
-                except (ClientError, BotoCoreError) as exc:
-                    raise self._fail("BatchGetItem", exc) from exc
-                for raw in out.get("Responses", {}).get(self.table, []):
-                    item = self._load(raw)
-                    found[(item["event_id"], item["occurrence_id"])] = item
-                request = out.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
-                attempt += 1
-                if request and attempt > MAX_UNPROCESSED_RETRIES:
-                    raise BackendError(f"DynamoDB BatchGetItem on {self.table}: throttled")
-        return found
+        request = [
+            {"event_id": {"S": e}, "item": {"S": OCCURRENCE_PREFIX + o}}
+            for e, o in sorted(set(keys))
+        ]
+        items = (self._load(raw) for raw in batch_get(self._ddb, self.table, request))
+        return {(item["event_id"], item["occurrence_id"]): item for item in items}
 
     def deliveries(
         self,
@@ -136,27 +107,29 @@ class DynamoReplayQueries:
                 clauses.append(f"#{attr} = :{attr}")
         source, day = occ_day.rsplit("#", 1)
         names["#pk"] = "op"
-        streams = []
-        for key in ingest_keys(source, day):
-            kwargs: dict[str, Any] = {
-                "TableName": self.table,
-                "IndexName": INDEX_BY_INGEST,
-                "KeyConditionExpression": "#pk = :pk AND occ_key BETWEEN :low AND :high",
-                "FilterExpression": " AND ".join(clauses),
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": {**values, ":pk": {"S": key}},
-                "Limit": page_size,
-            }
-            streams.append(self._shard(kwargs))
         scanned = [0]
+
+        def shard(key: str) -> Iterator[dict[str, Any]]:
+            """Occurrence items of one ``by_ingest`` shard, in ``occ_key`` order."""
+            for page in paginate(
+                self._ddb,
+                "Query",
+                self.table,
+                IndexName=INDEX_BY_INGEST,
+                KeyConditionExpression="#pk = :pk AND occ_key BETWEEN :low AND :high",
+                FilterExpression=" AND ".join(clauses),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={**values, ":pk": {"S": key}},
+                Limit=page_size,
+            ):
+                items = page.get("Items", [])
+                scanned[0] += int(page.get("ScannedCount", len(items)))
+                yield from (self._load(raw) for raw in items)
+
+        merged = merge_sorted(
+            [shard(key) for key in ingest_keys(source, day)], key=lambda i: str(i["occ_key"])
+        )
         batch: list[dict[str, Any]] = []
-
-        def counted(stream: Iterator[QueryPage]) -> Iterator[dict[str, Any]]:
-            for page in stream:
-                scanned[0] += page.scanned
-                yield from page.items
-
-        merged = merge_sorted([counted(s) for s in streams], key=lambda i: str(i["occ_key"]))
         for item in merged:
             batch.append(item)
             if len(batch) >= page_size:
@@ -164,22 +137,6 @@ class DynamoReplayQueries:
                 batch, scanned[0] = [], 0
         if batch or scanned[0]:
             yield QueryPage(batch, scanned[0])
-
-    def _shard(self, kwargs: dict[str, Any]) -> Iterator[QueryPage]:
-        """Occurrence items of one ``by_ingest`` shard, page by page, in ``occ_key`` order."""
-        start: dict[str, Any] | None = None
-        while True:
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            try:
-                out = self._ddb.query(**kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail("Query", exc) from exc
-            items = [self._load(raw) for raw in out.get("Items", [])]
-            yield QueryPage(items, int(out.get("ScannedCount", len(items))))
-            start = out.get("LastEvaluatedKey")
-            if not start:
-                return
 
 
 class MemoryReplayQueries:

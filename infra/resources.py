@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from infra.aws import AwsClients
-from infra.errors import BackendError
+from infra.aws_errors import map_aws_errors
+from infra.dynamo import dynamo_errors
+from infra.errors import BackendError, ResourceMissing
 from infra.index_layout import LAYOUT_VERSION, LEGACY_INDEXES, gsi_specs
 
 REPLAY_VISIBILITY_TIMEOUT_S = 120
@@ -101,11 +102,10 @@ class Bootstrap:
             urls = self._queues()
             if demo_stream:
                 self._stream(self.names.demo_stream)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            raise BackendError(f"bootstrap failed: {code}: {exc}", code=code) from exc
-        except BotoCoreError as exc:
-            raise BackendError(f"bootstrap failed: {exc}") from exc
+        except BackendError as exc:
+            raise BackendError(
+                f"bootstrap failed: {exc}", service=exc.service, code=exc.code, detail=exc.detail
+            ) from exc
         return {
             **asdict(self.names),
             "region": self._clients.config.region,
@@ -118,58 +118,70 @@ class Bootstrap:
     def _bucket(self) -> None:
         s3 = self._clients.s3()
         bucket = self.names.bucket
+
+        def s3_errors(operation: str) -> AbstractContextManager[None]:
+            return map_aws_errors("s3", f"s3://{bucket}", operation)
+
         try:
-            s3.head_bucket(Bucket=bucket)
-        except ClientError:
+            with s3_errors("HeadBucket"):
+                s3.head_bucket(Bucket=bucket)
+        except BackendError:  # missing, or not ours: CreateBucket says which
             kwargs: dict[str, Any] = {"Bucket": bucket}
             if self._clients.config.region != "us-east-1":
                 kwargs["CreateBucketConfiguration"] = {
                     "LocationConstraint": self._clients.config.region
                 }
             try:
-                s3.create_bucket(**kwargs)
+                with s3_errors("CreateBucket"):
+                    s3.create_bucket(**kwargs)
                 self.created.append(f"s3://{bucket}")
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
+            except BackendError as exc:
+                if exc.code != "BucketAlreadyOwnedByYou":
                     raise
         # Settings are re-applied each run: PUTs of the same configuration change nothing.
-        s3.put_bucket_encryption(
-            Bucket=bucket,
-            ServerSideEncryptionConfiguration={
-                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-            },
-        )
-        s3.put_public_access_block(
-            Bucket=bucket,
-            PublicAccessBlockConfiguration={
-                "BlockPublicAcls": True,
-                "IgnorePublicAcls": True,
-                "BlockPublicPolicy": True,
-                "RestrictPublicBuckets": True,
-            },
-        )
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        with s3_errors("PutBucketEncryption"):
+            s3.put_bucket_encryption(
+                Bucket=bucket,
+                ServerSideEncryptionConfiguration={
+                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+                },
+            )
+        with s3_errors("PutPublicAccessBlock"):
+            s3.put_public_access_block(
+                Bucket=bucket,
+                PublicAccessBlockConfiguration={
+                    "BlockPublicAcls": True,
+                    "IgnorePublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "RestrictPublicBuckets": True,
+                },
+            )
+        with s3_errors("PutBucketVersioning"):
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
     def _table(self, spec: dict[str, Any]) -> None:
         ddb = self._clients.dynamodb()
         name = spec["TableName"]
         try:
-            described = ddb.describe_table(TableName=name)["Table"]
+            with dynamo_errors(name, "DescribeTable"):
+                described = ddb.describe_table(TableName=name)["Table"]
             self._check_layout(described)
             return
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-                raise
+        except ResourceMissing:
+            pass
         try:
-            ddb.create_table(BillingMode="PAY_PER_REQUEST", **spec)
+            with dynamo_errors(name, "CreateTable"):
+                ddb.create_table(BillingMode="PAY_PER_REQUEST", **spec)
             self.created.append(f"dynamodb:{name}")
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceInUseException":
+        except BackendError as exc:
+            if exc.code != "ResourceInUseException":  # created meanwhile
                 raise
-        ddb.get_waiter("table_exists").wait(
-            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-        )
-        with contextlib.suppress(ClientError):  # not every emulator has point-in-time recovery
+        with dynamo_errors(name, "DescribeTable (wait until it exists)"):
+            ddb.get_waiter("table_exists").wait(
+                TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )
+        # not every emulator has point-in-time recovery
+        with contextlib.suppress(BackendError), dynamo_errors(name, "UpdateContinuousBackups"):
             ddb.update_continuous_backups(
                 TableName=name,
                 PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
@@ -191,27 +203,33 @@ class Bootstrap:
 
     def _queues(self) -> dict[str, str]:
         sqs = self._clients.sqs()
-        before = {
-            url
-            for name in (self.names.replay_dlq, self.names.replay_queue)
-            for url in sqs.list_queues(QueueNamePrefix=name).get("QueueUrls", [])
-        }
-        dlq_url = sqs.create_queue(
-            QueueName=self.names.replay_dlq,
-            Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)},
-        )["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        queue_url = sqs.create_queue(
-            QueueName=self.names.replay_queue,
-            Attributes={
-                "VisibilityTimeout": str(REPLAY_VISIBILITY_TIMEOUT_S),
-                "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(REPLAY_MAX_RECEIVES)}
-                ),
-            },
-        )["QueueUrl"]
+        names = (self.names.replay_dlq, self.names.replay_queue)
+        before: set[str] = set()
+        for name in names:
+            with map_aws_errors("sqs", name, "ListQueues"):
+                before.update(sqs.list_queues(QueueNamePrefix=name).get("QueueUrls", []))
+        with map_aws_errors("sqs", self.names.replay_dlq, "CreateQueue"):
+            dlq_url = sqs.create_queue(
+                QueueName=self.names.replay_dlq,
+                Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)},
+            )["QueueUrl"]
+        with map_aws_errors("sqs", self.names.replay_dlq, "GetQueueAttributes"):
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+                "Attributes"
+            ]["QueueArn"]
+        with map_aws_errors("sqs", self.names.replay_queue, "CreateQueue"):
+            queue_url = sqs.create_queue(
+                QueueName=self.names.replay_queue,
+                Attributes={
+                    "VisibilityTimeout": str(REPLAY_VISIBILITY_TIMEOUT_S),
+                    "RedrivePolicy": json.dumps(
+                        {
+                            "deadLetterTargetArn": dlq_arn,
+                            "maxReceiveCount": str(REPLAY_MAX_RECEIVES),
+                        }
+                    ),
+                },
+            )["QueueUrl"]
         for url in (dlq_url, queue_url):
             if url not in before:
                 self.created.append(url)
@@ -220,17 +238,19 @@ class Bootstrap:
     def _stream(self, name: str) -> None:
         kinesis = self._clients.kinesis()
         try:
-            kinesis.describe_stream_summary(StreamName=name)
+            with map_aws_errors("kinesis", name, "DescribeStreamSummary"):
+                kinesis.describe_stream_summary(StreamName=name)
             return
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-                raise
+        except ResourceMissing:
+            pass
         try:
-            kinesis.create_stream(StreamName=name, ShardCount=DEMO_STREAM_SHARDS)
+            with map_aws_errors("kinesis", name, "CreateStream"):
+                kinesis.create_stream(StreamName=name, ShardCount=DEMO_STREAM_SHARDS)
             self.created.append(f"kinesis:{name}")
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceInUseException":
+        except BackendError as exc:
+            if exc.code != "ResourceInUseException":  # created meanwhile
                 raise
-        kinesis.get_waiter("stream_exists").wait(
-            StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-        )
+        with map_aws_errors("kinesis", name, "DescribeStream (wait until it exists)"):
+            kinesis.get_waiter("stream_exists").wait(
+                StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )

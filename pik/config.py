@@ -1,8 +1,10 @@
-"""The config file (``PIK_CONFIG``, TOML): tap bindings and, later, aggregate definitions.
+"""The config file (``PIK_CONFIG``, TOML), read once by ``build_kit``: tap bindings, aggregate
+definitions, per-source schema policy and the schema registry.
 
-Top-level tables the kit knows: ``[[tap]]`` (contract, ARCHITECTURE.md) and ``[[aggregate]]``
-(read by the processor; passed through here untouched). Any other top-level key, and any unknown
-key inside a ``[[tap]]`` table, fails loudly with the list of what was not recognised.
+Top-level tables the kit knows: ``[[tap]]`` (contract, ARCHITECTURE.md), ``[[aggregate]]`` (the
+processor's definitions), ``[sources.<name>]`` and ``[schemas]`` (``pik.schema_policy``). Any
+other top-level key, and any unknown key inside one of those tables, fails loudly (a
+``ConfigError``: exit 2 from every command) with the list of what was not recognised.
 """
 
 from __future__ import annotations
@@ -12,17 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consumers.processor import DEFAULT_DEFINITIONS, AggregateDefinition
 from consumers.tap.binding import TapBinding, binding_from_table, stream_name
 from infra.errors import ConfigError
+from pik.schema_policy import SchemaPolicy, parse_schema_policy
 
 TOP_LEVEL_KEYS = ("tap", "aggregate", "sources", "schemas")
+AGGREGATE_KEYS = frozenset({"name", "kind", "field", "source", "event_type"})
 
 
 @dataclass(frozen=True, slots=True)
 class KitConfig:
     taps: tuple[TapBinding, ...] = ()
     aggregates: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    schemas: SchemaPolicy = field(default_factory=SchemaPolicy)
     path: Path | None = None
+    definitions: tuple[AggregateDefinition, ...] = DEFAULT_DEFINITIONS
 
     def binding_for(self, stream: str) -> TapBinding | None:
         """The binding of a stream, matched by name or ARN."""
@@ -33,7 +40,32 @@ class KitConfig:
         return None
 
 
-def parse_config(doc: dict[str, Any], where: str = "config") -> KitConfig:
+def definitions_from(tables: tuple[dict[str, Any], ...]) -> tuple[AggregateDefinition, ...]:
+    """``[[aggregate]]`` tables → definitions (the default daily count when there are none)."""
+    if not tables:
+        return DEFAULT_DEFINITIONS
+    out = []
+    for n, table in enumerate(tables, start=1):
+        unknown = sorted(set(table) - AGGREGATE_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"[[aggregate]] #{n}: unknown keys {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(AGGREGATE_KEYS))})"
+            )
+        if "name" not in table:
+            raise ConfigError(f"[[aggregate]] #{n}: needs a name")
+        try:
+            out.append(AggregateDefinition(**table))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"[[aggregate]] #{n}: {exc}") from exc
+    names = [d.name for d in out]
+    if len(set(names)) != len(names):
+        raise ConfigError("[[aggregate]] names must be unique")
+    return tuple(out)
+
+
+def parse_config(doc: dict[str, Any], where: str = "config", base: Path | None = None) -> KitConfig:
+    """A parsed config document → ``KitConfig`` (``base``: the folder relative paths start in)."""
     unknown = sorted(set(doc) - set(TOP_LEVEL_KEYS))
     if unknown:
         raise ConfigError(
@@ -59,11 +91,20 @@ def parse_config(doc: dict[str, Any], where: str = "config") -> KitConfig:
     aggregates = doc.get("aggregate", [])
     if not isinstance(aggregates, list) or not all(isinstance(a, dict) for a in aggregates):
         raise ConfigError(f"{where}: `aggregate` must be an array of tables ([[aggregate]])")
-    return KitConfig(taps=tuple(taps), aggregates=tuple(aggregates))
+    try:
+        definitions = definitions_from(tuple(aggregates))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    return KitConfig(
+        taps=tuple(taps),
+        aggregates=tuple(aggregates),
+        schemas=parse_schema_policy(doc, where, base=base),
+        definitions=definitions,
+    )
 
 
 def load_config(path: Path | None) -> KitConfig:
-    """The config file at ``path`` (None: no file, no bindings)."""
+    """The config file at ``path`` (None: no file, the defaults)."""
     if path is None:
         return KitConfig()
     try:
@@ -74,5 +115,11 @@ def load_config(path: Path | None) -> KitConfig:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    config = parse_config(doc, str(path))
-    return KitConfig(taps=config.taps, aggregates=config.aggregates, path=path)
+    config = parse_config(doc, str(path), base=path.parent)
+    return KitConfig(
+        taps=config.taps,
+        aggregates=config.aggregates,
+        schemas=config.schemas,
+        path=path,
+        definitions=config.definitions,
+    )

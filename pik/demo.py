@@ -40,7 +40,7 @@ from pik.demo_incident import (
 )
 from pik.explain import explain
 from pik.http import create_app
-from pik.investigate import AuditReport, GapReport, IndexCatalog, LagReport, investigator_for
+from pik.investigate import AuditReport, GapReport, IndexCatalog, LagReport
 from pik.investigate.console import sparkline
 from pik.investigate.report_html import render_report
 from pik.investigate.service import DEFAULT_LATEST, InvestigationReport
@@ -306,7 +306,7 @@ def _investigate(
     kit: Kit, planted: Planted, out: Path, story: _Story
 ) -> tuple[dict[str, bool], dict[str, Any]]:
     """Each playbook's command, as the on-call engineer would run them; what each found."""
-    inv = investigator_for(kit)
+    inv = kit.investigator()
     window, sources = planted.window, [planted.checkout, planted.mobile]
     flags = f"--source {planted.checkout} --source {planted.mobile} {_window_flags(window)}"
     checks: dict[str, bool] = {}

@@ -19,11 +19,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from infra.aggregates import Aggregates, AggregateVersion, DynamoAggregates
+from infra.aggregates import Aggregates, AggregateVersion
 from infra.errors import NotFound, ResourceMissing
-from infra.replay_jobs import DynamoReplayJobs, ReplayJob, ReplayJobs
-from infra.replay_log import ReplayLog, S3ReplayLog
-from pik.kit import Kit
+from infra.replay_jobs import ReplayJob, ReplayJobs
+from infra.replay_log import ReplayLog
 from schemas.envelope import format_time, parse_time
 
 __all__ = [
@@ -31,7 +30,6 @@ __all__ = [
     "MAX_VERSIONS_READ",
     "StoreLineage",
     "could_select",
-    "kit_lineage",
 ]
 
 MAX_REPLAYS_SEARCHED = 200
@@ -144,14 +142,3 @@ class StoreLineage:
             if included:
                 rows.append(_version_row(v, latest[v.metric]))
         return rows
-
-
-def kit_lineage(kit: Kit) -> StoreLineage:
-    """The lineage of the kit's own stores: its replay jobs table, the sent logs in its archive
-    bucket, and its aggregates table."""
-    ddb = kit.clients.dynamodb()
-    return StoreLineage(
-        DynamoReplayJobs(ddb, kit.names.replay_jobs_table),
-        S3ReplayLog(kit.clients.s3(), kit.names.bucket),
-        DynamoAggregates(ddb, kit.names.aggregates_table, kit.archive),
-    )

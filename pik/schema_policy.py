@@ -17,7 +17,6 @@ whose event type has a registered schema are validated either way. Unknown keys 
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -90,21 +89,6 @@ def parse_schema_policy(
         if not registry.is_absolute() and base is not None:
             registry = base / registry
     return SchemaPolicy(sources=sources, registry=registry)
-
-
-def load_schema_policy(path: Path | None) -> SchemaPolicy:
-    """The schema policy of the config file at ``path`` (None: defaults)."""
-    if path is None:
-        return SchemaPolicy()
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_schema_policy(doc, str(path), base=path.parent)
 
 
 def _policy(value: Any, where: str) -> Policy:

@@ -23,6 +23,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from schemas.errors import KitError
+
 if TYPE_CHECKING:
     from schemas.records import ArchiveRecord
 
@@ -66,7 +68,7 @@ _SIZED = 1 << 13  # lengths below this have their ``long`` encoding in a table
 _MEMO_ENTRIES = 4096  # remembered values per memo, at most
 
 
-class Unplain(Exception):
+class Unplain(KitError):
     """A value outside the plain types: the record is left to fastavro."""
 
 

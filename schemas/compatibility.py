@@ -40,6 +40,8 @@ from typing import Any
 
 import fastavro
 
+from schemas.errors import ConfigError
+
 COMPATIBILITY_FILE = "compatibility.json"
 ROOT_PATH = "(root)"
 
@@ -80,7 +82,7 @@ class Rule(StrEnum):
     MISSING_UNION_BRANCH = "MISSING_UNION_BRANCH"
 
 
-class CompatibilityError(ValueError):
+class CompatibilityError(ConfigError, ValueError):
     """A schema or the compatibility file cannot be read: an operator must fix it."""
 
 

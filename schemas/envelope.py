@@ -27,6 +27,8 @@ from pydantic import (
     ValidationError,
 )
 
+from schemas.errors import KitError
+
 # The envelope's limits, declared here once. The model below and every fast path (this
 # module's plain paths, consumers/tap/fastmap.py, consumers/tap/decode.py) use these names, and
 # tests/unit/test_envelope_limits.py checks each path at every limit and one past it.
@@ -236,7 +238,7 @@ def _checked_float(text: str) -> float:
     return value
 
 
-class DuplicateKey(ValueError):
+class DuplicateKey(KitError, ValueError):
     """A JSON object names one key twice: which value is meant is not for the kit to guess."""
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import fastavro
 
 from schemas.codec import schema_fingerprint
+from schemas.errors import ConfigError
 
 IDS_FILE = "ids.json"
 SCHEMA_SUFFIX = ".avsc"
@@ -40,7 +41,7 @@ MAX_SCHEMA_ID = 2**32 - 1
 _VERSION = re.compile(r"^v([1-9][0-9]*)\.avsc$")
 
 
-class RegistryError(ValueError):
+class RegistryError(ConfigError, ValueError):
     """The registry folder is malformed (bad schema, clashing ids): an operator must fix it."""
 
 

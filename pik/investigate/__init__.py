@@ -7,18 +7,12 @@ Layers, top to bottom: ``service`` (``Investigator``: which Queries to run, thro
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from infra.index_queries import DynamoIndexQueries
 from pik.investigate.audit import AuditReport
 from pik.investigate.catalog import Catalog, IndexCatalog, SourceRequired
 from pik.investigate.gaps import Axis, GapReport
 from pik.investigate.lag import LagReport
 from pik.investigate.service import InvestigationReport, Investigator
 from pik.investigate.window import Granularity, Window, WindowError
-
-if TYPE_CHECKING:
-    from pik.kit import Kit
 
 __all__ = [
     "AuditReport",
@@ -33,11 +27,4 @@ __all__ = [
     "SourceRequired",
     "Window",
     "WindowError",
-    "investigator_for",
 ]
-
-
-def investigator_for(kit: Kit) -> Investigator:
-    """The investigation use cases on the kit's events table and clock."""
-    queries = DynamoIndexQueries(kit.clients.dynamodb(), kit.names.events_table)
-    return Investigator(queries, kit.clock)

@@ -91,7 +91,9 @@ def sparkline(series: GapSeries) -> str:
         level = 0 if peak == 0 else min(len(_BARS) - 1, b.count * (len(_BARS) - 1) // peak)
         char = " " if b.count == 0 else _BARS[level]
         kind = flagged.get(b.start)
-        if kind is GapKind.MISSING:
+        if b.partial:
+            chars.append(f"[dim]{char if b.count else '·'}[/dim]")
+        elif kind is GapKind.MISSING:
             chars.append("[on red] [/on red]")
         elif kind is GapKind.LOW:
             chars.append(f"[red]{char}[/red]")
@@ -105,18 +107,30 @@ def render_gaps(console: Console, report: GapReport) -> None:
     _header(console, "gaps", report.window, sources)
     console.print(
         f"by {report.axis.value} time, per {report.granularity.value}; flagged: empty, or under "
-        f"{report.threshold:.0%} of the window's median {report.granularity.value}",
+        f"{report.threshold:.0%} of the median {report.granularity.value} since the series' "
+        f"first events; the unfinished last {report.granularity.value} is partial, never flagged",
         highlight=False,
     )
     for s in report.series:
+        if s.no_data:
+            continue
         name = f"{s.source} / {s.event_type or 'all types'}"
+        first = s.data_from
+        since = f" since {iso(first)}" if first and first != s.buckets[0].start else ""
         console.print(
             f"\n[bold]{name}[/bold]  {s.total:,} events, usual {s.baseline:g} per "
-            f"{report.granularity.value}",
+            f"{report.granularity.value}{since}",
             highlight=False,
         )
         if 0 < len(s.buckets) <= MAX_SPARKLINE:
             console.print(f"  {sparkline(s)}", highlight=False)
+        last = s.buckets[-1] if s.buckets else None
+        if last is not None and last.partial:
+            console.print(
+                f"  partial {report.granularity.value} {iso(last.start)} → "
+                f"{iso(report.window.end)}: {last.count:,} events so far",
+                highlight=False,
+            )
         if not s.gaps:
             console.print("  [green]no gaps[/green]")
         for g in s.gaps:
@@ -126,6 +140,9 @@ def render_gaps(console: Console, report: GapReport) -> None:
                 f"{g.count:,} events (usually {g.expected:g})",
                 highlight=False,
             )
+    if report.no_data:
+        names = ", ".join(f"{s.source} / {s.event_type or 'all types'}" for s in report.no_data)
+        console.print(f"\nno data in window: {names}", highlight=False)
     _cost(console, report.cost)
 
 

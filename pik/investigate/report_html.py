@@ -4,10 +4,11 @@ links out) with events per hour and their gaps, lateness, rejections and duplica
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from html import escape
 
 from pik.investigate.audit import AuditReport
-from pik.investigate.gaps import GapKind, GapReport, GapSeries
+from pik.investigate.gaps import Axis, GapKind, GapReport, GapSeries
 from pik.investigate.lag import LagReport
 from pik.investigate.service import InvestigationReport
 from pik.investigate.svg import Mark, column_chart, row_chart
@@ -36,6 +37,7 @@ td.n, th.n { text-align: right; } td { vertical-align: top; } code { font-size: 
 td.id { font: 11px ui-monospace, monospace; word-break: break-all; }
 svg.chart { max-width: 100%; height: auto; display: block; }
 svg .bar { fill: var(--bar); } svg .bar-alt { fill: var(--alt); }
+svg .bar-partial { fill: var(--bar); opacity: .4; }
 svg .mark-missing { fill: var(--bad); opacity: .18; } svg .mark-low { fill: var(--low); opacity: .25; }
 svg .mark-storm { fill: var(--alt); opacity: .18; }
 svg .baseline { stroke: var(--ok); stroke-dasharray: 5 4; stroke-width: 1.5; }
@@ -68,13 +70,26 @@ def _table(
     return f"<table><thead><tr>{cells}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _hour_labels(starts: Sequence[str]) -> list[str]:
-    return [s[5:10] if s[11:13] == "00" else s[11:16] for s in starts]
+def _hour_labels(starts: Sequence[datetime]) -> list[str]:
+    """Each hour's full name, for its bar's tooltip: ``2025-12-28 05:00 UTC``."""
+    return [t.strftime("%Y-%m-%d %H:%M UTC") for t in starts]
 
 
-def _label_every(buckets: int) -> int:
-    """Label every 6 hours on a short chart, every day on a long one."""
-    return 6 if buckets <= 72 else 24
+def _hour_ticks(starts: Sequence[datetime]) -> list[tuple[int, str]]:
+    """Axis labels: every 6 hours on a short chart, every midnight on a long one; each midnight
+    and the first label carry the date (``12-28``), so a week never reads "18:00" seven times."""
+    every = 6 if len(starts) <= 72 else 24
+    ticks = [i for i, t in enumerate(starts) if t.hour % every == 0]
+    if starts and (not ticks or ticks[0] > every // 2):
+        ticks.insert(0, 0)
+    out = []
+    for n, i in enumerate(ticks):
+        t = starts[i]
+        if t.hour == 0:
+            out.append((i, t.strftime("%m-%d")))
+        else:
+            out.append((i, t.strftime("%m-%d %H:%M") if n == 0 else t.strftime("%H:%M")))
+    return out
 
 
 def _short_time(text: str) -> str:
@@ -85,29 +100,41 @@ def _short_time(text: str) -> str:
 def _cards(report: InvestigationReport) -> str:
     audit, gaps, lag = report.audit, report.gaps, report.lag
     t = audit.totals
-    found = sum(len(s.gaps) for s in gaps.series)
+    found = gaps.found
     worst = max((g.stats.p99_ms for g in lag.overall), default=None)
+    by_event, by_arrival = f"by {Axis.EVENT.value} time", f"by {Axis.ARRIVAL.value}"
     cards = [
-        ("deliveries", f"{sum(t.values()):,}", False),
-        ("accepted", f"{t['ACCEPTED']:,}", False),
-        ("duplicate rate", f"{audit.duplicate_rate * 100:.1f} %", bool(audit.storms)),
-        ("rejected", f"{t['REJECTED']:,}", t["REJECTED"] > 0),
-        ("gaps", str(found), found > 0),
-        ("worst p99 lag", human_ms(worst) if worst is not None else "-", False),
-        ("duplicate storms", str(len(audit.storms)), bool(audit.storms)),
+        ("deliveries", by_arrival, f"{sum(t.values()):,}", False),
+        ("accepted", by_arrival, f"{t['ACCEPTED']:,}", False),
+        ("events", f"by {gaps.axis.value} time", f"{_events_total(gaps):,}", False),
+        ("duplicate rate", by_arrival, f"{audit.duplicate_rate * 100:.1f} %", bool(audit.storms)),
+        ("rejected", by_arrival, f"{t['REJECTED']:,}", t["REJECTED"] > 0),
+        ("gaps", f"by {gaps.axis.value} time", str(found), found > 0),
+        ("worst p99 lag", by_event, human_ms(worst) if worst is not None else "-", False),
+        ("duplicate storms", by_arrival, str(len(audit.storms)), bool(audit.storms)),
     ]
     return (
         '<div class="cards">'
         + "".join(
-            f'<div class="card{" bad" if bad else ""}">{escape(name)}<b>{escape(value)}</b></div>'
-            for name, value, bad in cards
+            f'<div class="card{" bad" if bad else ""}">{escape(name)}<b>{escape(value)}</b>'
+            f'<small class="muted axis">{escape(axis)}</small></div>'
+            for name, axis, value, bad in cards
         )
         + "</div>"
     )
 
 
-def _series_chart(series: GapSeries) -> str:
-    starts = [iso(b.start) for b in series.buckets]
+def _events_total(gaps: GapReport) -> int:
+    """Events the charts hold: per source its all-types series, or its one series."""
+    per_source: dict[str, int] = {}
+    for s in gaps.series:
+        if s.event_type is None or s.source not in per_source:
+            per_source[s.source] = s.total
+    return sum(per_source.values())
+
+
+def _series_chart(series: GapSeries, axis: Axis) -> str:
+    starts = [b.start for b in series.buckets]
     index = {b.start: i for i, b in enumerate(series.buckets)}
     marks = []
     for g in series.gaps:
@@ -120,26 +147,44 @@ def _series_chart(series: GapSeries) -> str:
     return column_chart(
         [b.count for b in series.buckets],
         _hour_labels(starts),
-        title=f"events per hour, {name}",
+        title=f"events per hour by {axis.value} time, {name}",
         marks=marks,
-        label_every=_label_every(len(starts)),
+        partial=[i for i, b in enumerate(series.buckets) if b.partial],
+        ticks=_hour_ticks(starts),
         baseline=series.baseline or None,
     )
 
 
 def _events_section(gaps: GapReport) -> str:
+    by = f"{gaps.axis.value} time" if gaps.axis is Axis.EVENT else "arrival (ingest time)"
     parts = [
-        "<h2 id=events>Events per hour (by event time)</h2>",
+        f"<h2 id=events>Events per hour (by {by})</h2>",
         '<p class="legend"><span><i class="sw" style="background:#3b6fb6"></i>events</span>'
+        '<span><i class="sw" style="background:#3b6fb6;opacity:.4"></i>partial hour '
+        "(so far)</span>"
         '<span><i class="sw" style="background:#f3c9c5"></i>missing</span>'
         '<span><i class="sw" style="background:#fbe5a9"></i>far below usual</span>'
         '<span><i class="sw" style="border-top:2px dashed #2f8f4e;height:0"></i>usual '
-        f"(median hour)</span> flagged under {gaps.threshold:.0%} of usual</p>",
+        "(median hour since the series' first events)</span> flagged under "
+        f"{gaps.threshold:.0%} of usual; hours in UTC</p>",
     ]
     for s in gaps.series:
+        if s.no_data:
+            continue
         name = f"{s.source} / {s.event_type or 'all types'}"
         parts.append(f"<h3>{escape(name)}: {s.total:,} events</h3>")
-        parts.append(_series_chart(s))
+        parts.append(_series_chart(s, gaps.axis))
+        last = s.buckets[-1]
+        if last.partial:
+            parts.append(
+                f'<p class="muted partial">partial hour {iso(last.start)} to '
+                f"{iso(gaps.window.end)}: {last.count:,} events so far, not judged</p>"
+            )
+        if s.data_from is not None and s.data_from != s.buckets[0].start:
+            parts.append(
+                f'<p class="muted">first events at {iso(s.data_from)}: usual level and gaps '
+                "from there on</p>"
+            )
         rows = [
             (g.kind.value, iso(g.start), iso(g.end), g.count, f"{g.expected:g}") for g in s.gaps
         ]
@@ -147,11 +192,14 @@ def _events_section(gaps: GapReport) -> str:
             parts.append(_table(("gap", "from", "to", "events", "usual"), rows, {3, 4}))
         else:
             parts.append('<p class="ok">no gaps</p>')
+    if gaps.no_data:
+        names = ", ".join(f"{s.source} / {s.event_type or 'all types'}" for s in gaps.no_data)
+        parts.append(f'<p class="muted no-data">no data in window (by {by}): {escape(names)}</p>')
     return "".join(parts)
 
 
 def _lag_section(lag: LagReport) -> str:
-    parts = ["<h2 id=lag>Lateness (ingest time minus event time)</h2>"]
+    parts = [f"<h2 id=lag>Lateness (ingest time minus event time), by {lag.axis.value} time</h2>"]
     if not lag.overall:
         return parts[0] + '<p class="muted">no events in the window</p>'
     for g in lag.overall:
@@ -211,7 +259,7 @@ def _duplicates_section(audit: AuditReport) -> str:
         f"<p>{audit.totals['DUPLICATE']:,} duplicates, "
         f"{audit.duplicate_rate * 100:.1f} % of valid deliveries.</p>",
     ]
-    starts = [iso(h.hour) for h in audit.hourly]
+    starts = [h.hour for h in audit.hourly]
     index = {h.hour: i for i, h in enumerate(audit.hourly)}
     marks = []
     for storm in audit.storms:
@@ -223,9 +271,9 @@ def _duplicates_section(audit: AuditReport) -> str:
         column_chart(
             [h.duplicate for h in audit.hourly],
             _hour_labels(starts),
-            title="duplicates per hour",
+            title="duplicates per hour by arrival",
             marks=marks,
-            label_every=_label_every(len(starts)),
+            ticks=_hour_ticks(starts),
             highlight=[i for m in marks for i in range(m.first, m.last + 1)],
         )
     )

@@ -27,8 +27,7 @@ from pik.investigate.gaps import (
     Axis,
     GapReport,
     GapSeries,
-    find_gaps,
-    tally_buckets,
+    gap_series,
 )
 from pik.investigate.lag import (
     LATE_EVENT_ATTRIBUTES,
@@ -189,7 +188,6 @@ class Investigator:
     ) -> GapReport:
         q = CountingQueries(self._queries)
         names = self._sources(sources, window, self._catalog(q))
-        buckets = window.buckets(granularity)
         width = granularity.key_width
         series: list[GapSeries] = []
         for source in names:
@@ -202,9 +200,7 @@ class Investigator:
             elif len(groups) != 1:  # the source as a whole, when it has several types (or none)
                 groups.insert(0, (None, sum(per_type.values(), Counter())))
             for name, counts in groups:
-                counted = tally_buckets(counts, buckets, granularity)
-                baseline, found = find_gaps(counted, granularity, threshold)
-                series.append(GapSeries(source, name, counted, baseline, found))
+                series.append(gap_series(source, name, counts, window, granularity, threshold))
         return GapReport(window, granularity, axis, threshold, series, q.cost())
 
     @staticmethod

@@ -1,7 +1,7 @@
 """Inline SVG charts for the HTML report, drawn here: no JavaScript, no fonts or files fetched.
 
-Colours come from CSS classes (``bar``, ``bar-alt``, ``mark-missing``, ``mark-low``,
-``baseline``, ``axis``, ``label``) that the report's stylesheet defines.
+Colours come from CSS classes (``bar``, ``bar-alt``, ``bar-partial``, ``mark-missing``,
+``mark-low``, ``baseline``, ``axis``, ``label``) that the report's stylesheet defines.
 """
 
 from __future__ import annotations
@@ -53,12 +53,16 @@ def column_chart(
     title: str,
     marks: Sequence[Mark] = (),
     highlight: Sequence[int] = (),
+    partial: Sequence[int] = (),
     baseline: float | None = None,
+    ticks: Sequence[tuple[int, str]] | None = None,
     label_every: int = 24,
     height: int = 200,
 ) -> str:
     """Vertical bars, one per bucket; ``marks`` shade runs of buckets, ``highlight`` colours
-    single bars, ``baseline`` draws a dashed line; every ``label_every``-th bucket is labelled."""
+    single bars, ``partial`` draws unfinished buckets apart, ``baseline`` draws a dashed line;
+    ``ticks`` are the ``(bucket, text)`` axis labels (by default every ``label_every``-th
+    bucket's label); ``labels`` name each bar in its tooltip."""
     n = max(len(values), 1)
     plot_w = WIDTH - PLOT_LEFT - PLOT_RIGHT
     plot_h = height - PLOT_TOP - AXIS_ROOM
@@ -89,13 +93,15 @@ def column_chart(
             f'<text class="label" x="{PLOT_LEFT - 6}" y="{gy + 4:.1f}" '
             f'text-anchor="end">{_fmt(top * fraction)}</text>'
         )
-    wanted = set(highlight)
+    wanted, unfinished = set(highlight), set(partial)
     for i, value in enumerate(values):
         if value <= 0:
             continue
         x = PLOT_LEFT + i * step
-        css = "bar-alt" if i in wanted else "bar"
+        css = "bar-partial" if i in unfinished else "bar-alt" if i in wanted else "bar"
         label = escape(labels[i]) if i < len(labels) else ""
+        if i in unfinished:
+            label += " (partial, so far)"
         parts.append(
             f'<rect class="{css}" x="{x + step * 0.1:.1f}" y="{y(value):.1f}" '
             f'width="{max(step * 0.8, 0.8):.1f}" height="{bottom - y(value):.1f}">'
@@ -111,11 +117,13 @@ def column_chart(
         f'<line class="axis" x1="{PLOT_LEFT}" x2="{WIDTH - PLOT_RIGHT}" '
         f'y1="{bottom}" y2="{bottom}"/>'
     )
-    for i in range(0, len(labels), max(label_every, 1)):
+    if ticks is None:
+        ticks = [(i, labels[i]) for i in range(0, len(labels), max(label_every, 1))]
+    for i, text in ticks:
         x = PLOT_LEFT + i * step
         parts.append(
             f'<line class="axis" x1="{x:.1f}" x2="{x:.1f}" y1="{bottom}" y2="{bottom + 4}"/>'
-            f'<text class="label" x="{x:.1f}" y="{bottom + 16}">{escape(labels[i])}</text>'
+            f'<text class="label" x="{x:.1f}" y="{bottom + 16}">{escape(text)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)

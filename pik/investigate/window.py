@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
+from infra.errors import KitError
 from schemas.envelope import format_time, parse_time
 
 __all__ = [
@@ -25,7 +26,7 @@ _RELATIVE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-class WindowError(ValueError):
+class WindowError(KitError, ValueError):
     """A ``--since``/``--until`` that cannot be understood, or an empty window."""
 
 
@@ -104,6 +105,13 @@ class Window:
             out.append(first)
             first += step
         return out
+
+    def partial_bucket(self, granularity: Granularity) -> datetime | None:
+        """Start of the unfinished bucket the window ends in (the current hour of a window that
+        ends now), when that bucket starts inside the window; None when the end is on a bucket
+        boundary."""
+        last = granularity.floor(self.end)
+        return last if self.start <= last < self.end else None
 
     def to_json(self) -> dict[str, str]:
         return {"since": iso(self.start), "until": iso(self.end)}

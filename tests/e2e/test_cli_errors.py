@@ -98,6 +98,50 @@ def test_a_config_error_shows_the_table_it_is_about(
     assert one_error_line(done).startswith(f"error: {config}: [[tap]] #1: unknown key(s) entity;")
 
 
+EVERY_KIT_COMMAND = [
+    ["bootstrap"],
+    ["serve", "--port", "0"],
+    ["ingest", "-"],
+    ["explain", "a" * 64],
+    ["audit"],
+    ["gaps"],
+    ["lag"],
+    ["report", "--out", "/dev/null"],
+    ["replay", "--entity-id", "u", "--start", "2025-12-28", "--end", "2025-12-29", "--dry-run"],
+    ["replays", "list"],
+    ["replays", "show", "r-1"],
+    ["process", "--once"],
+    ["aggregates", "show", "user_123"],
+    ["schemas", "list"],
+    ["produce", "--stream", "orders", "--count", "1"],
+]
+
+
+@pytest.mark.parametrize("command", EVERY_KIT_COMMAND, ids=lambda c: " ".join(c[:2]))
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        (BAD_TAP_KEY, "[[tap]] #1: unknown key(s) entity;"),
+        ("[colour]\nred = 1\n", "unknown top-level key(s) colour;"),
+        ('[[aggregate]]\nname = "x"\nkind = "sum"\nfeild = "a"\n', "unknown keys feild"),
+    ],
+    ids=["tap key", "top-level key", "aggregate key"],
+)
+def test_every_command_refuses_an_unknown_config_key_with_exit_2(
+    command: list[str], toml: str, words: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The config file is read once, by the kit, so no command accepts what another refuses
+    (``audit``, ``explain``, ``ingest`` and ``replays list`` used to ignore it; ``process``
+    exited 1)."""
+    config = tmp_path / "pik.toml"
+    config.write_text(toml)
+    monkeypatch.setenv("PIK_CONFIG", str(config))
+    done = pik(*command)
+    assert done.exit_code == 2, done.output
+    line = one_error_line(done)
+    assert line.startswith(f"error: {config}: ") and words in line, line
+
+
 def test_main_prints_an_escaping_config_error_as_it_is(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,9 +13,8 @@ from consumers.ingest import Submission
 from infra.aggregates import AggregateVersion
 from infra.clock import FixedClock
 from infra.local import EmbeddedAws
-from pik.cli_schemas import demo_registry_folder
+from pik.cli.schemas import demo_registry_folder
 from pik.kit import build_kit
-from pik.processing import aggregates
 from schemas.codec import Provenance
 from schemas.envelope import parse_body
 from tests.conftest import fresh_settings
@@ -161,7 +160,7 @@ def test_aggregates_diff_compares_per_metric_and_names_what_changed(
         bucket=env["PIK_BUCKET"],
         aggregates_table=env["PIK_AGGREGATES_TABLE"],
     )
-    store = aggregates(build_kit(settings))
+    store = build_kit(settings).aggregates()
     store.put(_version("order_count", 1, 1, ["a" * 64]))
     store.put(_version("order_count", 2, 2, ["a" * 64, "b" * 64]))
     store.put(_version("order_total", 1, 9.5, ["a" * 64]))  # one version only

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
+
+import boto3
 
 from tests.e2e.conftest import base_env, free_port, port_open, run_pik, running
 
@@ -173,3 +177,49 @@ def test_up_taps_the_configured_streams(tmp_path: Path) -> None:
                 accepted = json.loads(audit.stdout)["totals"]["accepted"]
             time.sleep(1)
         assert accepted == 40
+
+
+def _metrics(api_url: str) -> str:
+    with urllib.request.urlopen(f"{api_url}/metrics", timeout=5) as answer:
+        return str(answer.read().decode())
+
+
+def test_up_metrics_show_the_taps_lag_and_the_ingest_counts_of_tap_and_api(
+    tmp_path: Path,
+) -> None:
+    """One ``/metrics`` for the whole ``pik up`` process: the tap's gauge and counters next to
+    the HTTP API's, not an empty page from a second set of metrics."""
+    api, aws = free_port(), free_port()
+    config = tmp_path / "pik.toml"
+    config.write_text('[[tap]]\nstream = "pik-demo"\n')
+    api_url = f"http://127.0.0.1:{api}"
+    with running(
+        "up", "--port", str(api), "--aws-port", str(aws),
+        env=base_env(PIK_CONFIG=str(config)), ready_url=f"{api_url}/healthz",
+    ):  # fmt: skip
+        kinesis = boto3.client(
+            "kinesis",
+            endpoint_url=f"http://127.0.0.1:{aws}",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        for n in range(3):
+            record = {"source": "tapped", "event_type": "tick", "entity_id": f"e{n}",
+                      "event_time": "2025-12-28T10:00:00Z", "payload": {"n": n}}  # fmt: skip
+            kinesis.put_record(
+                StreamName="pik-demo", Data=json.dumps(record).encode(), PartitionKey=f"e{n}"
+            )
+        assert curl(api_url)["status"] == "ACCEPTED"  # source "demo", through the HTTP API
+        deadline, text = time.monotonic() + 30, ""
+        while time.monotonic() < deadline:
+            text = _metrics(api_url)
+            if 'IngestCount{event_type="tick",source="tapped"} 3' in text:
+                break
+            time.sleep(0.3)
+        assert 'IngestCount{event_type="tick",source="tapped"} 3' in text, text
+        assert 'IngestCount{event_type="heartbeat",source="demo"} 1' in text, text
+        assert re.search(r'TapMillisBehindLatest\{shard="[^"]+",stream="pik-demo"\} \d+', text), (
+            text
+        )
+        assert "IngestLagMs_count" in text

@@ -55,7 +55,7 @@ def receives_asked(
         return AwsClients(config, on_client=watch, environ={})
 
     monkeypatch.setattr(pik.kit, "AwsClients", clients)
-    monkeypatch.setattr("pik.cli.configure_logging", lambda *_: None)
+    monkeypatch.setattr("pik.cli.common.configure_logging", lambda *_: None)
     monkeypatch.setattr(signal, "signal", lambda *_: None)  # the command's Ctrl-C handler
     for key in [k for k in os.environ if k.startswith(("AWS_", "PIK_", "DRY_RUN"))]:
         monkeypatch.delenv(key)

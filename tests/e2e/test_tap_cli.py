@@ -7,8 +7,11 @@ import json
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -129,10 +132,9 @@ def test_sigterm_flushes_checkpoints_and_releases_leases(local: dict[str, str]) 
 
 
 def test_efo_on_moto_fails_with_a_one_line_reason(kit: Kit) -> None:
-    """moto answers SubscribeToShard with HTTP 500 (not implemented): `--efo` says so and how
-    to go on, in one line, exits 1, and gives its leases up. (The suite's in-process moto, not
-    `pik local`: moto logs a traceback per refused call, which would fill `pik local`'s unread
-    stderr pipe.)"""
+    """moto lacks SubscribeToShard; the embedded backend answers 501 NotImplemented: `--efo`
+    says so and how to go on, in one line, exits 2 (only the operator can fix it), and gives
+    its leases up."""
     stream = f"existing-{uuid.uuid4().hex[:8]}"
     kinesis = kit.clients.kinesis()
     kinesis.create_stream(StreamName=stream, ShardCount=1)
@@ -147,13 +149,75 @@ def test_efo_on_moto_fails_with_a_one_line_reason(kit: Kit) -> None:
     done = run_pik("tap", "--stream", stream, "--efo", "--once", env=env)
 
     error = done.stderr.decode().strip()
-    assert done.returncode == 1, error
+    assert done.returncode == 2, error
     *logs, reason = error.splitlines()  # structured log lines (JSON), then the reason
     assert all(line.startswith("{") for line in logs) and "Traceback" not in error
     assert reason == (
-        f"error: Kinesis SubscribeToShard on {stream}/shardId-000000000000 failed: HTTP 500; "
-        "enhanced fan-out needs an endpoint that implements SubscribeToShard (moto does not): "
-        "run the tap without --efo"
+        f"error: Kinesis SubscribeToShard on {stream}/shardId-000000000000 failed: HTTP 501 "
+        "NotImplemented: The subscribe_to_shard action has not been implemented; enhanced "
+        "fan-out needs an endpoint that implements SubscribeToShard (moto does not): run the tap "
+        "without --efo"
     )
     leases = kit.clients.dynamodb().scan(TableName=kit.names.leases_table)["Items"]
     assert len(leases) == 1 and "lease_owner" not in leases[0]
+
+
+def _one_error_line(done: subprocess.CompletedProcess[bytes]) -> str:
+    """The one line a failed command says, after any structured (JSON) log lines."""
+    error = done.stderr.decode()
+    assert "Traceback" not in error and "Traceback" not in done.stdout.decode(), error
+    *logs, reason = error.strip().splitlines()
+    assert all(line.startswith("{") and "\\n" not in line for line in logs), error
+    assert reason.startswith("error: "), error
+    return reason
+
+
+def test_efo_and_a_missing_stream_against_pik_local_are_one_line_each(
+    local: dict[str, str],
+) -> None:
+    """Through `pik local` (the embedded backend in its own process, as a user runs it)."""
+    efo = run_pik("tap", "--stream", STREAM, "--efo", "--once", env=local)
+    assert efo.returncode == 2
+    assert "HTTP 501 NotImplemented" in _one_error_line(efo)
+    missing = run_pik("tap", "--stream", "no-such-stream", "--once", env=local)
+    assert missing.returncode == 1
+    assert "no-such-stream" in _one_error_line(missing)
+
+
+def test_up_with_an_efo_tap_on_moto_logs_one_line_and_gives_that_tap_up(tmp_path: Path) -> None:
+    """Under `pik up` the embedded backend is in the same process: moto's refusals must not
+    print tracebacks, and a tap that cannot work there is marked failed once, not restarted."""
+    api, aws = free_port(), free_port()
+    config = tmp_path / "pik.toml"
+    config.write_text(f'[[tap]]\nstream = "{STREAM}"\nefo = true\n')
+    log = tmp_path / "up.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [PIK, "up", "--port", str(api), "--aws-port", str(aws)],
+            env=base_env(PIK_CONFIG=str(config)),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline, health = time.monotonic() + 30, dict[str, str]()
+            while time.monotonic() < deadline and health.get(f"tap:{STREAM}") != "failed":
+                time.sleep(0.3)
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{api}/healthz", timeout=2)
+                except urllib.error.HTTPError as answer:  # 503: degraded
+                    health = json.loads(answer.read())["components"]
+                except OSError:
+                    pass
+            assert health.get(f"tap:{STREAM}") == "failed", log.read_text()
+            time.sleep(1)  # nothing restarts it
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+    said = log.read_text()
+    assert "Traceback" not in said, said[:3000]
+    failures = [line for line in said.splitlines() if "component failed" in line]
+    assert len(failures) == 1, said
+    assert json.loads(failures[0])["reason"].startswith(
+        f"Kinesis SubscribeToShard on {STREAM}/shardId-"
+    )
+    assert "not restarted" in failures[0]

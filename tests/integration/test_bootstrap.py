@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from infra.errors import BackendError
+from infra.local import EmbeddedAws
 from pik.kit import build_kit
 from pik.settings import Settings
+from tests.conftest import fresh_settings
 
 
 def test_bootstrap_creates_everything_then_changes_nothing(settings: Settings) -> None:
@@ -90,3 +95,11 @@ def test_bootstrap_names_an_events_table_of_the_older_layout(settings: Settings)
     assert "older index layout (by_source_day)" in note and "pik reindex" in note
     fresh = build_kit(settings.model_copy(update={"events_table": settings.events_table + "-2"}))
     assert fresh.bootstrap().run(demo_stream=False)["notes"] == []
+
+
+def test_a_failed_bootstrap_names_the_call_and_the_resource(aws_server: EmbeddedAws) -> None:
+    settings = fresh_settings(aws_server.endpoint_url, bucket="no spaces")  # botocore refuses it
+    with pytest.raises(BackendError) as info:
+        build_kit(settings).bootstrap().run(demo_stream=False)
+    assert str(info.value).startswith("bootstrap failed: S3 CreateBucket on s3://no spaces: ")
+    assert info.value.code == "ParamValidationError"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pik import lambda_api
 from pik.kit import Kit
+from pik.lambdas import api as lambda_api
 from pik.settings import Settings
 
 GUIDE = {

@@ -18,9 +18,6 @@ from infra.replay_log import LOG_PREFIX
 from pik.explain import explain
 from pik.http import create_app
 from pik.kit import Kit, build_kit
-from pik.lineage import kit_lineage
-from pik.processing import aggregates, replay_queue
-from pik.replay_api import replay_service
 from producers.replay import parse_request
 from schemas.codec import Provenance
 from schemas.envelope import parse_body
@@ -56,11 +53,11 @@ def test_explain_lists_replays_and_aggregate_versions(
     kit.bootstrap().run(demo_stream=False)
     ids = ingest(kit, [body("user_1", m, m) for m in range(5)] + [body("user_2", 0, 7)])
     target, other = ids[0], ids[5]
-    service = replay_service(kit)
+    service = kit.replay_service()
     processor = Processor(
         kit.index,
         kit.archive,
-        aggregates(kit),
+        kit.aggregates(),
         kit.clock,
         kit.metrics,
         definitions=(AggregateDefinition("daily_event_count"),),
@@ -73,7 +70,7 @@ def test_explain_lists_replays_and_aggregate_versions(
         job = service.replay(parse_request({**DAY, "entity_id": "user_1"}), requester="t").job
         assert job.sent == 5 + n
         replay_ids.append(job.replay_id)
-        summary = run_queue(processor, replay_queue(kit), once=True, retry_base_s=0)
+        summary = run_queue(processor, kit.replay_queue(), once=True, retry_base_s=0)
         assert summary.failed == 0
     dry = service.replay(
         parse_request({**DAY, "entity_id": "user_1", "dry_run": True}), requester="t"
@@ -102,5 +99,5 @@ def test_explain_lists_replays_and_aggregate_versions(
     assert {v["replay_id"] for v in versions} <= set(replay_ids)
     assert untouched["replays"] == [] and untouched["aggregate_versions"] == []
 
-    cli_doc = explain(target, kit.index, kit.reader, kit_lineage(kit))  # `pik explain`'s path
+    cli_doc = explain(target, kit.index, kit.reader, kit.lineage())  # `pik explain`'s path
     assert [r["replay_id"] for r in cli_doc["replays"]] == replay_ids

@@ -14,7 +14,6 @@ from infra.aggregates import DynamoAggregates
 from infra.clock import FixedClock
 from infra.local import EmbeddedAws
 from pik.kit import Kit, build_kit
-from pik.processing import aggregates, replay_queue
 from schemas.codec import Provenance
 from schemas.envelope import parse_body
 from tests.conftest import fresh_settings
@@ -59,7 +58,7 @@ def ingest(kit: Kit, bodies: list[bytes], label: str) -> list[dict]:
 
 def processor(kit: Kit) -> Processor:
     return Processor(
-        kit.index, kit.archive, aggregates(kit), kit.clock, kit.metrics, definitions=DEFINITIONS
+        kit.index, kit.archive, kit.aggregates(), kit.clock, kit.metrics, definitions=DEFINITIONS
     )
 
 
@@ -82,7 +81,7 @@ def test_same_inputs_in_any_order_and_grouping_give_the_same_value_and_hash(
             proc.process(messages(docs[:6]))
         else:
             proc.process(messages(docs))
-        outcomes.append({v.metric: v for v in aggregates(kit).versions("user_123", DAY)})
+        outcomes.append({v.metric: v for v in kit.aggregates().versions("user_123", DAY)})
     first, second = outcomes
     for metric in ("daily_event_count", "daily_steps", "max_steps"):
         assert first[metric].value == second[metric].value
@@ -99,7 +98,7 @@ def test_replaying_twice_writes_one_version(kit: Kit) -> None:
     again = proc.process(messages(docs))
     assert len(first.written) == 3 and not first.failed
     assert again.written == [] and again.unchanged == 3
-    assert [v.version for v in aggregates(kit).versions("user_123", DAY)] == [1, 1, 1]
+    assert [v.version for v in kit.aggregates().versions("user_123", DAY)] == [1, 1, 1]
 
 
 def test_a_late_event_then_replay_makes_a_version_whose_diff_names_it(kit: Kit) -> None:
@@ -113,7 +112,7 @@ def test_a_late_event_then_replay_makes_a_version_whose_diff_names_it(kit: Kit) 
     count = written["daily_event_count"]
     assert (count.version, count.previous_version, count.value) == (2, 1, 4)
     assert count.replay_id == "replay-late"
-    store = aggregates(kit)
+    store = kit.aggregates()
     versions = [v for v in store.versions("user_123", DAY) if v.metric == "daily_steps"]
     change = diff_versions(store, versions[0], versions[1])
     assert change.added == [late["event_id"]]
@@ -140,7 +139,7 @@ def test_two_processors_racing_lose_and_duplicate_no_version(kit: Kit) -> None:
     for t in threads:
         t.join()
     counts = [
-        v for v in aggregates(kit).versions("user_123", DAY) if v.metric == "daily_event_count"
+        v for v in kit.aggregates().versions("user_123", DAY) if v.metric == "daily_event_count"
     ]
     assert [v.version for v in counts] == list(range(1, len(counts) + 1))  # no gap, no twin
     assert len({v.input_hash for v in counts}) == len(counts)  # each version a real change
@@ -150,7 +149,7 @@ def test_two_processors_racing_lose_and_duplicate_no_version(kit: Kit) -> None:
 def test_poison_message_reaches_the_dead_letter_queue_and_the_rest_succeed(kit: Kit) -> None:
     docs = ingest(kit, [event(n) for n in range(3)], "b")
     broken = {**docs[0], "archive": {**docs[0]["archive"], "key": "raw/missing.avro"}}
-    queue = replay_queue(kit)
+    queue = kit.replay_queue()
     sqs = kit.clients.sqs()
     for body in [*docs, broken, {"not": "a replay message"}]:
         sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps(body))
@@ -171,7 +170,7 @@ def test_dry_run_computes_and_writes_nothing(kit: Kit) -> None:
     proc.dry_run = True
     outcome = proc.process(messages(docs))
     assert {v.metric for v in outcome.written} == {"daily_event_count", "daily_steps", "max_steps"}
-    assert aggregates(kit).versions("user_123", DAY) == []
+    assert kit.aggregates().versions("user_123", DAY) == []
 
 
 def test_large_windows_keep_their_input_list_in_s3(kit: Kit) -> None:
@@ -194,7 +193,7 @@ def test_large_windows_keep_their_input_list_in_s3(kit: Kit) -> None:
 def test_lambda_handler_reports_batch_item_failures(
     kit: Kit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pik import lambda_processor
+    from pik.lambdas import processor as lambda_processor
 
     docs = ingest(kit, [event(n) for n in range(2)], "b")
     monkeypatch.setenv("AWS_ENDPOINT_URL", kit.settings.endpoint_url or "")
@@ -206,7 +205,7 @@ def test_lambda_handler_reports_batch_item_failures(
     answer = lambda_processor.handler({"Records": records}, None)
     lambda_processor._built.cache_clear()
     assert answer == {"batchItemFailures": [{"itemIdentifier": "poison"}]}
-    [version] = aggregates(kit).versions("user_123", DAY)
+    [version] = kit.aggregates().versions("user_123", DAY)
     assert (version.metric, version.value) == ("daily_event_count", 2)
 
 
@@ -214,7 +213,7 @@ def test_dry_runs_of_the_queue_loop_leave_queue_table_and_bucket_as_they_were(ki
     from consumers.processor_loop import DryRunRefused
 
     docs = ingest(kit, [event(n) for n in range(3)], "b")
-    queue = replay_queue(kit)
+    queue = kit.replay_queue()
     sqs, s3, ddb = kit.clients.sqs(), kit.clients.s3(), kit.clients.dynamodb()
     for body in docs:
         sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps(body))
@@ -248,7 +247,7 @@ def test_the_loser_of_a_version_race_recomputes_and_never_writes_its_stale_input
     """A reads the window (2 events); a third event arrives and B writes v1 from all three in
     between A's read and A's write; A's v1 is taken. A must not write its two-event inputs as v2."""
     docs = ingest(kit, [event(n) for n in range(2)], "early")
-    store = aggregates(kit)
+    store = kit.aggregates()
     late: list[dict] = []
 
     class Interleaved:
@@ -301,7 +300,7 @@ def test_a_window_whose_inputs_did_not_change_costs_no_archive_read(kit: Kit) ->
             return kit.archive.get_file(key)
 
     again = Processor(
-        kit.index, Counting(), aggregates(kit), kit.clock, kit.metrics, definitions=DEFINITIONS
+        kit.index, Counting(), kit.aggregates(), kit.clock, kit.metrics, definitions=DEFINITIONS
     )  # type: ignore[arg-type]
     outcome = again.process(messages(late))  # replayed again: every input hash is unchanged
     assert outcome.written == [] and outcome.unchanged == len(DEFINITIONS)

@@ -12,7 +12,6 @@ from infra.index import Selection
 from infra.local import EmbeddedAws
 from infra.replay_queries import DynamoReplayQueries
 from pik.explain import explain
-from pik.investigate import investigator_for
 from pik.kit import Kit, build_kit
 from schemas.envelope import parse_time
 from tests.conftest import fresh_settings
@@ -29,7 +28,7 @@ from tests.unit.test_investigate_data import (
 
 
 def _answers(kit: Kit, incident: Incident) -> dict[str, Any]:
-    inv = investigator_for(kit)
+    inv = kit.investigator()
     window = inv.window(SINCE, UNTIL)
 
     def bare(doc: dict[str, Any]) -> dict[str, Any]:

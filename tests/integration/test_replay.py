@@ -15,7 +15,6 @@ from consumers.ingest import IngestResult, Submission
 from infra.replay_jobs import JobStatus
 from infra.targets import ReplayTarget, SqsTarget, TargetCrash, TargetMessage, open_target
 from pik.kit import Kit, build_kit
-from pik.replay_api import replay_service, target_factory
 from pik.settings import Settings
 from producers.replay import ReplayService, job_json, parse_request
 from schemas.codec import Provenance
@@ -81,7 +80,7 @@ def run(service: ReplayService, **body: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def service(kit: Kit) -> ReplayService:
-    return replay_service(kit)
+    return kit.replay_service()
 
 
 def test_window_edges_and_sub_second_order_through_sqs(kit: Kit, service: ReplayService) -> None:
@@ -185,9 +184,9 @@ class CrashingSqs(SqsTarget):
 
 def test_resume_after_a_kill_sends_nothing_twice_and_misses_nothing(kit: Kit) -> None:
     ingest(kit, [event(f"2025-12-28T09:{m:02d}:00Z") for m in range(35)], "kill")
-    opener = target_factory(kit, allow_files=False)
-    crashing = replay_service(
-        kit, targets=lambda spec: CrashingSqs(opener(spec), 2), checkpoint_every=10
+    opener = kit.replay_targets(allow_files=False)
+    crashing = kit.replay_service(
+        targets=lambda spec: CrashingSqs(opener(spec), 2), checkpoint_every=10
     )
     doc = run(crashing, entity_id="user_123")
     assert (doc["status"], doc["sent"], doc["matched"]) == ("FAILED", 20, 35)
@@ -195,7 +194,7 @@ def test_resume_after_a_kill_sends_nothing_twice_and_misses_nothing(kit: Kit) ->
 
     job = crashing.get(doc["replay_id"])  # the record in DynamoDB says where it stopped
     assert job.status is JobStatus.FAILED and job.cursor and job.sent == 20
-    done = replay_service(kit).resume(doc["replay_id"])
+    done = kit.replay_service().resume(doc["replay_id"])
     assert (done.status, done.sent, done.matched) == (JobStatus.COMPLETED, 35, 35)
     ids = [m["event_id"] for m in drain(kit, queue_url(kit))]
     assert len(ids) == len(set(ids)) == 35
@@ -203,8 +202,8 @@ def test_resume_after_a_kill_sends_nothing_twice_and_misses_nothing(kit: Kit) ->
 
 def test_cancel_from_another_process_stops_the_run(kit: Kit) -> None:
     ingest(kit, [event(f"2025-12-28T09:{m:02d}:00Z") for m in range(30)], "cancel")
-    other = replay_service(kit)  # another process, sharing only the jobs table
-    opener = target_factory(kit, allow_files=False)
+    other = kit.replay_service()  # another process, sharing only the jobs table
+    opener = kit.replay_targets(allow_files=False)
     holder: dict[str, str] = {}
 
     class CancelledAfterOne(SqsTarget):
@@ -218,7 +217,7 @@ def test_cancel_from_another_process_stops_the_run(kit: Kit) -> None:
         assert isinstance(inner, SqsTarget)
         return CancelledAfterOne(inner._sqs, inner.queue_url)
 
-    runner = replay_service(kit, targets=targets, checkpoint_every=10)
+    runner = kit.replay_service(targets=targets, checkpoint_every=10)
     job = runner.replay(
         parse_request({**DAY, "entity_id": "user_123"}),
         requester="it",
@@ -239,7 +238,7 @@ def test_dry_run_sends_and_records_nothing(
     assert drain(kit, queue_url(kit)) == []
     assert service.recent() == []
     dry_kit = build_kit(settings.model_copy(update={"dry_run": True}), clock=kit.clock)
-    assert run(replay_service(dry_kit), entity_id="user_123")["dry_run"] is True  # DRY_RUN=true
+    assert run(dry_kit.replay_service(), entity_id="user_123")["dry_run"] is True  # DRY_RUN=true
     assert drain(kit, queue_url(kit)) == []
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pik.http import create_app
+from pik.http.replay import MAX_REQUEST_BYTES
 from pik.kit import Kit
-from pik.replay_api import MAX_REQUEST_BYTES
 
 CHUNK = 16 * 1024
 HUGE = 4 * 1024 * 1024  # what a client offers: far over the limit

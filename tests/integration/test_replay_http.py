@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from pik.http import create_app
+from pik.http.replay import replay_router
 from pik.kit import Kit
-from pik.replay_api import replay_router
 
 GUIDE_EVENT = {
     "source": "demo",

@@ -11,7 +11,6 @@ import time
 from infra.errors import NotFound
 from infra.replay_jobs import JobStatus, ReplayJob
 from pik.kit import Kit
-from pik.replay_api import replay_service
 from producers.replay import ReplayService, parse_request
 from tests.integration.test_replay import DAY, drain, event, ingest, queue_url
 
@@ -29,7 +28,7 @@ def test_an_event_too_large_for_sqs_with_its_payload_is_sent_pointer_only(kit: K
     ).encode()
     bodies = [event("2025-12-28T09:00:00Z"), big, event("2025-12-28T09:02:00Z")]
     results = ingest(kit, bodies, "big")
-    service = replay_service(kit)
+    service = kit.replay_service()
     job = service.replay(
         parse_request({**DAY, "entity_id": "user_123", "with_payload": True}), requester="it"
     ).job
@@ -53,7 +52,7 @@ def running(service: ReplayService, planned: list[str]) -> bool:
 
 def test_a_cancel_from_another_process_stops_a_paced_run_within_a_second(kit: Kit) -> None:
     ingest(kit, [event(f"2025-12-28T{h:02d}:{m:02d}:00Z") for h in (8, 9) for m in range(60)], "c")
-    runner, other = replay_service(kit), replay_service(kit)
+    runner, other = kit.replay_service(), kit.replay_service()
     planned: list[str] = []
     finished: list[ReplayJob] = []
 

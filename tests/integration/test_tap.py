@@ -20,8 +20,7 @@ from consumers.tap.shard import ReaderOptions
 from consumers.tap.summary import TapSummary
 from consumers.tap.worker import TapOptions
 from infra.kinesis_boto import BotoKinesis
-from pik.cli_schemas import demo_registry_folder
-from pik.cli_tap import build_tap_worker
+from pik.cli.schemas import demo_registry_folder
 from pik.config import parse_config
 from pik.kit import Kit
 from producers.produce import BINDING_TOML, Produced, Producer, ProduceSpec
@@ -45,7 +44,7 @@ def checkout_binding(stream: str) -> TapBinding:
 
 
 def tap_once(kit: Kit, binding: TapBinding, **kw: Any) -> TapSummary:
-    return build_tap_worker(kit, binding, options=FAST, **kw).run(once=True)
+    return kit.tap_worker(binding, options=FAST, **kw).run(once=True)
 
 
 def archived(kit: Kit) -> list[ArchiveRecord]:
@@ -225,7 +224,7 @@ def test_two_workers_share_a_stream_and_release_their_leases(kit: Kit) -> None:
     report = producer.run(stream, ProduceSpec(count=200, entities=40, seed=11))
     stop = threading.Event()
     options = TapOptions(reader=FAST.reader, discover_interval_s=0.2)
-    workers = [build_tap_worker(kit, checkout_binding(stream), options=options) for _ in range(2)]
+    workers = [kit.tap_worker(checkout_binding(stream), options=options) for _ in range(2)]
     threads = [
         threading.Thread(target=w.run, kwargs={"once": False, "stop": stop}) for w in workers
     ]
@@ -260,13 +259,12 @@ def test_two_workers_share_a_stream_and_release_their_leases(kit: Kit) -> None:
 
 def test_start_taps_runs_every_binding_until_stopped(kit: Kit) -> None:
     """What `pik up` uses: one background tap per [[tap]] binding; stop() flushes and releases."""
-    from pik.cli_tap import start_taps
 
     streams = [create_stream(kit, shards=1) for _ in range(2)]
     producer = Producer(BotoKinesis(kit.clients.kinesis()), kit.clock)
     for n, stream in enumerate(streams):
         producer.run(stream, ProduceSpec(count=30, seed=n))
-    handle = start_taps(kit, [checkout_binding(s) for s in streams], options=FAST)
+    handle = kit.start_taps([checkout_binding(s) for s in streams], options=FAST)
     try:
         for _ in range(200):
             if all(w.summary.totals()["accepted"] == 30 for w in handle.workers):
@@ -297,8 +295,8 @@ def dead_workers_leases(kit: Kit, stream: str, expires_ms: int) -> None:
 
 def test_once_waits_for_a_dead_workers_leases_then_drains(settings: Any) -> None:
     from infra.clock import SystemClock
-    from pik.cli_tap import tap_options
     from pik.kit import build_kit
+    from pik.taps import tap_options
 
     kit = build_kit(settings, clock=SystemClock())  # leases expire in real time
     kit.bootstrap().run(demo_stream=False)
@@ -309,7 +307,7 @@ def test_once_waits_for_a_dead_workers_leases_then_drains(settings: Any) -> None
     now_ms = int(kit.clock.now().timestamp() * 1000)
     dead_workers_leases(kit, stream, now_ms + 1_500)
 
-    summary = build_tap_worker(kit, checkout_binding(stream), options=tap_options(lease_ms=2_000))
+    summary = kit.tap_worker(checkout_binding(stream), options=tap_options(lease_ms=2_000))
     drained = summary.run(once=True).to_json()
 
     assert drained["accepted"] == 40
@@ -319,8 +317,8 @@ def test_once_waits_for_a_dead_workers_leases_then_drains(settings: Any) -> None
 def test_once_fails_naming_the_shards_a_live_worker_keeps(settings: Any) -> None:
     from consumers.tap.worker import ShardsUnread
     from infra.clock import SystemClock
-    from pik.cli_tap import tap_options
     from pik.kit import build_kit
+    from pik.taps import tap_options
 
     kit = build_kit(settings, clock=SystemClock())
     kit.bootstrap().run(demo_stream=False)
@@ -338,9 +336,7 @@ def test_once_fails_naming_the_shards_a_live_worker_keeps(settings: Any) -> None
     renewer = threading.Thread(target=live_worker)
     renewer.start()
     try:
-        worker = build_tap_worker(
-            kit, checkout_binding(stream), options=tap_options(lease_ms=1_000)
-        )
+        worker = kit.tap_worker(checkout_binding(stream), options=tap_options(lease_ms=1_000))
         with pytest.raises(ShardsUnread) as unread:
             worker.run(once=True)
     finally:

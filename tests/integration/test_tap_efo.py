@@ -31,7 +31,6 @@ from infra.aws import AwsClients
 from infra.clock import FixedClock
 from infra.kinesis import StartAt, StartKind
 from infra.kinesis_boto import BotoKinesis
-from pik.cli_tap import build_tap_worker
 from pik.config import parse_config
 from pik.kit import Kit, build_kit
 from pik.settings import Settings
@@ -82,7 +81,7 @@ def binding(stream: str) -> TapBinding:
 
 def tap_once(kit: Kit, stream: str, start: StartAt | None = None) -> TapSummary:
     fan_out = FanOut(poll_s=0.1)  # the default consumer name
-    worker = build_tap_worker(kit, binding(stream), start=start, options=OPTIONS, fan_out=fan_out)
+    worker = kit.tap_worker(binding(stream), start=start, options=OPTIONS, fan_out=fan_out)
     return worker.run(once=True)
 
 

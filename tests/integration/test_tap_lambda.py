@@ -16,10 +16,10 @@ import pytest
 from consumers.ingest import IngestResult, IngestSink, Submission
 from infra.archive import ArchiveReader
 from infra.errors import BackendError
-from pik import lambda_tap
-from pik.cli_schemas import demo_registry_folder
+from pik.cli.schemas import demo_registry_folder
 from pik.config import parse_config
 from pik.kit import Kit
+from pik.lambdas import tap as lambda_tap
 from pik.settings import Settings
 from schemas.envelope import Event
 from schemas.identity import event_id

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from consumers.tap.binding import binding_from_table
 from infra.clock import FixedClock
-from pik.cli_tap import build_tap_worker
 from pik.kit import build_kit
 from pik.settings import Settings
 from schemas.registry import encode_confluent
@@ -57,7 +56,7 @@ def test_the_tap_decodes_with_the_configured_registry(
         }
     )
 
-    summary = build_tap_worker(kit, binding, options=FAST).run(once=True).to_json()
+    summary = kit.tap_worker(binding, options=FAST).run(once=True).to_json()
 
     assert (summary["accepted"], summary["rejected"]) == (5, 0)
     records = archived(kit)
@@ -93,7 +92,7 @@ def test_records_from_confluents_own_serializer_are_accepted_byte_exact(
         }
     )
 
-    summary = build_tap_worker(kit, binding, options=FAST).run(once=True).to_json()
+    summary = kit.tap_worker(binding, options=FAST).run(once=True).to_json()
 
     assert (summary["accepted"], summary["rejected"]) == (20, 0)
     assert sorted(r.raw for r in archived(kit)) == sorted(b for b in bodies if b is not None)

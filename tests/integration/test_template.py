@@ -29,7 +29,7 @@ from infra.resources import (
     ResourceNames,
     table_specs,
 )
-from pik import cli_deploy
+from pik.cli import deploy as cli_deploy
 from pik.settings import Settings
 
 pytest.importorskip("samtranslator", reason="aws-sam-translator is a dev dependency")
@@ -356,7 +356,7 @@ def test_the_processor_is_off_by_default_and_consumes_the_replay_queue_when_on()
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["ReplayQueue", "Arn"]}
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BatchSize"] == 10
-    assert on["ProcessorFunction"]["Properties"]["Handler"] == "pik.lambda_processor.handler"
+    assert on["ProcessorFunction"]["Properties"]["Handler"] == "pik.lambdas.processor.handler"
 
 
 def _app_routes() -> set[str]:
@@ -436,9 +436,9 @@ def test_every_function_handler_is_defined() -> None:
     functions = of_type(deployed(EVERYTHING_ON), "AWS::Lambda::Function")
     handlers = {f["Properties"]["Handler"] for f in functions.values()}
     assert handlers == {
-        "pik.lambda_api.handler",
-        "pik.lambda_tap.handler",
-        "pik.lambda_processor.handler",
+        "pik.lambdas.api.handler",
+        "pik.lambdas.tap.handler",
+        "pik.lambdas.processor.handler",
     }
     for handler in sorted(handlers):
         defined = _handler_defined(handler)

@@ -212,7 +212,7 @@ def test_functions_get_the_names_of_the_resources_the_stack_created(stack: Stack
     assert stack.physical["ReplayQueue"].endswith(f"/{names.replay_queue}")
     assert stack.physical["ReplayDeadLetterQueue"].endswith(f"/{names.replay_dlq}")
     api = _function(stack, "ApiFunction")
-    assert api["Handler"] == "pik.lambda_api.handler"
+    assert api["Handler"] == "pik.lambdas.api.handler"
     assert (
         api["Environment"]["Variables"]
         == _function(stack, "TapFunction")["Environment"]["Variables"]

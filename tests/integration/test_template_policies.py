@@ -58,6 +58,9 @@ WAITERS = {
     ("dynamodb", "table_exists"): "DescribeTable",
     ("kinesis", "stream_exists"): "DescribeStream",
 }
+# ``infra.dynamo``'s helpers make the call for their caller (their own client is ``client``, which
+# no receiver pattern matches): ``paginate(self._ddb, "Query", ...)`` is a Query where it is called.
+HELPERS = {"batch_get": "dynamodb:BatchGetItem", "batch_write": "dynamodb:BatchWriteItem"}
 
 # IAM actions one boto3 operation needs (AWS Service Authorization Reference).
 IAM_ACTIONS: dict[str, tuple[str, ...]] = {
@@ -81,7 +84,7 @@ ARCHIVE = ("RawBucket/raw/*", "RawBucket/quarantine/*")
 
 # The reviewed table: per handler module, operation -> the resources it is made on.
 HANDLER_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
-    "pik.lambda_api": {
+    "pik.lambdas.api": {
         # ingest: archive files (S3RawArchive.put_file); replay: sent logs (S3ReplayLog)
         "s3:PutObject": (*ARCHIVE, "RawBucket/replays/*"),
         # GET /events/{id} (records, sent logs, aggregate input lists), replay payloads
@@ -102,14 +105,14 @@ HANDLER_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
         "sqs:GetQueueUrl": ("ReplayQueue",),  # the target by name
         "sqs:GetQueueAttributes": ("ReplayQueue",),  # the target exists
     },
-    "pik.lambda_tap": {
+    "pik.lambdas.tap": {
         "s3:PutObject": ARCHIVE,
         "dynamodb:PutItem": ("EventsTable",),  # claims
         "dynamodb:UpdateItem": ("EventsTable",),  # duplicates
         "dynamodb:BatchWriteItem": ("EventsTable",),
         "dynamodb:BatchGetItem": ("EventsTable",),
     },
-    "pik.lambda_processor": {
+    "pik.lambdas.processor": {
         # The replayed record (any prefix a replay may point at) and the window's events;
         # version input lists over the inline limit are written under aggregates/.
         "s3:GetObject": (*ARCHIVE, "RawBucket/aggregates/*"),
@@ -128,28 +131,61 @@ _READS = "explain / replay reads (the kit built by build_kit has them), not inge
 _INGEST = "the ingest sink (built by build_kit), which the processor never feeds"
 _REINDEX = "`pik reindex` lists the archive; no deployed function rebuilds the index"
 _BOOTSTRAP = "resource bootstrap (`pik bootstrap`, `pik up`): the stack creates the resources"
+# The kit (pik.kit, the composition root) imports every use case's adapters; a handler only asks
+# it for some. What each Kit method builds, for the handlers that never call it:
+_TAP_WORKER = (
+    "the polling/EFO tap and its leases (Kit.tap_worker): on Lambda the event source mapping reads"
+)
+_PRODUCE = "PutRecords of `pik produce` (Kit.kinesis) and of Kinesis replay targets"
+_REPLAY = "the replay service (Kit.replay_service): only the API function replays"
+_QUERIES = "investigations (Kit.investigator): only the API function serves them"
+_LINEAGE = "explain's lineage and the processor (Kit.lineage, Kit.aggregates): not the tap's"
+_QUEUE = "the replay queue by name (Kit.replay_queue): `pik process` only"
+_KIT_TAP = {
+    "infra.kinesis_boto:BotoKinesis": _TAP_WORKER,
+    "infra.kinesis_boto:put_entries": _PRODUCE,
+    "infra.leases_dynamo:DynamoLeaseStore": _TAP_WORKER,
+}
+_KIT_REPLAY = {
+    "infra.replay_jobs:DynamoReplayJobs": _REPLAY,
+    "infra.replay_log:S3ReplayLog": _REPLAY,
+    "infra.replay_queries:DynamoReplayQueries": _REPLAY,
+    "infra.targets:KinesisTarget": _REPLAY,
+    "infra.targets:SqsTarget": _REPLAY,
+    "infra.targets:_check_queue": _REPLAY,
+    "infra.targets:_check_stream": _REPLAY,
+    "infra.targets:_queue_url": _REPLAY,
+}
 NOT_CALLED: dict[str, dict[str, str]] = {
-    "pik.lambda_api": {
+    "pik.lambdas.api": {
+        **_KIT_TAP,
         "infra.resources:Bootstrap": _BOOTSTRAP,
         "infra.targets:KinesisTarget": "replay to a Kinesis stream is not granted to the "
         "deployed API (docs/deploy.md: add the stream to ApiFunctionRole to allow it)",
         "infra.targets:_check_stream": "as KinesisTarget",
     },
-    "pik.lambda_tap": {
+    "pik.lambdas.tap": {
+        **_KIT_TAP,
+        **_KIT_REPLAY,
+        "infra.aggregates:DynamoAggregates": _LINEAGE,
+        "infra.index_queries:DynamoIndexQueries": _QUERIES,
+        "infra.queue:queue_url": _QUEUE,
         "infra.resources:Bootstrap": _BOOTSTRAP,
         "infra.archive:S3RawArchive.get_file": _READS,
         "infra.archive:S3RawArchive.keys": _REINDEX,
         "infra.index:DynamoEventIndex.get": _READS,
         "infra.index:DynamoEventIndex._pages": _READS,
     },
-    "pik.lambda_processor": {
+    "pik.lambdas.processor": {
+        **_KIT_TAP,
+        **_KIT_REPLAY,
         "infra.resources:Bootstrap": _BOOTSTRAP,
         "infra.archive:S3RawArchive.keys": _REINDEX,
         "infra.index:DynamoEventIndex._claim_one": _INGEST,
         "infra.index:DynamoEventIndex._add_one": _INGEST,
         "infra.index:DynamoEventIndex._batch_write": _INGEST,
         "infra.index:DynamoEventIndex.get": _READS,
-        "infra.queue:queue_url": "only `pik process` (pik.processing.replay_queue) looks the "
+        "infra.queue:queue_url": "only `pik process` (Kit.replay_queue) looks the "
         "queue up by name; on Lambda the event source mapping receives and deletes "
         "(RUNTIME_GRANTS)",
     },
@@ -354,6 +390,12 @@ def _receiver_tail(node: ast.expr) -> str:
 
 
 def _operation(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Name) and call.func.id in HELPERS:
+        return HELPERS[call.func.id]
+    if isinstance(call.func, ast.Name) and call.func.id == "paginate":
+        arg = call.args[1] if len(call.args) > 1 else None
+        assert isinstance(arg, ast.Constant), f"line {call.lineno}: paginate's operation literal"
+        return f"dynamodb:{arg.value}"
     if not isinstance(call.func, ast.Attribute):
         return None
     tail = _receiver_tail(call.func.value)
@@ -396,6 +438,9 @@ def test_the_call_finder_sees_the_known_calls() -> None:
     assert {"dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:Query"} <= index
     assert "s3:PutObject" in {s.operation for s in call_sites("infra.archive")}
     assert "sqs:SendMessageBatch" in {s.operation for s in call_sites("infra.targets")}
+    queries = {s.operation for s in call_sites("infra.replay_queries")}
+    assert {"dynamodb:Query", "dynamodb:BatchGetItem"} <= queries  # through infra.dynamo
+    assert not call_sites("infra.dynamo")  # its calls are its callers'
     resources = {s.operation for s in call_sites("infra.resources")}
     assert {"dynamodb:DescribeTable", "s3:PutBucketVersioning", "sqs:CreateQueue"} <= resources
 

@@ -29,8 +29,7 @@ from hypothesis.errors import Unsatisfiable
 
 from consumers.tap.binding import binding_from_table
 from infra.keys import QUARANTINE_PREFIX, RAW_PREFIX
-from pik.cli_schemas import demo_registry_folder
-from pik.cli_tap import build_tap_worker
+from pik.cli.schemas import demo_registry_folder
 from pik.http import create_app
 from pik.kit import Kit
 from schemas.envelope import Reason
@@ -604,7 +603,7 @@ def tap_bad_records(kit: Kit, *, records: int, seed_value: int = 5) -> Figures:
             streams.append((stream, binding, data))
         accepted = 0
         for _stream, table, _data in streams:
-            worker = build_tap_worker(kit, binding_from_table(table), registry=registry)
+            worker = kit.tap_worker(binding_from_table(table), registry=registry)
             totals = worker.run(once=True).totals()
             accepted += totals["accepted"] + totals.get("duplicates", 0)
         records_by_raw = {}

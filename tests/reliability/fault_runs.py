@@ -30,7 +30,6 @@ from infra.faults import FaultInjector, FaultPlan
 from infra.queue import SqsWorkQueue
 from pik.http import create_app
 from pik.kit import Kit
-from pik.processing import aggregates
 from schemas.codec import Provenance
 from schemas.envelope import parse_body
 from tests.reliability.reshard import split_first, wait_active
@@ -233,7 +232,7 @@ def check_aggregates(
 ) -> None:
     """Each aggregate's latest version equals the from-scratch value; its version chain is
     1, 2, 3… with predecessors linked and no version repeating its predecessor's inputs."""
-    store = aggregates(kit)
+    store = kit.aggregates()
     expected = expected_aggregates(bodies, definitions)
     entities = sorted({entity for entity, _, _ in expected})
     chains: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
@@ -296,7 +295,7 @@ def processor_under_faults(
     processor = Processor(
         faulty.index,
         faulty.archive,
-        aggregates(faulty),
+        faulty.aggregates(),
         faulty.clock,
         faulty.metrics,
         definitions=DEFINITIONS,
@@ -358,7 +357,7 @@ def tap_under_faults(
     ``get_limit`` caps the records per GetRecords call (more calls, so more Kinesis faults).
     """
     from consumers.tap.binding import binding_from_table
-    from pik.cli_tap import build_tap_worker, tap_options
+    from pik.taps import tap_options
     from schemas.kpl import aggregate
 
     if reshard and not kinesis_endpoint:
@@ -407,7 +406,7 @@ def tap_under_faults(
     with timed(figures):
         for _ in range(MAX_TAP_STARTS):
             try:
-                worker = build_tap_worker(faulty, binding, options=options)
+                worker = faulty.tap_worker(binding, options=options)
                 totals = worker.run(once=True).totals()
                 break
             except Exception as exc:  # the process would exit non-zero and be restarted

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from pik.http import OPEN_ROUTES, create_app
+from pik.http.replay import MAX_REQUEST_BYTES
 from pik.kit import Kit
-from pik.replay_api import MAX_REQUEST_BYTES
 from tests.reliability.bad_input import TRICKY_IDS
 from tests.reliability.crash import free_port, kill_hard, wait_ready
 from tests.reliability.support import (

@@ -21,7 +21,6 @@ from consumers.ingest import Submission
 from infra.local import EmbeddedAws
 from pik.http import create_app
 from pik.kit import Kit, build_kit
-from pik.replay_api import replay_service
 from producers.replay_request import ReplayRequest
 from schemas.codec import Provenance
 from schemas.envelope import parse_body
@@ -103,7 +102,7 @@ def world(aws_server: EmbeddedAws, tmp_path_factory: pytest.TempPathFactory) -> 
         for n in range(12)
     ]
     kit.sink.ingest(subs, label="dry-seed")
-    service = replay_service(kit)
+    service = kit.replay_service()
     window = {
         "start_time": datetime(2025, 12, 28, tzinfo=UTC),
         "end_time": datetime(2025, 12, 29, tzinfo=UTC),

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from consumers.tap.binding import binding_from_table
 from infra.faults import FaultInjector, FaultKind, FaultPlan
 from infra.local import EmbeddedAws
-from pik.cli_tap import start_taps, tap_options
 from pik.http import create_app
 from pik.kit import Kit
 from pik.supervisor import Backoff
+from pik.taps import tap_options
 from tests.reliability.conftest import CheckFigures
 from tests.reliability.reshard import wait_active
 from tests.reliability.support import (
@@ -77,8 +77,7 @@ def test_the_tap_resumes_by_itself_after_a_backend_outage(
     with timed(figures):
         with injector.paused():
             put(clean, stream, before)
-            taps = start_taps(
-                faulty,
+            taps = faulty.start_taps(
                 [binding_from_table({"stream": stream})],
                 options=options,
                 backoff=Backoff(base_s=0.2, cap_s=1.0, healthy_after_s=5),

@@ -60,9 +60,8 @@ def test_no_secret_appears_in_the_logs(
 
 def test_aggregate_input_lists_keep_the_entity_in_one_escaped_segment(kit: Kit) -> None:
     from infra.aggregates import AggregateVersion, DynamoAggregates
-    from pik.processing import aggregates
 
-    store = aggregates(kit)
+    store = kit.aggregates()
     small = DynamoAggregates(kit.clients.dynamodb(), store.table, kit.archive, inline_limit=1)
     entity = "../../raw/source=x"
     small.put(

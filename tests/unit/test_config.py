@@ -53,9 +53,14 @@ def test_unknown_keys_fail_loudly_listing_them() -> None:
         parse_config({"taps": []})
 
 
-def test_aggregate_tables_are_kept_for_a_later_issue() -> None:
-    config = parse_config({"aggregate": [{"name": "daily_steps", "anything": 1}]})
-    assert config.aggregates == ({"name": "daily_steps", "anything": 1},)
+def test_aggregate_tables_are_read_with_the_file() -> None:
+    table = {"name": "daily_steps", "kind": "sum", "field": "steps"}
+    config = parse_config({"aggregate": [table]})
+    assert config.aggregates == (table,)
+    assert [d.name for d in config.definitions] == ["daily_steps"]
+    # An unknown key in an [[aggregate]] fails when the file is read, as any other key does.
+    with pytest.raises(ConfigError, match="unknown keys anything"):
+        parse_config({"aggregate": [{"name": "daily_steps", "anything": 1}]})
 
 
 @pytest.mark.parametrize(

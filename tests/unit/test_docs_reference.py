@@ -15,8 +15,7 @@ from pydantic import AliasChoices
 
 from consumers.tap.binding import BINDING_KEYS
 from infra.aws import SERVICE_ENDPOINT_PREFIX
-from pik.config import TOP_LEVEL_KEYS
-from pik.processing import AGGREGATE_KEYS
+from pik.config import AGGREGATE_KEYS, TOP_LEVEL_KEYS
 from pik.schema_policy import SCHEMAS_KEYS, SOURCE_KEYS
 from pik.settings import Settings
 

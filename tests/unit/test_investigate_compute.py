@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pik.investigate.audit import Delivery, HourCounts, find_storms, summarize_deliveries
-from pik.investigate.gaps import Bucket, GapKind, count_buckets, find_gaps
+from pik.investigate.gaps import Bucket, GapKind, count_buckets, find_gaps, gap_series
 from pik.investigate.lag import LateEvent, latest_arrivals, summarize_lags
 from pik.investigate.stats import LagStats, lag_histogram, median, percentile
 from pik.investigate.window import Granularity, Window, WindowError, parse_when, resolve_window
@@ -125,12 +125,39 @@ def test_a_dip_under_the_threshold_is_low_and_runs_of_different_kinds_split() ->
     assert at_threshold == []
 
 
-def test_a_silent_series_is_one_gap_and_a_mostly_quiet_one_has_none() -> None:
-    _, gaps = find_gaps(hours(0, 0, 0), HOUR)
-    assert [(g.kind, g.start, g.end) for g in gaps] == [
-        (GapKind.MISSING, DAY, DAY + timedelta(hours=3))
-    ]
-    assert find_gaps(hours(0, 0, 3, 0), HOUR)[1] == []  # median 0: no "usual" to miss
+def test_a_silent_series_has_no_gaps_and_a_mostly_quiet_one_has_none() -> None:
+    assert find_gaps(hours(0, 0, 0), HOUR) == (0.0, [])  # "no data in window", not one gap
+    assert find_gaps(hours(3, 0, 0, 0), HOUR)[1] == []  # median 0: no "usual" to miss
+
+
+def test_a_young_sources_hole_is_found_from_where_its_data_starts() -> None:
+    """Two days of data at the end of a week: the empty days before it are not the baseline."""
+    week = [0] * (5 * 24) + [10] * 20 + [0, 0, 0] + [10] * 25
+    baseline, gaps = find_gaps(hours(*week), HOUR)
+    assert baseline == 10
+    [gap] = gaps
+    assert (gap.kind, gap.start, gap.end) == (
+        GapKind.MISSING,
+        DAY + timedelta(hours=140),
+        DAY + timedelta(hours=143),
+    )
+
+
+def test_the_hour_a_window_ends_in_is_partial_and_never_flagged() -> None:
+    window = Window(DAY, DAY + timedelta(hours=3, minutes=1))
+    assert window.partial_bucket(HOUR) == DAY + timedelta(hours=3)
+    assert Window(DAY, DAY + timedelta(hours=3)).partial_bucket(HOUR) is None
+    counts = {"2025-12-28T00": 50, "2025-12-28T01": 50, "2025-12-28T02": 50, "2025-12-28T03": 2}
+    series = gap_series("s", None, counts, window, HOUR)
+    assert [(b.count, b.partial) for b in series.buckets][-1] == (2, True)
+    assert series.total == 152 and series.gaps == []  # 2 events so far: partial, not "low"
+    assert series.to_json()["buckets"][-1] == {
+        "start": "2025-12-28T03:00:00Z",
+        "count": 2,
+        "partial": True,
+    }
+    silent = gap_series("s", None, {}, window, HOUR)
+    assert silent.no_data and silent.gaps == [] and silent.to_json()["no_data"] is True
 
 
 # -- audit -----------------------------------------------------------------------------------

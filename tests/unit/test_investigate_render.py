@@ -148,3 +148,43 @@ def test_explain_of_a_rejected_record_and_with_a_lineage(seeded: MemoryIncident)
     assert "http request bad-" in text
     assert "r1 COMPLETED by ops → sqs:q: sent 2 times at 2025-12-29T02:00:00Z" in text
     assert "aggregate versions: 0" in text
+
+
+def test_every_card_and_chart_says_which_time_it_counts_by(report: InvestigationReport) -> None:
+    html = render_report(report)
+    cards = re.findall(
+        r'<div class="card[^"]*">([^<]+)<b>[^<]*</b><small[^>]*>([^<]+)</small>', html
+    )
+    assert dict(cards) == {
+        "deliveries": "by arrival",
+        "accepted": "by arrival",
+        "events": "by event time",
+        "duplicate rate": "by arrival",
+        "rejected": "by arrival",
+        "gaps": "by event time",
+        "worst p99 lag": "by event time",
+        "duplicate storms": "by arrival",
+    }
+    titles = re.findall(r"<svg[^>]*><title>([^<]+)</title>", html)
+    assert all("by event time" in t for t in titles if t.startswith("events per hour"))
+    assert "duplicates per hour by arrival" in titles
+    assert "Lateness (ingest time minus event time), by event time" in html
+
+
+def test_time_axes_carry_dates(seeded: MemoryIncident) -> None:
+    """A week's chart starting at 18:00 labels each midnight with its date, not "18:00" x 7."""
+    inv = Investigator(MemoryIndexQueries(seeded.index), seeded.clock)
+    doc = inv.report(inv.window("2025-12-22T18:00:00Z", "2025-12-29T18:00:00Z"), sources=[SOURCE])
+    html = render_report(doc)
+    chart = html[html.index("<svg") : html.index("</svg>")]
+    ticks = re.findall(r'<text class="label" x="[\d.]+" y="\d+">([^<]+)</text>', chart)
+    assert ticks == ["12-23", "12-24", "12-25", "12-26", "12-27", "12-28", "12-29"], ticks
+
+
+def test_a_series_with_no_data_is_listed_once_not_drawn(seeded: MemoryIncident) -> None:
+    inv = Investigator(MemoryIndexQueries(seeded.index), seeded.clock)
+    doc = inv.report(inv.window(SINCE, UNTIL), sources=[SOURCE, "gone"])
+    html = render_report(doc)
+    assert "no data in window (by event time): gone / all types" in html
+    assert "gone / all types:" not in html and "events per hour by event time, gone" not in html
+    assert "no data in window: gone / all types" in text_of(render_gaps, doc.gaps)

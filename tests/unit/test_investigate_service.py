@@ -116,12 +116,11 @@ def test_gaps_by_arrival_and_by_day(inv: Investigator) -> None:
     assert [b.count for b in daily.series[0].buckets] == [147, 141]
 
 
-def test_an_event_type_with_no_events_is_missing_over_the_whole_window(inv: Investigator) -> None:
+def test_an_event_type_with_no_events_is_no_data_in_window_not_a_gap(inv: Investigator) -> None:
     report = inv.gaps(inv.window(SINCE, UNTIL), sources=[SOURCE], event_type="refunded")
     [series] = report.series
-    assert [(g.kind, g.start, g.end) for g in series.gaps] == [
-        (GapKind.MISSING, report.window.start, report.window.end)
-    ]
+    assert series.no_data and series.gaps == []
+    assert report.found == 0 and report.no_data == [series]
 
 
 def test_lag_percentiles_and_the_latest_arrivals(inv: Investigator, seeded: MemoryIncident) -> None:
@@ -183,4 +182,4 @@ def test_an_empty_index_answers_zeroes_not_errors() -> None:
     lag = inv.lag(window, sources=["x"])
     assert lag.overall == [] and lag.latest == []
     [series] = inv.gaps(window, sources=["x"]).series
-    assert series.event_type is None and series.gaps[0].kind is GapKind.MISSING
+    assert series.event_type is None and series.no_data and series.gaps == []

@@ -13,7 +13,7 @@ from botocore.eventstream import EventStreamError
 from botocore.exceptions import ClientError
 from urllib3.exceptions import ProtocolError
 
-from infra.errors import BackendError, ResourceMissing
+from infra.errors import BackendError, ConfigError, ResourceMissing, Unsupported
 from infra.kinesis import Page, StartAt, SubscriptionBroken, SubscriptionBusy, Throttled
 from infra.kinesis_boto import BotoKinesis, BotoSubscription
 
@@ -133,3 +133,18 @@ def test_an_endpoint_without_subscribe_to_shard_fails_in_one_line() -> None:
     )
     with pytest.raises(SubscriptionBusy):
         BotoKinesis(Client(busy)).subscribe("orders", "arn", "s-0", StartAt.after("7"))
+
+
+def test_an_endpoint_that_says_not_implemented_is_unsupported_not_an_outage() -> None:
+    """501 NotImplemented (the embedded backend for what moto lacks): no retry can help, so the
+    error is also a ConfigError (``pik up`` gives the tap up instead of restarting it)."""
+    response: Any = {
+        "Error": {"Code": "NotImplemented", "Message": "no subscribe_to_shard"},
+        "ResponseMetadata": {"HTTPStatusCode": 501},
+    }
+    with pytest.raises(Unsupported) as caught:
+        BotoKinesis(Client(ClientError(response, "SubscribeToShard"))).subscribe(
+            "orders", "arn", "s-0", StartAt.after("7")
+        )
+    assert isinstance(caught.value, ConfigError) and isinstance(caught.value, BackendError)
+    assert "HTTP 501 NotImplemented: no subscribe_to_shard; enhanced fan-out" in str(caught.value)

@@ -1,5 +1,6 @@
 """The project's import graph: imports flow pik -> consumers/producers -> infra -> schemas, and
-no two modules import each other at module level (directly or round a longer loop)."""
+no two modules import each other (directly or round a longer loop), not even from inside a
+function."""
 
 from __future__ import annotations
 
@@ -28,13 +29,19 @@ def _resolve(name: str) -> str | None:
     return name or None
 
 
-def _imports(path: Path, *, module_level: bool) -> Iterator[tuple[int, str]]:
-    """(line, project module) for each import, skipping ``if TYPE_CHECKING:`` blocks; with
-    ``module_level``, only those that run when the module is imported."""
+def _imports(
+    path: Path, *, module_level: bool, type_checking: bool = False
+) -> Iterator[tuple[int, str]]:
+    """(line, project module) for each import, skipping ``if TYPE_CHECKING:`` blocks unless
+    ``type_checking``; with ``module_level``, only those that run when the module is imported."""
 
     def visit(node: ast.AST, top: bool) -> Iterator[tuple[int, str]]:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            if (
+                not type_checking
+                and isinstance(child, ast.If)
+                and "TYPE_CHECKING" in ast.unparse(child.test)
+            ):
                 continue
             names: list[str] = []
             if isinstance(child, ast.Import):
@@ -138,3 +145,11 @@ def test_nothing_above_infra_imports_the_aws_sdk(module: str) -> None:
 
 
 _SDK = {"boto3", "botocore"}
+
+
+def test_no_import_cycle_even_through_function_local_or_type_checking_imports() -> None:
+    graph = {
+        module: {t for _, t in _imports(path, module_level=False, type_checking=True)} - {module}
+        for module, path in MODULES.items()
+    }
+    assert _cycles(graph) == []

@@ -9,7 +9,7 @@ import pytest
 from consumers.processor import AggregateDefinition, input_hash, parse_message
 from consumers.processor_loop import MAX_RETRY_DELAY_S, retry_delay
 from infra.errors import ConfigError
-from pik.processing import definitions_from
+from pik.config import definitions_from
 
 
 def test_count_sum_min_max_skip_missing_and_non_numeric_fields() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pik.cli_schemas import demo_registry_folder
+from pik.cli.schemas import demo_registry_folder
 from schemas.codec import schema_fingerprint
 from schemas.registry import (
     RegistryError,

@@ -31,6 +31,6 @@ def test_the_cli_and_the_lambda_tap_apply_it() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stderr.strip().splitlines()[-1] == str(GEN0_THRESHOLD)
-    code = "import gc\nimport pik.lambda_tap\nprint(gc.get_threshold()[0])"
+    code = "import gc\nimport pik.lambdas.tap\nprint(gc.get_threshold()[0])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == str(GEN0_THRESHOLD)

@@ -8,16 +8,16 @@ from typing import Any
 import pytest
 
 from infra.errors import ConfigError
+from pik.config import load_config
 from pik.schema_policy import (
     Policy,
     SchemaPolicy,
-    load_schema_policy,
     parse_schema_policy,
 )
 
 
 def test_defaults_without_a_file() -> None:
-    policy = load_schema_policy(None)
+    policy = load_config(None).schemas
     assert policy == SchemaPolicy()
     assert policy.policy("anything") is Policy.ALLOW_UNKNOWN
     assert policy.required_sources == frozenset()
@@ -41,7 +41,7 @@ schema_policy = "require"
 schema_policy = "allow-unknown"
 """
     )
-    policy = load_schema_policy(config)
+    policy = load_config(config).schemas
     assert policy.policy("orders-service") is Policy.REQUIRE
     assert policy.policy("demo") is Policy.ALLOW_UNKNOWN
     assert policy.policy("other") is Policy.ALLOW_UNKNOWN
@@ -83,8 +83,8 @@ def test_bad_tables_fail_loudly(doc: dict[str, Any], message: str) -> None:
 
 def test_bad_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
-        load_schema_policy(tmp_path / "missing.toml")
+        load_config(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[sources\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        load_schema_policy(bad)
+        load_config(bad)

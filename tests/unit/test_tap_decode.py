@@ -11,7 +11,7 @@ import pytest
 
 from consumers.tap.binding import TapBinding, binding_from_table
 from consumers.tap.decode import RecordDecoder, StreamRecord
-from pik.cli_schemas import demo_registry_folder
+from pik.cli.schemas import demo_registry_folder
 from schemas.envelope import Event, Reason, Rejection, Status
 from schemas.kpl import aggregate
 from schemas.registry import SchemaRegistry, encode_confluent, encode_single_object

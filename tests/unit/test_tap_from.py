@@ -8,7 +8,7 @@ import pytest
 
 from infra.errors import ConfigError
 from infra.kinesis import StartKind
-from pik.cli_tap import _start_at
+from pik.cli.tap import _start_at
 
 
 def test_a_date_is_midnight_utc() -> None:

@@ -26,9 +26,8 @@ from consumers.ingest import IngestSink
 from consumers.tap.binding import TapBinding, stream_name
 from consumers.tap.decode import RecordDecoder, StreamRecord
 from infra.errors import KitError
-from infra.metrics import Metrics
-from pik.config import KitConfig, load_config
-from pik.kit import build_kit
+from pik.config import KitConfig
+from pik.kit import Kit, build_kit
 from pik.logs import configure_logging
 from pik.runtime import tune_collector
 from pik.settings import Settings
@@ -116,21 +115,23 @@ def handle_kinesis_event(
 
 
 @cache
-def _built() -> tuple[IngestSink, KitConfig, SchemaRegistry, int, Metrics]:
+def _built() -> Kit:
     settings = Settings()
     configure_logging(settings.log_level)
-    kit = build_kit(settings)
-    config = load_config(settings.config)
-    return kit.sink, config, kit.registry, settings.max_event_bytes, kit.metrics
+    return build_kit(settings)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Kinesis event source mapping (with ``FunctionResponseTypes: [ReportBatchItemFailures]``)."""
-    sink, config, registry, max_bytes, metrics = _built()
+    kit = _built()
     try:
         return handle_kinesis_event(
-            event, sink=sink, config=config, registry=registry, max_event_bytes=max_bytes
+            event,
+            sink=kit.sink,
+            config=kit.config,
+            registry=kit.registry,
+            max_event_bytes=kit.settings.max_event_bytes,
         )
     finally:
-        for doc in metrics.drain_emf():
+        for doc in kit.metrics.drain_emf():
             sys.stdout.write(json.dumps(doc) + "\n")

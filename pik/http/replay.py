@@ -1,5 +1,5 @@
 """HTTP routes for replay: ``POST /replay``, ``GET /replays``, ``GET /replays/{id}``,
-``POST /replays/{id}/cancel`` (served by ``pik serve`` and, on API Gateway, by ``pik.lambda_api``).
+``POST /replays/{id}/cancel`` (served by ``pik serve`` and, on API Gateway, by ``pik.lambdas.api``).
 
 A replay of at most ``SYNC_MAX_MESSAGES`` messages (and every dry run) is planned and sent inside
 the request: the answer (200) is the final job. A bigger one is recorded at once and answered
@@ -20,17 +20,14 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from infra.errors import BackendError, KitError, NotFound
-from infra.replay_jobs import DynamoReplayJobs, JobConflict, ReplayJob
-from infra.replay_log import S3ReplayLog
-from infra.replay_queries import DynamoReplayQueries
-from infra.targets import InvalidTarget, ReplayTarget, open_target
+from infra.replay_jobs import JobConflict, ReplayJob
+from infra.targets import InvalidTarget
 from pik.kit import Kit
 from producers.replay import (
     REPLAY_ID,
@@ -42,7 +39,7 @@ from producers.replay import (
     parse_request,
 )
 
-__all__ = ["replay_router", "replay_service", "target_factory"]
+__all__ = ["replay_router"]
 
 log = logging.getLogger(__name__)
 
@@ -51,57 +48,6 @@ MAX_REQUEST_BYTES = 64 * 1024
 MAX_LIST = 100
 LAMBDA_RESERVE_MS = 15_000  # stop a replay this long before the invocation's deadline
 SHUTDOWN_WAIT_S = 10.0
-
-
-def target_factory(kit: Kit, *, allow_files: bool) -> Callable[[str | None], ReplayTarget]:
-    """Opens targets for replays; queue URLs looked up by name are remembered."""
-    urls: dict[str, str] = {}
-    lock = threading.Lock()
-
-    def open_(spec: str | None) -> ReplayTarget:
-        kwargs: dict[str, Any] = {
-            "sqs_client": kit.clients.sqs,
-            "kinesis_client": kit.clients.kinesis,
-            "default_queue": kit.names.replay_queue,
-            "allow_files": allow_files,
-        }
-        named = spec in (None, "", "default") or (spec or "").startswith("sqs://")
-        if not named:
-            return open_target(spec, **kwargs)
-        key = spec or ""
-        with lock:
-            url = urls.get(key)
-        if url is None:
-            url = open_target(spec, **kwargs).description
-            with lock:
-                urls[key] = url
-        return open_target(url, check=False, **kwargs)
-
-    return open_
-
-
-def replay_service(
-    kit: Kit,
-    *,
-    allow_files: bool = True,
-    targets: Callable[[str | None], ReplayTarget] | None = None,
-    **options: Any,
-) -> ReplayService:
-    """The replay use case wired to the kit's adapters (``targets`` replaces the target factory,
-    e.g. with one that injects faults)."""
-    ddb = kit.clients.dynamodb()
-    return ReplayService(
-        index=kit.index,
-        queries=DynamoReplayQueries(ddb, kit.names.events_table),
-        jobs=DynamoReplayJobs(ddb, kit.names.replay_jobs_table),
-        targets=targets or target_factory(kit, allow_files=allow_files),
-        archive=kit.archive,
-        clock=kit.clock,
-        metrics=kit.metrics,
-        dry_run=kit.settings.dry_run,
-        log=S3ReplayLog(kit.clients.s3(), kit.names.bucket),
-        **options,
-    )
 
 
 def _error(status: int, reason: str, detail: str) -> JSONResponse:
@@ -191,7 +137,7 @@ def _lambda_deadline(request: Request) -> Callable[[], bool] | None:
 def replay_router(
     kit: Kit, *, service: ReplayService | None = None, sync_max: int = SYNC_MAX_MESSAGES
 ) -> APIRouter:
-    replays = service or replay_service(kit, allow_files=False)
+    replays = service or kit.replay_service(allow_files=False)
     background = _Background()
     router = APIRouter(tags=["replay"])
 

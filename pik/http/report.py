@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from pik.investigate import SourceRequired, WindowError, investigator_for
+from pik.investigate import SourceRequired, WindowError
 from pik.investigate.report_html import render_report
 from pik.kit import Kit
 
@@ -19,7 +19,7 @@ __all__ = ["report_router"]
 
 def report_router(kit: Kit) -> APIRouter:
     router = APIRouter()
-    investigator = investigator_for(kit)
+    investigator = kit.investigator()
 
     def build(
         sources: list[str], event_type: str | None, since: str | None, until: str | None

@@ -23,6 +23,9 @@ from typing import Annotated, Any
 
 import typer
 
+from infra.errors import KitError
+from pik.cli.common import commands, fail, load_settings, print_json
+
 __all__ = [
     "BUILD_DIR",
     "LAMBDA_ARCHITECTURE",
@@ -30,7 +33,7 @@ __all__ = [
     "LAMBDA_PYTHON",
     "TEMPLATE",
     "DeployPlan",
-    "register",
+    "app",
     "template_parameters",
 ]
 
@@ -59,13 +62,13 @@ _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,100}$")
 _STREAM_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[a-zA-Z0-9_.-]+$")
 
 
-class DeployError(ValueError):
+class DeployError(KitError, ValueError):
     """A deployment request that cannot be turned into commands (the reason is the message)."""
 
 
 def project_root() -> Path:
     """The source checkout this module runs from (where ``infra/template.yaml`` lives)."""
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def template_parameters(template: Path) -> tuple[str, ...]:
@@ -208,99 +211,96 @@ def _extra_parameters(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``pik deploy`` to ``app``."""
+app = commands()
 
-    @app.command()
-    def deploy(
-        stream_arn: Annotated[
-            str, typer.Option(help="ARN of the existing Kinesis stream the tap attaches to.")
-        ],
-        stack_name: Annotated[
-            str, typer.Option(help="CloudFormation stack name (prefixes resource names).")
-        ] = DEFAULT_STACK,
-        region: Annotated[
-            str | None, typer.Option(help="AWS region (default: the stream's).")
-        ] = None,
-        api_auth: Annotated[
-            str, typer.Option(help="IAM (SigV4) or TOKEN (bearer token from PIK_API_TOKEN).")
-        ] = "IAM",
-        enable_processor: Annotated[
-            bool, typer.Option(help="Run the aggregate processor on the replay queue.")
-        ] = False,
-        efo: Annotated[
-            bool, typer.Option("--efo", help="Read through an enhanced fan-out consumer.")
-        ] = False,
-        starting_position: Annotated[
-            str, typer.Option(help="TRIM_HORIZON (all the stream retains) or LATEST.")
-        ] = "TRIM_HORIZON",
-        config: Annotated[
-            Path | None,
-            typer.Option(help="Config file (tap bindings, aggregates) to ship with the functions."),
-        ] = None,
-        alarm_topic_arn: Annotated[
-            str | None, typer.Option(help="SNS topic the alarms notify.")
-        ] = None,
-        parameter: Annotated[
-            list[str] | None,
-            typer.Option(help="Any other template parameter, KEY=VALUE (repeatable)."),
-        ] = None,
-        run: Annotated[
-            bool, typer.Option("--run", help="Run the commands (needs the SAM CLI on PATH).")
-        ] = False,
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Print one JSON document (for scripts).")
-        ] = False,
-    ) -> None:
-        """Print (or, with --run, run) the commands that build the functions and deploy the stack."""
-        from pik.cli import fail, load_settings, print_json
 
-        settings = load_settings()
-        root = project_root()
-        if not (root / TEMPLATE).is_file():
-            fail(f"{TEMPLATE} not found under {root}: run `pik deploy` from a source checkout", 2)
-        params: dict[str, str] = {
-            "StreamArn": stream_arn,
-            "ApiAuth": api_auth.upper(),
-            "EnableProcessor": str(enable_processor).lower(),
-            "UseEnhancedFanOut": str(efo).lower(),
-            "StartingPosition": starting_position.upper(),
-        }
-        if config is not None:
-            params["ConfigFile"] = config.name
-        if alarm_topic_arn:
-            params["AlarmTopicArn"] = alarm_topic_arn
-        if params["ApiAuth"] == "TOKEN" and settings.api_token is not None:
-            params["ApiToken"] = settings.api_token.get_secret_value()
-        try:
-            params.update(_extra_parameters(parameter or []))
-            plan = DeployPlan(
-                stack_name=stack_name,
-                parameters=params,
-                region=region or _arn_region(stream_arn),
-                config=config.resolve() if config is not None else None,
-            )
-            plan.validate(template_parameters(root / TEMPLATE))
-        except DeployError as exc:
-            fail(str(exc), 2)
-        if not run:
-            if as_json:
-                print_json({**plan.to_json(), "ran": False, "cwd": str(root)})
-            else:
-                sys.stdout.write(f"cd {shlex.quote(str(root))}\n")
-                for argv in plan.commands():
-                    sys.stdout.write(_shell_line(argv) + "\n")
-            return
-        if shutil.which("sam") is None:
-            fail("the SAM CLI (`sam`) is not on PATH: install it, or run the printed commands", 2)
-        for argv in plan.commands(reveal_secrets=True):
-            if not as_json:  # echoed like `set -x`, secrets masked
-                sys.stderr.write("+ " + _shell_line(_masked(argv, plan)) + "\n")
-            done = subprocess.run(argv, cwd=root, check=False)
-            if done.returncode != 0:
-                fail(f"`{argv[0]} {argv[1] if len(argv) > 1 else ''}` exited {done.returncode}")
+@app.command()
+def deploy(
+    stream_arn: Annotated[
+        str, typer.Option(help="ARN of the existing Kinesis stream the tap attaches to.")
+    ],
+    stack_name: Annotated[
+        str, typer.Option(help="CloudFormation stack name (prefixes resource names).")
+    ] = DEFAULT_STACK,
+    region: Annotated[str | None, typer.Option(help="AWS region (default: the stream's).")] = None,
+    api_auth: Annotated[
+        str, typer.Option(help="IAM (SigV4) or TOKEN (bearer token from PIK_API_TOKEN).")
+    ] = "IAM",
+    enable_processor: Annotated[
+        bool, typer.Option(help="Run the aggregate processor on the replay queue.")
+    ] = False,
+    efo: Annotated[
+        bool, typer.Option("--efo", help="Read through an enhanced fan-out consumer.")
+    ] = False,
+    starting_position: Annotated[
+        str, typer.Option(help="TRIM_HORIZON (all the stream retains) or LATEST.")
+    ] = "TRIM_HORIZON",
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Config file (tap bindings, aggregates) to ship with the functions."),
+    ] = None,
+    alarm_topic_arn: Annotated[
+        str | None, typer.Option(help="SNS topic the alarms notify.")
+    ] = None,
+    parameter: Annotated[
+        list[str] | None,
+        typer.Option(help="Any other template parameter, KEY=VALUE (repeatable)."),
+    ] = None,
+    run: Annotated[
+        bool, typer.Option("--run", help="Run the commands (needs the SAM CLI on PATH).")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (for scripts).")
+    ] = False,
+) -> None:
+    """Print (or, with --run, run) the commands that build the functions and deploy the stack."""
+
+    settings = load_settings()
+    root = project_root()
+    if not (root / TEMPLATE).is_file():
+        fail(f"{TEMPLATE} not found under {root}: run `pik deploy` from a source checkout", 2)
+    params: dict[str, str] = {
+        "StreamArn": stream_arn,
+        "ApiAuth": api_auth.upper(),
+        "EnableProcessor": str(enable_processor).lower(),
+        "UseEnhancedFanOut": str(efo).lower(),
+        "StartingPosition": starting_position.upper(),
+    }
+    if config is not None:
+        params["ConfigFile"] = config.name
+    if alarm_topic_arn:
+        params["AlarmTopicArn"] = alarm_topic_arn
+    if params["ApiAuth"] == "TOKEN" and settings.api_token is not None:
+        params["ApiToken"] = settings.api_token.get_secret_value()
+    try:
+        params.update(_extra_parameters(parameter or []))
+        plan = DeployPlan(
+            stack_name=stack_name,
+            parameters=params,
+            region=region or _arn_region(stream_arn),
+            config=config.resolve() if config is not None else None,
+        )
+        plan.validate(template_parameters(root / TEMPLATE))
+    except DeployError as exc:
+        fail(str(exc), 2)
+    if not run:
         if as_json:
-            print_json({**plan.to_json(), "ran": True, "cwd": str(root)})
+            print_json({**plan.to_json(), "ran": False, "cwd": str(root)})
+        else:
+            sys.stdout.write(f"cd {shlex.quote(str(root))}\n")
+            for argv in plan.commands():
+                sys.stdout.write(_shell_line(argv) + "\n")
+        return
+    if shutil.which("sam") is None:
+        fail("the SAM CLI (`sam`) is not on PATH: install it, or run the printed commands", 2)
+    for argv in plan.commands(reveal_secrets=True):
+        if not as_json:  # echoed like `set -x`, secrets masked
+            sys.stderr.write("+ " + _shell_line(_masked(argv, plan)) + "\n")
+        done = subprocess.run(argv, cwd=root, check=False)
+        if done.returncode != 0:
+            fail(f"`{argv[0]} {argv[1] if len(argv) > 1 else ''}` exited {done.returncode}")
+    if as_json:
+        print_json({**plan.to_json(), "ran": True, "cwd": str(root)})
 
 
 def _masked(argv: list[str], plan: DeployPlan) -> list[str]:

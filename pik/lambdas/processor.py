@@ -16,7 +16,6 @@ from consumers.processor import Processor
 from infra.metrics import Metrics
 from pik.kit import build_kit
 from pik.logs import configure_logging
-from pik.processing import build_processor
 from pik.settings import Settings
 
 
@@ -25,7 +24,7 @@ def _built() -> tuple[Processor, Metrics]:
     settings = Settings()
     configure_logging(settings.log_level)
     kit = build_kit(settings)
-    return build_processor(kit), kit.metrics
+    return kit.processor(), kit.metrics
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -28,10 +28,9 @@ from consumers.group_commit import GroupCommitter
 from consumers.ingest import IngestResult, Submission
 from infra.errors import BackendError, KitError, NotFound
 from pik.explain import explain
+from pik.http.replay import replay_router
+from pik.http.report import report_router
 from pik.kit import Kit
-from pik.lineage import kit_lineage
-from pik.replay_api import replay_router
-from pik.report_api import report_router
 from schemas.codec import Provenance
 from schemas.envelope import Event, Reason, Rejection, Status, parse_body
 
@@ -56,7 +55,7 @@ def _request_id(request: Request) -> tuple[str, bool]:
     return (given, True) if REQUEST_ID.match(given) else (uuid.uuid4().hex, False)
 
 
-class BodyTimeout(Exception):
+class BodyTimeout(KitError):
     """The client did not send its whole body in time (answered 408, nothing was accepted)."""
 
 
@@ -140,7 +139,7 @@ def create_app(
         description="Ingest events; every event, good, duplicate or bad, is archived and indexed.",
     )
     app.state.committer = committer
-    lineage = kit_lineage(kit)
+    lineage = kit.lineage()
 
     @app.middleware("http")
     async def authorize(

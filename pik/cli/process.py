@@ -15,9 +15,10 @@ from infra.aggregates import AggregateVersion
 from infra.errors import KitError
 from infra.queue import SQS_MAX_VISIBILITY_S
 from infra.resources import REPLAY_VISIBILITY_TIMEOUT_S
+from pik.cli.common import commands, err, fail, open_kit, out, print_json
 from pik.render import print_table
 
-aggregates_app = typer.Typer(
+aggregates_app = commands(
     help="Versions of aggregates, and what changed between two of them.", no_args_is_help=True
 )
 
@@ -47,17 +48,13 @@ def process(
     accepted events; a version is written only when its inputs changed. DRY_RUN=true refuses
     (exit 3) without receiving anything: a receive counts toward the queue's maxReceiveCount.
     """
-    from pik.cli import err, fail, load_settings, out, print_json
-    from pik.kit import build_kit
-    from pik.processing import build_processor, replay_queue
-
-    kit = build_kit(load_settings())
+    kit = open_kit()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        processor = build_processor(kit)
-        queue = replay_queue(kit, queue_url, visibility_timeout_s=visibility_timeout)
+        processor = kit.processor()
+        queue = kit.replay_queue(queue_url, visibility_timeout_s=visibility_timeout)
         if not once:
             err.print(f"processing {queue.url} (Ctrl-C stops)", highlight=False)
         summary = run_queue(processor, queue, once=once, stop=stop, wait_s=wait)
@@ -107,12 +104,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Every version of an entity's aggregates, oldest first."""
-    from pik.cli import fail, load_settings, out, print_json
-    from pik.kit import build_kit
-    from pik.processing import aggregates
-
     try:
-        versions = aggregates(build_kit(load_settings())).versions(entity_id, day)
+        versions = open_kit().aggregates().versions(entity_id, day)
     except KitError as exc:
         fail(str(exc))
     if as_json:
@@ -138,11 +131,7 @@ def diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Why did it change? Events added and removed between two versions, and the value change."""
-    from pik.cli import fail, load_settings, out, print_json
-    from pik.kit import build_kit
-    from pik.processing import aggregates
-
-    store = aggregates(build_kit(load_settings()))
+    store = open_kit().aggregates()
     diffs = []
     single: list[str] = []  # metrics with one version only: nothing to compare, unchanged
     try:
@@ -187,6 +176,5 @@ def diff(
             out.print(f"  - {event_id}")
 
 
-def register(app: typer.Typer) -> None:
-    app.command("process")(process)
-    app.add_typer(aggregates_app, name="aggregates")
+app = commands()
+app.command("process")(process)

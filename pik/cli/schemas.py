@@ -1,5 +1,4 @@
-"""``pik schemas list | check | register`` (registered on the main app by ``register``): the
-schema registry folder and its compatibility checks.
+"""``pik schemas list | check | register``: the schema registry folder and its compatibility checks.
 
 The registry is a folder (default: ``[schemas] registry`` of the config file, else the one
 shipped with the kit): ``<source>/<event_type>/v<N>.avsc``, ``ids.json`` (Confluent ids) and
@@ -24,6 +23,7 @@ import typer
 from rich.text import Text
 
 from infra.errors import ConfigError, Conflict
+from pik.cli.common import commands, err, fail, open_kit, out
 from schemas.codec import schema_fingerprint
 from schemas.compatibility import (
     CompatibilityError,
@@ -192,25 +192,16 @@ def _write_replace(target: Path, text: str) -> None:
 
 
 # -- command line -------------------------------------------------------------------------------
-def _fail(message: str, code: int) -> NoReturn:
-    from pik.cli import fail
-
-    fail(message, code)
-
-
 def _open_folder(given: Path | None) -> Folder:
-    from pik.cli import load_settings
-    from pik.schema_policy import load_schema_policy
-
     try:
-        path = given or load_schema_policy(load_settings().config).registry
+        path = given or open_kit().config.schemas.registry
         if path is None:
             raise ConfigError(
                 "no schema registry: set [schemas] registry in PIK_CONFIG or --registry"
             )
         return Folder.load(path)
     except (RegistryError, CompatibilityError, ConfigError) as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
 
 
 def _read_schema(file: Path) -> Any:
@@ -218,9 +209,9 @@ def _read_schema(file: Path) -> Any:
         schema = json.loads(file.read_text("utf-8"))
         schema_fingerprint(schema)  # parses it: a bad schema fails here, not half-way
     except OSError as exc:
-        _fail(f"cannot read {file}: {exc.strerror}", 2)
+        fail(f"cannot read {file}: {exc.strerror}", 2)
     except (ValueError, TypeError, KeyError) as exc:
-        _fail(f"{file}: not an Avro schema: {exc}", 2)
+        fail(f"{file}: not an Avro schema: {exc}", 2)
     return schema
 
 
@@ -233,203 +224,200 @@ def _print_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``schemas`` group (list, check, register) to ``app``."""
-    schemas_app = typer.Typer(
-        help="The schema registry: list subjects, check compatibility, register versions.",
-        no_args_is_help=True,
-    )
-    app.add_typer(schemas_app, name="schemas")
+app = commands(
+    help="The schema registry: list subjects, check compatibility, register versions.",
+    no_args_is_help=True,
+)
 
-    @schemas_app.command("list")
-    def list_(registry: RegistryOpt = None, as_json: JsonOpt = False) -> None:
-        """Every subject with its mode and versions (fingerprint, Confluent id)."""
-        from pik.cli import out
 
-        folder = _open_folder(registry)
-        doc: dict[str, Any] = {
-            "registry": str(folder.path),
-            "subjects": [
-                {
-                    "subject": subject,
-                    "mode": folder.modes.mode(subject).value,
-                    "versions": [
-                        {"version": e.version, "fingerprint": e.fingerprint, "id": e.schema_id}
-                        for e in versions
-                    ],
-                }
-                for subject, versions in folder.subjects().items()
-            ],
-        }
-        if as_json:
-            _print_json(doc)
+@app.command("list")
+def list_(registry: RegistryOpt = None, as_json: JsonOpt = False) -> None:
+    """Every subject with its mode and versions (fingerprint, Confluent id)."""
+
+    folder = _open_folder(registry)
+    doc: dict[str, Any] = {
+        "registry": str(folder.path),
+        "subjects": [
+            {
+                "subject": subject,
+                "mode": folder.modes.mode(subject).value,
+                "versions": [
+                    {"version": e.version, "fingerprint": e.fingerprint, "id": e.schema_id}
+                    for e in versions
+                ],
+            }
+            for subject, versions in folder.subjects().items()
+        ],
+    }
+    if as_json:
+        _print_json(doc)
+        return
+    out.print(f"registry {folder.path}", highlight=False, markup=False)
+    for item in doc["subjects"]:
+        out.print(f"{item['subject']}  [{item['mode']}]", highlight=False, markup=False)
+        for v in item["versions"]:
+            schema_id = "-" if v["id"] is None else v["id"]
+            out.print(
+                f"  v{v['version']:<3} fingerprint {v['fingerprint']}  id {schema_id}",
+                highlight=False,
+            )
+    if not doc["subjects"]:
+        out.print("no schemas registered")
+
+
+@app.command()
+def check(
+    file: Annotated[
+        Path | None, typer.Argument(help="A candidate .avsc (omit: check every subject).")
+    ] = None,
+    subject: SubjectOpt = None,
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check compatibility under each subject's mode; exit 1 on any incompatibility.
+
+    Without FILE, every subject's version chain; with FILE and --subject, the candidate
+    against the subject's registered versions.
+    """
+
+    folder = _open_folder(registry)
+    if file is None:
+        if subject is not None:
+            _check_subject(folder, subject, as_json)
             return
-        out.print(f"registry {folder.path}", highlight=False, markup=False)
-        for item in doc["subjects"]:
-            out.print(f"{item['subject']}  [{item['mode']}]", highlight=False, markup=False)
-            for v in item["versions"]:
-                schema_id = "-" if v["id"] is None else v["id"]
-                out.print(
-                    f"  v{v['version']:<3} fingerprint {v['fingerprint']}  id {schema_id}",
-                    highlight=False,
-                )
-        if not doc["subjects"]:
-            out.print("no schemas registered")
-
-    @schemas_app.command()
-    def check(
-        file: Annotated[
-            Path | None, typer.Argument(help="A candidate .avsc (omit: check every subject).")
-        ] = None,
-        subject: SubjectOpt = None,
-        registry: RegistryOpt = None,
-        as_json: JsonOpt = False,
-    ) -> None:
-        """Check compatibility under each subject's mode; exit 1 on any incompatibility.
-
-        Without FILE, every subject's version chain; with FILE and --subject, the candidate
-        against the subject's registered versions.
-        """
-        from pik.cli import out
-
-        folder = _open_folder(registry)
-        if file is None:
-            if subject is not None:
-                _check_subject(folder, subject, as_json)
-                return
-            results = {s: check_subject(folder, s) for s in folder.subjects()}
-            bad = {s: p for s, p in results.items() if p}
-            if as_json:
-                _print_json(
-                    {
-                        "compatible": not bad,
-                        "subjects": {
-                            s: {
-                                "mode": folder.modes.mode(s).value,
-                                "problems": [p.to_json() for p in problems],
-                            }
-                            for s, problems in results.items()
-                        },
-                    }
-                )
-                if bad:
-                    raise typer.Exit(1)
-                return
-            for s, problems in results.items():
-                if not problems:
-                    mode = folder.modes.mode(s).value
-                    out.print(f"ok  {s} ({mode}, {len(folder.versions(s))} versions)", markup=False)
-            for s, problems in bad.items():
-                _print_problems(problems, s, folder.modes.mode(s))
+        results = {s: check_subject(folder, s) for s in folder.subjects()}
+        bad = {s: p for s, p in results.items() if p}
+        if as_json:
+            _print_json(
+                {
+                    "compatible": not bad,
+                    "subjects": {
+                        s: {
+                            "mode": folder.modes.mode(s).value,
+                            "problems": [p.to_json() for p in problems],
+                        }
+                        for s, problems in results.items()
+                    },
+                }
+            )
             if bad:
                 raise typer.Exit(1)
             return
-        if subject is None:
-            _fail("checking a FILE needs --subject SOURCE/EVENT_TYPE", 2)
-        try:
-            _split_subject(subject)
-        except ConfigError as exc:
-            _fail(str(exc), 2)
-        schema = _read_schema(file)
-        mode = folder.modes.mode(subject)
-        problems = check_file(folder, subject, schema)
-        if as_json:
-            _verdict_json(subject, mode, problems)
-            return
-        if problems:
-            _report_problems(problems, subject, mode)
-        versions = len(folder.versions(subject))
-        out.print(
-            f"compatible: {file} with {subject} ({mode.value}, {versions} versions)",
-            markup=False,
-        )
-
-    def _verdict_json(subject: str, mode: Mode, problems: list[Incompatibility]) -> None:
-        """The ``--json`` verdict of a check; exit 1 when it found problems."""
-        _print_json(
-            {
-                "subject": subject,
-                "mode": mode.value,
-                "compatible": not problems,
-                "problems": [p.to_json() for p in problems],
-            }
-        )
-        if problems:
+        for s, problems in results.items():
+            if not problems:
+                mode = folder.modes.mode(s).value
+                out.print(f"ok  {s} ({mode}, {len(folder.versions(s))} versions)", markup=False)
+        for s, problems in bad.items():
+            _print_problems(problems, s, folder.modes.mode(s))
+        if bad:
             raise typer.Exit(1)
+        return
+    if subject is None:
+        fail("checking a FILE needs --subject SOURCE/EVENT_TYPE", 2)
+    try:
+        _split_subject(subject)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    schema = _read_schema(file)
+    mode = folder.modes.mode(subject)
+    problems = check_file(folder, subject, schema)
+    if as_json:
+        _verdict_json(subject, mode, problems)
+        return
+    if problems:
+        _report_problems(problems, subject, mode)
+    versions = len(folder.versions(subject))
+    out.print(
+        f"compatible: {file} with {subject} ({mode.value}, {versions} versions)",
+        markup=False,
+    )
 
-    def _check_subject(folder: Folder, subject: str, as_json: bool) -> None:
-        from pik.cli import out
 
-        if subject not in folder.subjects():
-            _fail(f"no schemas registered for {subject}", 2)
-        problems = check_subject(folder, subject)
-        mode = folder.modes.mode(subject)
+def _verdict_json(subject: str, mode: Mode, problems: list[Incompatibility]) -> None:
+    """The ``--json`` verdict of a check; exit 1 when it found problems."""
+    _print_json(
+        {
+            "subject": subject,
+            "mode": mode.value,
+            "compatible": not problems,
+            "problems": [p.to_json() for p in problems],
+        }
+    )
+    if problems:
+        raise typer.Exit(1)
+
+
+def _check_subject(folder: Folder, subject: str, as_json: bool) -> None:
+
+    if subject not in folder.subjects():
+        fail(f"no schemas registered for {subject}", 2)
+    problems = check_subject(folder, subject)
+    mode = folder.modes.mode(subject)
+    if as_json:
+        _verdict_json(subject, mode, problems)
+        return
+    if problems:
+        _report_problems(problems, subject, mode)
+    out.print(
+        f"ok  {subject} ({mode.value}, {len(folder.versions(subject))} versions)", markup=False
+    )
+
+
+@app.command("register")
+def register_(
+    file: Annotated[Path, typer.Argument(help="The new schema (.avsc).")],
+    subject: Annotated[
+        str, typer.Option("--subject", metavar="SOURCE/EVENT_TYPE", help="The subject.")
+    ],
+    schema_id: Annotated[
+        int | None,
+        typer.Option("--id", help="Confluent schema id (default: the highest in use + 1)."),
+    ] = None,
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register FILE as the subject's next version, only if compatible under its mode.
+
+    An identical schema (same fingerprint) already registered is reported, not re-added.
+    """
+
+    folder = _open_folder(registry)
+    schema = _read_schema(file)
+    try:
+        done = register_schema(folder, subject, schema, schema_id=schema_id)
+    except Incompatible as exc:
         if as_json:
-            _verdict_json(subject, mode, problems)
-            return
-        if problems:
-            _report_problems(problems, subject, mode)
-        out.print(
-            f"ok  {subject} ({mode.value}, {len(folder.versions(subject))} versions)", markup=False
-        )
-
-    @schemas_app.command("register")
-    def register_(
-        file: Annotated[Path, typer.Argument(help="The new schema (.avsc).")],
-        subject: Annotated[
-            str, typer.Option("--subject", metavar="SOURCE/EVENT_TYPE", help="The subject.")
-        ],
-        schema_id: Annotated[
-            int | None,
-            typer.Option("--id", help="Confluent schema id (default: the highest in use + 1)."),
-        ] = None,
-        registry: RegistryOpt = None,
-        as_json: JsonOpt = False,
-    ) -> None:
-        """Register FILE as the subject's next version, only if compatible under its mode.
-
-        An identical schema (same fingerprint) already registered is reported, not re-added.
-        """
-        from pik.cli import out
-
-        folder = _open_folder(registry)
-        schema = _read_schema(file)
-        try:
-            done = register_schema(folder, subject, schema, schema_id=schema_id)
-        except Incompatible as exc:
-            if as_json:
-                _print_json(
-                    {
-                        "subject": subject,
-                        "registered": False,
-                        "problems": [p.to_json() for p in exc.problems],
-                    }
-                )
-                raise typer.Exit(1) from None
-            _report_problems(exc.problems, subject, folder.modes.mode(subject))
-        except ConfigError as exc:
-            _fail(str(exc), 2)
-        if as_json:
-            _print_json({**done.to_json(), "registered": True})
-            return
-        if not done.created:
-            out.print(
-                f"already registered: {subject} v{done.version} "
-                f"(fingerprint {done.fingerprint}), nothing written",
-                highlight=False,
-                markup=False,
+            _print_json(
+                {
+                    "subject": subject,
+                    "registered": False,
+                    "problems": [p.to_json() for p in exc.problems],
+                }
             )
-            return
+            raise typer.Exit(1) from None
+        _report_problems(exc.problems, subject, folder.modes.mode(subject))
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    if as_json:
+        _print_json({**done.to_json(), "registered": True})
+        return
+    if not done.created:
         out.print(
-            f"registered {subject} v{done.version}: fingerprint {done.fingerprint}, "
-            f"id {done.schema_id}, {done.path}",
+            f"already registered: {subject} v{done.version} "
+            f"(fingerprint {done.fingerprint}), nothing written",
             highlight=False,
             markup=False,
         )
+        return
+    out.print(
+        f"registered {subject} v{done.version}: fingerprint {done.fingerprint}, "
+        f"id {done.schema_id}, {done.path}",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _print_problems(problems: list[Incompatibility], subject: str, mode: Mode) -> None:
-    from pik.cli import err
 
     for problem in problems:
         line = Text.assemble(("incompatible:", "red"), f" {subject} ({mode.value}): {problem}")
