@@ -40,7 +40,6 @@ from consumers.ingest import Submission
 from infra.capacity import PARTITION_WCU, CapacityModel, TableSpec, item_size
 from infra.kinesis_boto import BotoKinesis
 from infra.local import EmbeddedAws
-from pik.cli_tap import build_tap_worker
 from pik.kit import Kit, build_kit
 from producers.produce import Producer, ProduceSpec
 from schemas.codec import Provenance
@@ -134,7 +133,7 @@ def measure_tap(endpoint: str, n: int) -> dict[str, Any]:
     spec = ProduceSpec(count=n, duplicates=0.05, bad=0.02, entities=50, seed=2)
     report = Producer(BotoKinesis(kit.clients.kinesis()), kit.clock).run(stream, spec)
     s3.counts.clear()  # the producer only wrote to Kinesis; the model saw nothing yet
-    totals = build_tap_worker(kit, binding_for(stream)).run(once=True).totals()
+    totals = kit.tap_worker(binding_for(stream)).run(once=True).totals()
     records = int(totals["user_records"])
     priced = _priced(kit, model, s3, records, int(report.expected["accepted"]))
     priced["statuses_match_workload"] = (

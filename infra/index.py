@@ -19,6 +19,7 @@ keys are fixed-width UTC text plus the event id, so string order is time order.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -30,10 +31,17 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.archive import ArchivePointer
-from infra.errors import BackendError, ResourceMissing
+from infra.dynamo import (
+    BATCH_GET_MAX_KEYS,
+    BATCH_WRITE_MAX_ITEMS,
+    batch_get,
+    batch_write,
+    dynamo_errors,
+    paginate,
+)
+from infra.errors import ConditionFailed, Throttled
 from infra.index_layout import (
     CATALOG_ITEM_PREFIX,
     CATALOG_PARTITION_PREFIX,
@@ -81,8 +89,6 @@ __all__ = [
     "plain",
 ]
 
-BATCH_WRITE_MAX_ITEMS = 25
-BATCH_GET_MAX_KEYS = 100
 MAX_CONFLICT_RETRIES = 8
 WRITE_WORKERS = 8  # conditional puts in flight at once per index (one item per call)
 AFTER_ANY_SUFFIX = "~"  # sorts after every character of a time key, so "k~" > k and < its successor
@@ -314,16 +320,6 @@ class DynamoEventIndex:
     def _key(self, event_id: str, item: str = IDENTITY_ITEM) -> dict[str, Any]:
         return {"event_id": {"S": event_id}, "item": {"S": item}}
 
-    def _fail(self, what: str, exc: Exception) -> BackendError:
-        if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ResourceNotFoundException":
-                return ResourceMissing(
-                    f"table {self.table} does not exist (run `pik bootstrap`)", service="dynamodb"
-                )
-            return BackendError(f"DynamoDB {what} on {self.table}: {code}", code=code)
-        return BackendError(f"DynamoDB {what} on {self.table}: {exc}", service="dynamodb")
-
     def _each(self, call: Callable[[Any], Any], args: Sequence[Any]) -> list[Any]:
         """``call`` on each of ``args``, a few at a time (DynamoDB has no batched conditional
         put): the answers in the order of ``args``."""
@@ -335,22 +331,17 @@ class DynamoEventIndex:
         return list(self._pool.map(call, args))
 
     def _retrying(self, what: str, call: Callable[[], Any]) -> Any:
-        """``call`` again after throttling (as AWS asks), translated errors otherwise."""
+        """``call`` (one single-item request) again after throttling, as AWS asks; every
+        other error leaves translated (``infra.dynamo``)."""
         attempt = 0
         while True:
             try:
-                return call()
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                throttled = code in (
-                    "ProvisionedThroughputExceededException",
-                    "ThrottlingException",
-                )
-                if code == "ConditionalCheckFailedException" or not throttled:
-                    raise
+                with dynamo_errors(self.table, what):
+                    return call()
+            except Throttled:
                 attempt += 1
                 if attempt > MAX_CONFLICT_RETRIES:
-                    raise self._fail(what, exc) from exc
+                    raise
                 _backoff(attempt)
 
     # -- writes --------------------------------------------------------------------------
@@ -366,13 +357,8 @@ class DynamoEventIndex:
                 ),
             )
             return None
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise self._fail("PutItem", exc) from exc
-            old: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
-            return _holder(c.event_id, self._load(old) if old else {})
-        except BotoCoreError as exc:
-            raise self._fail("PutItem", exc) from exc
+        except ConditionFailed as exc:  # another delivery holds it: who
+            return _holder(c.event_id, self._load(exc.item) if exc.item else {})
 
     def claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
         outcomes = self._each(self._claim_one, claims)
@@ -380,7 +366,7 @@ class DynamoEventIndex:
 
     def _add_one(self, duplicate: tuple[str, Sequence[str]]) -> None:
         event_id, occurrences = duplicate
-        try:
+        with contextlib.suppress(ConditionFailed):  # no identity item: nothing to add to
             self._retrying(
                 "UpdateItem",
                 lambda: self._ddb.update_item(
@@ -391,11 +377,6 @@ class DynamoEventIndex:
                     ExpressionAttributeValues={":occs": {"SS": sorted(set(occurrences))}},
                 ),
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise self._fail("UpdateItem", exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail("UpdateItem", exc) from exc
 
     def add_duplicates(self, duplicates: Mapping[str, Sequence[str]]) -> None:
         self._each(self._add_one, [(e, o) for e, o in sorted(duplicates.items()) if o])
@@ -405,29 +386,13 @@ class DynamoEventIndex:
         requests = [
             {"PutRequest": {"Item": self._dump(occurrence_item(o))}} for o in unique.values()
         ]
-        for chunk in _chunks(requests, BATCH_WRITE_MAX_ITEMS):
-            self._batch_write(list(chunk))
+        batch_write(self._ddb, self.table, requests)
 
     def record_catalog(self, entries: set[CatalogEntry]) -> None:
         new = sorted(entries - self._catalogued)
         requests = [{"PutRequest": {"Item": self._dump(catalog_item(*e))}} for e in new]
-        for chunk in _chunks(requests, BATCH_WRITE_MAX_ITEMS):
-            self._batch_write(list(chunk))
+        batch_write(self._ddb, self.table, requests)
         self._catalogued.update(new)
-
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        attempt = 0
-        while requests:
-            try:
-                out = self._ddb.batch_write_item(RequestItems={self.table: requests})
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail("BatchWriteItem", exc) from exc
-            requests = out.get("UnprocessedItems", {}).get(self.table, [])
-            if requests:
-                attempt += 1
-                if attempt > MAX_CONFLICT_RETRIES:
-                    raise BackendError(f"DynamoDB BatchWriteItem on {self.table}: throttled")
-                _backoff(attempt)
 
     # -- reads ---------------------------------------------------------------------------
     def _batch_get(
@@ -437,29 +402,12 @@ class DynamoEventIndex:
         consistent: bool,
         attributes: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for chunk in _chunks(list(keys), BATCH_GET_MAX_KEYS):
-            request: dict[str, Any] = {"Keys": list(chunk), "ConsistentRead": consistent}
-            if attributes:
-                names = {f"#a{i}": a for i, a in enumerate(attributes)}
-                request["ProjectionExpression"] = ", ".join(names)
-                request["ExpressionAttributeNames"] = names
-            attempt = 0
-            while request["Keys"]:
-                try:
-                    out = self._ddb.batch_get_item(RequestItems={self.table: request})
-                except (ClientError, BotoCoreError) as exc:
-                    raise self._fail("BatchGetItem", exc) from exc
-                found.extend(
-                    self._load(raw) for raw in out.get("Responses", {}).get(self.table, [])
-                )
-                request["Keys"] = out.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
-                if request["Keys"]:
-                    attempt += 1
-                    if attempt > MAX_CONFLICT_RETRIES:
-                        raise BackendError(f"DynamoDB BatchGetItem on {self.table}: throttled")
-                    _backoff(attempt)
-        return found
+        options: dict[str, Any] = {"ConsistentRead": consistent}
+        if attributes:
+            names = {f"#a{i}": a for i, a in enumerate(attributes)}
+            options["ProjectionExpression"] = ", ".join(names)
+            options["ExpressionAttributeNames"] = names
+        return [self._load(raw) for raw in batch_get(self._ddb, self.table, keys, **options)]
 
     def lookup(self, event_ids: Sequence[str]) -> dict[str, Holder]:
         keys = [self._key(e) for e in sorted(set(event_ids))]
@@ -467,12 +415,10 @@ class DynamoEventIndex:
         return {item["event_id"]: _holder(item["event_id"], item) for item in items}
 
     def get(self, event_id: str) -> dict[str, Any] | None:
-        try:
+        with dynamo_errors(self.table, "GetItem"):
             out = self._ddb.get_item(
                 TableName=self.table, Key=self._key(event_id), ConsistentRead=True
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("GetItem", exc) from exc
         return self._load(out["Item"]) if "Item" in out else None
 
     def occurrences(self, event_id: str) -> list[dict[str, Any]]:
@@ -601,21 +547,9 @@ class DynamoEventIndex:
             yield from page.items
 
     def _pages(self, **kwargs: Any) -> Iterator[QueryPage]:
-        start: dict[str, Any] | None = None
-        while True:
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            try:
-                out = self._retrying(
-                    "Query", lambda: self._ddb.query(TableName=self.table, **kwargs)
-                )
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail("Query", exc) from exc
+        for out in paginate(self._ddb, "Query", self.table, **kwargs):
             items = [self._load(raw) for raw in out.get("Items", [])]
             yield QueryPage(items, int(out.get("ScannedCount", len(items))))
-            start = out.get("LastEvaluatedKey")
-            if not start:
-                return
 
 
 class MemoryEventIndex:

@@ -23,9 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.errors import BackendError, ResourceMissing
+from infra.dynamo import paginate
 from infra.index import (
     CATALOG_PARTITION_PREFIX,
     IDENTITY_ITEM,
@@ -296,40 +295,19 @@ class DynamoIndexQueries:
             kwargs["ProjectionExpression"] = ", ".join(expr.name(a) for a in attributes)
         kwargs["ExpressionAttributeNames"] = expr.names
         kwargs["ExpressionAttributeValues"] = expr.values
-        wanted = limit
-        if wanted is not None and wanted <= 0:
-            return
-        start: dict[str, Any] | None = None
-        while True:
-            page_size = self.page_size if wanted is None else min(self.page_size, wanted)
-            call = {**kwargs, "Limit": page_size}
-            if start:
-                call["ExclusiveStartKey"] = start
-            try:
-                out = self._ddb.query(TableName=self.table, **call)
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail(exc) from exc
+        pages = paginate(self._ddb, "Query", self.table, **kwargs, Limit=self.page_size)
+        remaining = limit
+        for out in pages:
             items = [self._load(raw) for raw in out.get("Items", [])]
-            if wanted is not None:
-                items = items[:wanted]
-                wanted -= len(items)
+            if remaining is not None:
+                items = items[: max(remaining, 0)]
+                remaining -= len(items)
             yield QueryPage(items, int(out.get("ScannedCount", len(items))))
-            start = out.get("LastEvaluatedKey")
-            if not start or wanted == 0:
+            if remaining is not None and remaining <= 0:
                 return
 
     def _load(self, raw: dict[str, Any]) -> dict[str, Any]:
         return {k: plain(self._de.deserialize(v)) for k, v in raw.items()}
-
-    def _fail(self, exc: Exception) -> BackendError:
-        if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ResourceNotFoundException":
-                return ResourceMissing(
-                    f"table {self.table} does not exist (run `pik bootstrap`)", service="dynamodb"
-                )
-            return BackendError(f"DynamoDB Query on {self.table}: {code}", code=code)
-        return BackendError(f"DynamoDB Query on {self.table}: {exc}", service="dynamodb")
 
 
 class MemoryIndexQueries:

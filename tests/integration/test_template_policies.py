@@ -183,7 +183,8 @@ NOT_CALLED: dict[str, dict[str, str]] = {
         "infra.archive:S3RawArchive.keys": _REINDEX,
         "infra.index:DynamoEventIndex._claim_one": _INGEST,
         "infra.index:DynamoEventIndex._add_one": _INGEST,
-        "infra.index:DynamoEventIndex._batch_write": _INGEST,
+        "infra.index:DynamoEventIndex.record_occurrences": _INGEST,
+        "infra.index:DynamoEventIndex.record_catalog": _INGEST,
         "infra.index:DynamoEventIndex.get": _READS,
         "infra.queue:queue_url": "only `pik process` (Kit.replay_queue) looks the "
         "queue up by name; on Lambda the event source mapping receives and deletes "
