@@ -51,6 +51,7 @@ class Submission:
     parsed: Event | Rejection
     position: str  # its place in the batch, used in archive file names ("17", "4961.0")
     schema_fingerprint: str | None = None
+    schema_ref: str | None = None  # a remote registry's name for the writer schema
     # This very delivery may have been ingested before (a tap re-reading after a restart). A
     # rejected record is then looked up in the index (one query per rejected identity), so that
     # reading it again is a redelivery rather than a second rejection. Accepted and duplicate
@@ -322,6 +323,7 @@ class IngestSink:
             row.lag_ms,
             row.payload,  # canonical JSON, printed when the row was identified
             sub.schema_fingerprint,
+            sub.schema_ref,
         )
 
     @staticmethod

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers.processor import DEFAULT_DEFINITIONS, AggregateDefinition
-from consumers.tap.binding import TapBinding, binding_from_table, stream_name
+from consumers.tap.binding import Format, TapBinding, binding_from_table, stream_name
 from infra.errors import ConfigError
 from pik.schema_policy import SchemaPolicy, parse_schema_policy
 
@@ -123,3 +123,9 @@ def load_config(path: Path | None) -> KitConfig:
         path=path,
         definitions=config.definitions,
     )
+
+
+def uses_glue_registry(path: Path) -> bool:
+    """Whether the config file binds a stream as ``avro-glue`` (the deployed tap then needs
+    ``glue:GetSchemaVersion``)."""
+    return any(b.format is Format.AVRO_GLUE for b in load_config(path).taps)

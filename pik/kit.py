@@ -15,7 +15,7 @@ from typing import Any
 
 from consumers.ingest import IngestSink
 from consumers.processor import Processor
-from consumers.tap.binding import TapBinding, stream_name
+from consumers.tap.binding import Format, TapBinding, stream_name
 from consumers.tap.decode import RecordDecoder
 from consumers.tap.fanout import DEFAULT_CONSUMER_NAME, FanOut
 from consumers.tap.worker import TapOptions, TapWorker
@@ -35,6 +35,12 @@ from infra.replay_jobs import DynamoReplayJobs
 from infra.replay_log import S3ReplayLog
 from infra.replay_queries import DynamoReplayQueries
 from infra.resources import REPLAY_VISIBILITY_TIMEOUT_S, Bootstrap, ResourceNames
+from infra.schema_registry import (
+    ConfluentSchemaSource,
+    GlueSchemaSource,
+    RegistryCredentials,
+    confluent_client,
+)
 from infra.targets import ReplayTarget, open_target
 from pik.config import KitConfig, load_config
 from pik.investigate.service import Investigator
@@ -44,8 +50,10 @@ from pik.supervisor import Backoff, Supervisor
 from pik.taps import TapHandle, default_binding
 from producers.replay import ReplayService
 from schemas.registry import RegistryError, SchemaRegistry
+from schemas.remote import RemoteSchemas
 
 TargetFactory = Callable[[str | None], ReplayTarget]
+ConfluentClients = Callable[[str, RegistryCredentials], Any]
 
 
 @dataclass
@@ -62,7 +70,11 @@ class Kit:
     # and ``pik schemas`` all read it.
     registry: SchemaRegistry = field(default_factory=SchemaRegistry)
     config: KitConfig = field(default_factory=KitConfig)
+    # How a binding's registry_url becomes a client (tests give mock:// clients they hold).
+    confluent_clients: ConfluentClients = confluent_client
     reader: ArchiveReader = field(init=False)
+    _remote: dict[tuple[str, ...], RemoteSchemas[Any]] = field(init=False, default_factory=dict)
+    _remote_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.reader = ArchiveReader(self.archive)
@@ -79,6 +91,35 @@ class Kit:
     def binding_for(self, stream: str) -> TapBinding:
         """The configured binding of a stream (name or ARN), or the default envelope mapping."""
         return self.config.binding_for(stream) or default_binding(stream_name(stream))
+
+    def remote_schemas(self, binding: TapBinding) -> RemoteSchemas[Any] | None:
+        """The binding's remote registry with its cache, one per registry for the process (the
+        folder's entries first), or None when the binding reads the folder alone."""
+        with self._remote_lock:
+            if binding.format is Format.AVRO_CONFLUENT and binding.registry_url is not None:
+                key: tuple[str, ...] = ("confluent", binding.registry_url)
+                if key not in self._remote:
+                    url = binding.registry_url
+                    client = self.confluent_clients(url, registry_credentials(self.settings))
+                    known = [(e.schema_id, e) for e in self.registry if e.schema_id is not None]
+                    self._remote[key] = RemoteSchemas(ConfluentSchemaSource(client, url), known)
+                return self._remote[key]
+            if binding.format is Format.AVRO_GLUE:
+                key = ("glue",)
+                if key not in self._remote:
+                    self._remote[key] = RemoteSchemas(GlueSchemaSource(self.clients.client("glue")))
+                return self._remote[key]
+        return None
+
+    def decoder(self, binding: TapBinding, registry: SchemaRegistry | None = None) -> RecordDecoder:
+        """How the tap reads the binding's records: the kit's registry (or ``registry``) and,
+        with the kit's registry, the binding's remote one."""
+        return RecordDecoder(
+            binding,
+            registry if registry is not None else self.registry,
+            max_event_bytes=self.settings.max_event_bytes,
+            remote=self.remote_schemas(binding) if registry is None else None,
+        )
 
     def kinesis(self) -> BotoKinesis:
         return BotoKinesis(self.clients.kinesis())
@@ -107,11 +148,7 @@ class Kit:
             fan_out = FanOut(binding.efo_consumer or DEFAULT_CONSUMER_NAME)
         if fan_out is not None:
             opts = replace(opts, fan_out=fan_out)
-        decoder = RecordDecoder(
-            binding,
-            registry if registry is not None else self.registry,
-            max_event_bytes=self.settings.max_event_bytes,
-        )
+        decoder = self.decoder(binding, registry)
         return TapWorker(
             binding.stream_name,
             port=self.kinesis(),
@@ -240,6 +277,17 @@ class Kit:
             S3ReplayLog(self.clients.s3(), self.names.bucket),
             self.aggregates(),
         )
+
+
+def registry_credentials(settings: Settings) -> RegistryCredentials:
+    """A Confluent-compatible registry's credentials, from the settings (the environment)."""
+    s = settings
+    return RegistryCredentials(
+        user=s.registry_user,
+        password=s.registry_password.get_secret_value() if s.registry_password else None,
+        token=s.registry_token.get_secret_value() if s.registry_token else None,
+        logical_cluster=s.registry_logical_cluster,
+    )
 
 
 def build_kit(

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     demo_stream: str = "pik-demo"
 
     api_token: SecretStr | None = None
+    # A Confluent-compatible schema registry's credentials (a binding's registry_url): from the
+    # environment only, never the config file. Basic auth, or a bearer token.
+    registry_user: str | None = None
+    registry_password: SecretStr | None = None
+    registry_token: SecretStr | None = None
+    registry_logical_cluster: str | None = None  # Confluent Cloud: the target-sr-cluster header
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, gt=0)
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0)
     max_batch_items: int = Field(DEFAULT_MAX_BATCH_ITEMS, gt=0)

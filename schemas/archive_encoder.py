@@ -56,6 +56,7 @@ LAYOUT: tuple[tuple[str, str], ...] = (
     ("sub_sequence_number", OPTIONAL_LONG),
     ("partition_key", OPTIONAL_STRING),
     ("arrival_time", OPTIONAL_TIMESTAMP),
+    ("schema_ref", OPTIONAL_STRING),
 )
 
 _NULL = b"\x00"  # union branch 0
@@ -161,7 +162,7 @@ class RecordEncoder:
         some_size = _SOME_SIZE
         raw, event_time, detail, request = r.raw, r.event_time, r.detail, p.request_id
         lag, sub, key, payload = r.lag_ms, p.sub_sequence_number, r.idempotency_key, r.payload
-        reason, fingerprint = r.reason, r.schema_fingerprint
+        reason, fingerprint, ref = r.reason, r.schema_fingerprint, r.schema_ref
         if type(raw) is not bytes:
             raise Unplain(raw)
         event_id = r.event_id.encode()
@@ -246,6 +247,7 @@ class RecordEncoder:
                 sub_bytes,
                 options.get(p.partition_key) or self._option(p.partition_key),
                 stamps.get(p.arrival_time) or self._stamp(p.arrival_time),
+                _NULL if ref is None else options.get(ref) or self._option(ref),
             )
         )
 

@@ -67,6 +67,7 @@ new_archive_record = maker(
         "lag_ms",
         "payload",
         "schema_fingerprint",
+        "schema_ref",
     ),
 )
 

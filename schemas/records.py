@@ -44,6 +44,7 @@ class ArchiveRecord:
     lag_ms: int | None = None
     payload: str | None = None
     schema_fingerprint: str | None = None
+    schema_ref: str | None = None  # a remote registry's name for the writer schema
 
     def to_avro(self) -> dict[str, Any]:
         # Spelled out: this runs once per archived record (dataclasses.asdict deep-copies).
@@ -72,6 +73,7 @@ class ArchiveRecord:
             "sub_sequence_number": p.sub_sequence_number,
             "partition_key": p.partition_key,
             "arrival_time": p.arrival_time,
+            "schema_ref": self.schema_ref,
         }
 
     @classmethod

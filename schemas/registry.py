@@ -54,10 +54,17 @@ class SchemaEntry:
     parsed: Any  # fastavro's parsed form, ready for schemaless_reader
     fingerprint: str  # 16 hex digits, the single-object header bytes
     schema_id: int | None = None
+    ref: str | None = None  # a remote registry's name for it (schemas/remote.py); None: folder
 
     @property
     def subject(self) -> str:
         return f"{self.source}/{self.event_type}/v{self.version}"
+
+    @property
+    def name(self) -> str:
+        """How rejections and archives name it: the remote registry's reference, else the
+        folder's ``<source>/<event_type>/v<N>``."""
+        return self.ref if self.ref is not None else self.subject
 
     @property
     def fingerprint_bytes(self) -> bytes:

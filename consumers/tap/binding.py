@@ -6,7 +6,8 @@ A binding names the stream, the record format and where each envelope field come
     [[tap]]
     stream = "orders"                 # name or ARN
     source = "orders-service"         # a constant, or "$.field"
-    format = "json"                   # json | avro-confluent | avro-single-object | raw
+    format = "json"                   # json | avro-confluent | avro-single-object | avro-glue | raw
+    registry_url = "https://sr:8081"  # optional, avro-confluent: resolve unknown schema ids there
     event_type = "$.type"             # "$.a.b" reads a field; anything else is a constant
     entity_id = "$.customer_id"       # default: the record's partition key
     event_time = "$.ts"               # default: the record's ApproximateArrivalTimestamp
@@ -21,6 +22,14 @@ Defaults when a field is not mapped:
 * ``source`` / ``event_type``: for Avro, the registry entry of the record's writer schema
   (``<registry>/<source>/<event_type>/`` of ``[schemas] registry``); for JSON, the record's own ``$.source`` /
   ``$.event_type``; ``raw`` records have no fields, so both must be constants.
+* ``registry_url`` (``avro-confluent`` only): schema ids the registry folder does not hold are
+  looked up in that Confluent-compatible Schema Registry (``infra/schema_registry.py``).
+  Credentials come from the environment only (``PIK_REGISTRY_USER`` / ``PIK_REGISTRY_PASSWORD``
+  or ``PIK_REGISTRY_TOKEN``); credential keys in the binding, or in the URL, are refused.
+* ``avro-glue``: AWS Glue Schema Registry framing (``03``, compression ``00`` or ``05`` = zlib,
+  the 16-byte schema version UUID); schemas are looked up with ``glue:GetSchemaVersion`` (the
+  kit's AWS clients and credentials) and kept. Unmapped ``source`` / ``event_type`` default to
+  the Glue registry and schema name.
 * A ``json`` binding that maps none of the five fields reads records as envelopes (the HTTP
   body shape), still with the partition key and arrival time as defaults.
 """
@@ -33,6 +42,7 @@ from enum import StrEnum
 from typing import Any
 
 from infra.errors import ConfigError
+from infra.schema_registry import check_registry_url
 
 PATH_PREFIX = "$."
 ENVELOPE_FIELDS = ("source", "event_type", "entity_id", "event_time", "idempotency_key")
@@ -42,6 +52,7 @@ class Format(StrEnum):
     JSON = "json"
     AVRO_CONFLUENT = "avro-confluent"
     AVRO_SINGLE_OBJECT = "avro-single-object"
+    AVRO_GLUE = "avro-glue"  # AWS Glue Schema Registry framing, schemas by version UUID
     RAW = "raw"
 
 
@@ -78,6 +89,7 @@ class TapBinding:
     idempotency_key: FieldSpec | None = None
     efo: bool = False  # how to read, not what: enhanced fan-out instead of GetRecords polling
     efo_consumer: str | None = None  # None: the default consumer name
+    registry_url: str | None = None  # avro-confluent: a Confluent-compatible Schema Registry
 
     @property
     def stream_name(self) -> str:
@@ -101,11 +113,29 @@ class TapBinding:
             out["efo"] = True
         if self.efo_consumer is not None:
             out["efo_consumer"] = self.efo_consumer
+        if self.registry_url is not None:
+            out["registry_url"] = self.registry_url
         return out
 
 
 READ_KEYS = ("efo", "efo_consumer")
-BINDING_KEYS = ("stream", "format", *ENVELOPE_FIELDS, *READ_KEYS)
+BINDING_KEYS = ("stream", "format", "registry_url", *ENVELOPE_FIELDS, *READ_KEYS)
+# Keys someone may try for registry credentials: refused with where they belong instead.
+CREDENTIAL_KEYS = (
+    "registry_user",
+    "registry_password",
+    "registry_token",
+    "registry_auth",
+    "basic.auth.user.info",
+    "bearer.auth.token",
+    "user",
+    "password",
+    "token",
+)
+CREDENTIALS_FROM_ENV = (
+    "schema registry credentials come from the environment only: PIK_REGISTRY_USER and "
+    "PIK_REGISTRY_PASSWORD (basic auth) or PIK_REGISTRY_TOKEN (bearer)"
+)
 
 
 def stream_name(name_or_arn: str) -> str:
@@ -120,6 +150,9 @@ def stream_name(name_or_arn: str) -> str:
 
 def binding_from_table(table: Mapping[str, Any], where: str = "[[tap]]") -> TapBinding:
     """A ``[[tap]]`` table → binding; unknown keys and bad values fail with what was wrong."""
+    secrets = sorted(set(table) & set(CREDENTIAL_KEYS))
+    if secrets:
+        raise ConfigError(f"{where}: {', '.join(secrets)}: {CREDENTIALS_FROM_ENV}")
     unknown = sorted(set(table) - set(BINDING_KEYS))
     if unknown:
         raise ConfigError(
@@ -160,5 +193,19 @@ def binding_from_table(table: Mapping[str, Any], where: str = "[[tap]]") -> TapB
     consumer = table.get("efo_consumer")
     if consumer is not None and (not isinstance(consumer, str) or not consumer):
         raise ConfigError(f"{where}: `efo_consumer` must be a stream consumer name")
+    registry_url = table.get("registry_url")
+    if registry_url is not None:
+        if not isinstance(registry_url, str) or not registry_url:
+            raise ConfigError(f"{where}: `registry_url` must be a URL (text)")
+        if fmt is not Format.AVRO_CONFLUENT:
+            raise ConfigError(f'{where}: `registry_url` is for format = "avro-confluent" only')
+        check_registry_url(registry_url, where)
     stream_name(stream)  # an ARN must name a stream
-    return TapBinding(stream=stream, format=fmt, efo=efo, efo_consumer=consumer, **specs)
+    return TapBinding(
+        stream=stream,
+        format=fmt,
+        efo=efo,
+        efo_consumer=consumer,
+        registry_url=registry_url,
+        **specs,
+    )

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
@@ -41,17 +42,22 @@ from schemas.envelope import (
 from schemas.frozen import maker
 from schemas.kpl import CorruptAggregate, deaggregate, is_aggregated
 from schemas.registry import SchemaEntry, SchemaRegistry
+from schemas.remote import RemoteSchemas
 
 ORIGIN = "kinesis"
 CONFLUENT_MAGIC = 0x00
 CONFLUENT_HEADER_BYTES = 5
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 SINGLE_OBJECT_HEADER_BYTES = 10
+GLUE_MAGIC = 0x03
+GLUE_UNCOMPRESSED, GLUE_ZLIB = 0x00, 0x05
+GLUE_HEADER_BYTES = 18  # magic, compression, 16-byte schema version UUID
 EPOCH_MILLIS_ABOVE = 100_000_000_000  # a number this large is epoch ms (year 5138 in seconds)
 
 # Built by position on the hot path; the names are checked against the class at import.
 _new_submission = maker(
-    Submission, positional=("raw", "provenance", "parsed", "position", "schema_fingerprint")
+    Submission,
+    positional=("raw", "provenance", "parsed", "position", "schema_fingerprint", "schema_ref"),
 )
 
 _MISSING = object()
@@ -76,9 +82,18 @@ class RecordDecoder:
         registry: SchemaRegistry | None = None,
         *,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        remote: RemoteSchemas[Any] | None = None,
     ) -> None:
+        """``remote``: the binding's remote registry (Confluent ``registry_url``, Glue), with
+        the folder's entries first. A lookup it cannot make raises ``RegistryUnavailable``
+        out of ``submissions``: the record is not decided, the reader waits and retries."""
         self.binding = binding
         self._registry = registry or SchemaRegistry()
+        self._remote = remote
+        # A cache hit is one ``dict.get``; a miss (``None``) is asked of the remote registry.
+        self._cached: Callable[[Any], SchemaEntry | None] = (
+            remote.cached if remote is not None else self._registry.by_id
+        )
         self._max_bytes = max_event_bytes
         self._envelope_mode = binding.envelope_mode
         self._plan = _field_plan(binding)
@@ -99,6 +114,7 @@ class RecordDecoder:
             Format.JSON: self._json,
             Format.AVRO_CONFLUENT: self._confluent,
             Format.AVRO_SINGLE_OBJECT: self._single_object,
+            Format.AVRO_GLUE: self._glue,
             Format.RAW: lambda raw: _Decoded(None),
         }[binding.format]
 
@@ -151,6 +167,7 @@ class RecordDecoder:
             parsed,
             f"{sequence}.{sub}",  # position: "<sequence>.<sub>", in archive file names
             entry.fingerprint if entry is not None else None,
+            entry.ref if entry is not None else None,
         )
 
     # -- one user record -----------------------------------------------------------------------
@@ -221,7 +238,7 @@ class RecordDecoder:
             elif spec is not None:
                 found = spec.constant
             elif fallback is _FROM_SCHEMA:
-                found = getattr(entry, name) if entry is not None else _MISSING
+                found = (getattr(entry, name) or _MISSING) if entry is not None else _MISSING
             elif fallback is _FROM_PARTITION_KEY:
                 found = partition_key
             else:
@@ -292,11 +309,19 @@ class RecordDecoder:
                 f"got {raw[:CONFLUENT_HEADER_BYTES].hex() or 'nothing'}",
             )
         schema_id = int.from_bytes(raw[1:CONFLUENT_HEADER_BYTES], "big")
-        entry = self._registry.by_id(schema_id)
+        entry = self._cached(schema_id)
+        if entry is None and self._remote is not None:
+            entry = self._remote.get(schema_id)
         if entry is None:
+            if self._remote is None:
+                where = "is not in the configured registry"
+            else:
+                where = (
+                    f"is not in the registry folder nor in the schema registry at "
+                    f"{self.binding.registry_url}: {self._remote.why(schema_id)}"
+                )
             return Rejection(
-                Reason.UNKNOWN_SCHEMA,
-                f"Confluent framing: schema id {schema_id} is not in the configured registry",
+                Reason.UNKNOWN_SCHEMA, f"Confluent framing: schema id {schema_id} {where}"
             )
         return _avro(raw[CONFLUENT_HEADER_BYTES:], entry, f"Confluent schema id {schema_id}")
 
@@ -321,6 +346,51 @@ class RecordDecoder:
             f"single-object fingerprint {fingerprint.hex()}",
         )
 
+    def _glue(self, raw: bytes) -> _Decoded | Rejection:
+        if (
+            len(raw) < GLUE_HEADER_BYTES
+            or raw[0] != GLUE_MAGIC
+            or raw[1] not in (GLUE_UNCOMPRESSED, GLUE_ZLIB)
+        ):
+            return Rejection(
+                Reason.UNDECODABLE,
+                "not AWS Glue Schema Registry framing: expected header byte 03, compression "
+                "byte 00 or 05 (zlib) and a 16-byte schema version UUID, "
+                f"got {raw[:GLUE_HEADER_BYTES].hex() or 'nothing'}",
+            )
+        key = raw[2:GLUE_HEADER_BYTES]
+        entry = self._cached(key)
+        if entry is None and self._remote is not None:
+            entry = self._remote.get(key)
+        if entry is None:
+            why = self._remote.why(key) if self._remote is not None else "no Glue client"
+            return Rejection(
+                Reason.UNKNOWN_SCHEMA,
+                f"Glue framing: schema version {uuid.UUID(bytes=key)} could not be resolved "
+                f"(glue:GetSchemaVersion): {why}",
+            )
+        framing = f"Glue schema version {uuid.UUID(bytes=key)}"
+        body = raw[GLUE_HEADER_BYTES:]
+        if raw[1] == GLUE_ZLIB:
+            inflate = zlib.decompressobj()
+            try:
+                body = inflate.decompress(body, self._max_bytes + 1)
+            except zlib.error as exc:
+                return Rejection(
+                    Reason.UNDECODABLE,
+                    f"Glue framing (zlib, {framing}): the body does not inflate: {exc}",
+                    source=entry.source,
+                    event_type=entry.event_type,
+                )
+            if len(body) > self._max_bytes or inflate.unconsumed_tail:
+                return Rejection(
+                    Reason.TOO_LARGE,
+                    f"Glue framing (zlib, {framing}): inflates past {self._max_bytes} bytes",
+                    source=entry.source,
+                    event_type=entry.event_type,
+                )
+        return _avro(body, entry, framing)
+
 
 def _avro(body: bytes, entry: SchemaEntry, framing: str) -> _Decoded | Rejection:
     """``body`` decoded with ``entry``'s schema, named in rejections with ``framing`` (how the
@@ -331,14 +401,14 @@ def _avro(body: bytes, entry: SchemaEntry, framing: str) -> _Decoded | Rejection
     except Exception as exc:  # foreign bytes: fastavro raises many kinds; none may escape
         return Rejection(
             Reason.SCHEMA_MISMATCH,
-            f"does not decode with {entry.subject} ({framing}): {type(exc).__name__}: {exc}"[:300],
+            f"does not decode with {entry.name} ({framing}): {type(exc).__name__}: {exc}"[:300],
             source=entry.source,
             event_type=entry.event_type,
         )
     if buffer.tell() != len(body):
         return Rejection(
             Reason.SCHEMA_MISMATCH,
-            f"{len(body) - buffer.tell()} bytes left over after decoding with {entry.subject} "
+            f"{len(body) - buffer.tell()} bytes left over after decoding with {entry.name} "
             f"({framing})",
             source=entry.source,
             event_type=entry.event_type,

@@ -18,6 +18,14 @@ that proves new (accepted, not a redelivery: an earlier reader claims identities
 records rejections). Those records are marked ``maybe_redelivered``, so that the sink absorbs a
 rejected one read again as a redelivery, as it does accepted ones.
 
+A record whose writer schema must be looked up in a remote registry that cannot answer
+(``RegistryUnavailable``: down, throttling, refusing the credentials) is not decided: what was
+decoded before it is made durable and checkpointed, then the reader waits with backoff (renewing
+its lease) and decodes the record again, so nothing is checkpointed past it until the registry
+answers. Quarantining it instead would be final: the record read again later is a redelivery of
+its rejection. With ``once`` the reader gives up after ``ONCE_REGISTRY_ATTEMPTS`` and the failure
+is raised (the checkpoint still before the record).
+
 Every read sets the shard's ``MillisBehindLatest`` gauge (``LAG_GAUGE``, labels stream and
 shard); the series is removed when the reader ends, since the shard is then read elsewhere, by
 no one (finished), or the tap stopped.
@@ -49,6 +57,7 @@ from infra.kinesis import (
 )
 from infra.leases import DEFAULT_LEASE_MS, Lease, LeaseLost, LeaseStore
 from infra.metrics import Metrics
+from infra.schema_registry import RegistryUnavailable
 from schemas.envelope import Status
 
 log = logging.getLogger(__name__)
@@ -60,6 +69,7 @@ DEFAULT_PAGE_BYTES = 4 * 1024 * 1024
 FIRST_PAGE_LIMIT = 100
 KINESIS_SUBSCRIBES_PER_SECOND = 1  # per shard and consumer
 LAG_GAUGE = "TapMillisBehindLatest"
+ONCE_REGISTRY_ATTEMPTS = 5  # --once: registry lookups per record before the run fails
 
 
 class Outcome(StrEnum):
@@ -223,7 +233,16 @@ class ShardReader:
         group: list[StreamRecord] = []
         submissions: list[Submission] = []
         for record in page.records:
-            subs = self._decoder.submissions(record)
+            try:
+                subs = self._decoder.submissions(record)
+            except RegistryUnavailable as exc:
+                if submissions and not self._commit(group, submissions):
+                    return False
+                group, submissions = [], []
+                found = self._wait_for_registry(record, exc)
+                if found is None:
+                    return False
+                subs = found
             if submissions and len(submissions) + len(subs) > self._opt.max_batch_records:
                 if not self._commit(group, submissions):
                     return False
@@ -231,6 +250,34 @@ class ShardReader:
             group.append(record)
             submissions.extend(subs)
         return self._commit(group, submissions)
+
+    def _wait_for_registry(
+        self, record: StreamRecord, exc: RegistryUnavailable
+    ) -> list[Submission] | None:
+        """``record`` decoded once its schema registry answers; None when stopped first."""
+        attempt = 0
+        while True:
+            attempt += 1
+            self.summary.registry_waits += 1
+            log.warning(
+                "schema registry unavailable; waiting, nothing checkpointed past this record",
+                extra={
+                    "stream": self.stream,
+                    "shard": self.shard_id,
+                    "sequence": record.sequence_number,
+                    "attempt": attempt,
+                    "error": str(exc),
+                },
+            )
+            if self._once and attempt >= ONCE_REGISTRY_ATTEMPTS:
+                raise exc
+            if self._stop.wait(full_jitter(attempt, 0.5, 30.0)):
+                return None
+            self._renew_if_due()
+            try:
+                return self._decoder.submissions(record)
+            except RegistryUnavailable as again:
+                exc = again
 
     def _commit(self, group: list[StreamRecord], submissions: list[Submission]) -> bool:
         if self._stop.is_set():  # SIGTERM between groups: what is durable is checkpointed

@@ -33,6 +33,7 @@ class ShardSummary:
     throttled: int = 0
     expired_iterators: int = 0
     ingest_retries: int = 0
+    registry_waits: int = 0  # waits for a schema registry that could not answer
     outcome: str = ""
 
     def add(self, records: int, results: Iterable[IngestResult]) -> None:
@@ -63,6 +64,7 @@ class ShardSummary:
             "throttled": self.throttled,
             "expired_iterators": self.expired_iterators,
             "ingest_retries": self.ingest_retries,
+            "registry_waits": self.registry_waits,
             "outcome": self.outcome,
         }
 

@@ -35,7 +35,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS {{DATABASE}}.pik_quarantine (
   `sequence_number` string,
   `sub_sequence_number` bigint,
   `partition_key` string,
-  `arrival_time` bigint COMMENT 'microseconds since the epoch, UTC (Avro timestamp-micros)'
+  `arrival_time` bigint COMMENT 'microseconds since the epoch, UTC (Avro timestamp-micros)',
+  `schema_ref` string COMMENT 'the remote registry name of the writer schema'
 )
 PARTITIONED BY (
   `source_key` string,
@@ -45,7 +46,7 @@ PARTITIONED BY (
 )
 ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.avro.AvroSerDe'
 WITH SERDEPROPERTIES (
-  'avro.schema.literal' = '{"type":"record","name":"ArchiveRecord","namespace":"pik.archive","fields":[{"name":"event_id","type":"string"},{"name":"status","type":"string"},{"name":"reason","type":["null","string"],"default":null},{"name":"detail","type":["null","string"],"default":null},{"name":"source","type":["null","string"],"default":null},{"name":"event_type","type":["null","string"],"default":null},{"name":"entity_id","type":["null","string"],"default":null},{"name":"event_time","type":["null","long"],"default":null},{"name":"idempotency_key","type":["null","string"],"default":null},{"name":"ingest_time","type":"long"},{"name":"lag_ms","type":["null","long"],"default":null},{"name":"payload","type":["null","string"],"default":null},{"name":"raw","type":"bytes"},{"name":"schema_fingerprint","type":["null","string"],"default":null},{"name":"occurrence_id","type":"string"},{"name":"origin","type":"string"},{"name":"request_id","type":["null","string"],"default":null},{"name":"stream","type":["null","string"],"default":null},{"name":"shard_id","type":["null","string"],"default":null},{"name":"sequence_number","type":["null","string"],"default":null},{"name":"sub_sequence_number","type":["null","long"],"default":null},{"name":"partition_key","type":["null","string"],"default":null},{"name":"arrival_time","type":["null","long"],"default":null}]}'
+  'avro.schema.literal' = '{"type":"record","name":"ArchiveRecord","namespace":"pik.archive","fields":[{"name":"event_id","type":"string"},{"name":"status","type":"string"},{"name":"reason","type":["null","string"],"default":null},{"name":"detail","type":["null","string"],"default":null},{"name":"source","type":["null","string"],"default":null},{"name":"event_type","type":["null","string"],"default":null},{"name":"entity_id","type":["null","string"],"default":null},{"name":"event_time","type":["null","long"],"default":null},{"name":"idempotency_key","type":["null","string"],"default":null},{"name":"ingest_time","type":"long"},{"name":"lag_ms","type":["null","long"],"default":null},{"name":"payload","type":["null","string"],"default":null},{"name":"raw","type":"bytes"},{"name":"schema_fingerprint","type":["null","string"],"default":null},{"name":"occurrence_id","type":"string"},{"name":"origin","type":"string"},{"name":"request_id","type":["null","string"],"default":null},{"name":"stream","type":["null","string"],"default":null},{"name":"shard_id","type":["null","string"],"default":null},{"name":"sequence_number","type":["null","string"],"default":null},{"name":"sub_sequence_number","type":["null","long"],"default":null},{"name":"partition_key","type":["null","string"],"default":null},{"name":"arrival_time","type":["null","long"],"default":null},{"name":"schema_ref","type":["null","string"],"default":null}]}'
 )
 STORED AS
   INPUTFORMAT 'org.apache.hadoop.hive.ql.io.avro.AvroContainerInputFormat'

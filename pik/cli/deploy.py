@@ -23,8 +23,9 @@ from typing import Annotated, Any
 
 import typer
 
-from infra.errors import KitError
+from infra.errors import ConfigError, KitError
 from pik.cli.common import commands, fail, load_settings, print_json
+from pik.config import uses_glue_registry
 
 __all__ = [
     "BUILD_DIR",
@@ -268,6 +269,11 @@ def deploy(
     }
     if config is not None:
         params["ConfigFile"] = config.name
+        try:  # an avro-glue binding: the tap's role may call glue:GetSchemaVersion
+            if uses_glue_registry(config):
+                params["UseGlueSchemaRegistry"] = "true"
+        except ConfigError as exc:
+            fail(str(exc), 2)
     if alarm_topic_arn:
         params["AlarmTopicArn"] = alarm_topic_arn
     if params["ApiAuth"] == "TOKEN" and settings.api_token is not None:

@@ -4,7 +4,8 @@ The registry is a folder (default: ``[schemas] registry`` of the config file, el
 shipped with the kit): ``<source>/<event_type>/v<N>.avsc``, ``ids.json`` (Confluent ids) and
 ``compatibility.json`` (mode per subject ``<source>/<event_type>``, default BACKWARD).
 Exit codes: 0 compatible / done, 1 an incompatibility (one line per problem on stderr),
-2 bad usage, bad schema file or malformed registry.
+2 bad usage, bad schema file or malformed registry, 3 a remote registry (``check
+--registry-url`` / ``--glue-registry``) could not answer.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.text import Text
 
-from infra.errors import ConfigError, Conflict
-from pik.cli.common import commands, err, fail, open_kit, out
+from infra.errors import ConfigError, Conflict, KitError
+from infra.schema_registry import check_registry_url
+from pik.cli.common import commands, err, fail, load_settings, open_kit, out
 from schemas.codec import schema_fingerprint
 from schemas.compatibility import (
     CompatibilityError,
@@ -272,14 +274,36 @@ def check(
     ] = None,
     subject: SubjectOpt = None,
     registry: RegistryOpt = None,
+    registry_url: Annotated[
+        str | None,
+        typer.Option(
+            "--registry-url",
+            metavar="URL",
+            help="Check a Confluent-compatible Schema Registry's subjects instead of a folder "
+            "(credentials: PIK_REGISTRY_USER/PIK_REGISTRY_PASSWORD or PIK_REGISTRY_TOKEN).",
+        ),
+    ] = None,
+    glue_registry: Annotated[
+        str | None,
+        typer.Option(
+            "--glue-registry",
+            metavar="NAME",
+            help="Check an AWS Glue Schema Registry's schemas instead of a folder.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check compatibility under each subject's mode; exit 1 on any incompatibility.
 
     Without FILE, every subject's version chain; with FILE and --subject, the candidate
-    against the subject's registered versions.
+    against the subject's registered versions. With --registry-url or --glue-registry the
+    subjects (Glue: schemas) and their compatibility levels are the remote registry's; exit 3
+    when it cannot answer.
     """
 
+    if registry_url is not None or glue_registry is not None:
+        _check_remote(file, subject, registry_url, glue_registry, as_json)
+        return
     folder = _open_folder(registry)
     if file is None:
         if subject is not None:
@@ -344,6 +368,63 @@ def _verdict_json(subject: str, mode: Mode, problems: list[Incompatibility]) -> 
         }
     )
     if problems:
+        raise typer.Exit(1)
+
+
+def _check_remote(
+    file: Path | None, subject: str | None, url: str | None, glue: str | None, as_json: bool
+) -> None:
+    from pik.remote_subjects import confluent_subjects, glue_subjects
+
+    if url is not None and glue is not None:
+        fail("--registry-url or --glue-registry: one registry at a time", 2)
+    if file is not None and subject is None:
+        fail("checking a FILE needs --subject (the registry's subject or schema name)", 2)
+    try:
+        settings = load_settings()
+        if url is not None:
+            check_registry_url(url, "--registry-url")
+            found = confluent_subjects(settings, url, subject)
+        else:
+            assert glue is not None
+            found = glue_subjects(settings, glue, subject)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except KitError as exc:  # the registry could not answer
+        fail(str(exc), 3)
+    if file is not None:
+        (one,) = found
+        problems = check_candidate(_read_schema(file), one.versions, one.mode)
+        if as_json:
+            _verdict_json(one.name, one.mode, problems)
+            return
+        if problems:
+            _report_problems(problems, one.name, one.mode)
+        out.print(
+            f"compatible: {file} with {one.name} ({one.mode.value}, {len(one.versions)} versions)",
+            markup=False,
+        )
+        return
+    results = {s.name: (s, check_chain(s.versions, s.mode)) for s in found}
+    bad = {name: problems for name, (_, problems) in results.items() if problems}
+    if as_json:
+        _print_json(
+            {
+                "registry": url or f"glue:{glue}",
+                "compatible": not bad,
+                "subjects": {
+                    name: {"mode": s.mode.value, "problems": [p.to_json() for p in problems]}
+                    for name, (s, problems) in results.items()
+                },
+            }
+        )
+    else:
+        for name, (s, problems) in results.items():
+            if not problems:
+                out.print(f"ok  {name} ({s.mode.value}, {len(s.versions)} versions)", markup=False)
+        for name, problems in bad.items():
+            _print_problems(problems, name, results[name][0].mode)
+    if bad:
         raise typer.Exit(1)
 
 

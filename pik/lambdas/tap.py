@@ -17,15 +17,17 @@ import json
 import logging
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from consumers.ingest import IngestSink
+from consumers.ingest import IngestSink, Submission
 from consumers.tap.binding import TapBinding, stream_name
 from consumers.tap.decode import RecordDecoder, StreamRecord
 from infra.errors import KitError
+from infra.schema_registry import RegistryUnavailable
 from pik.config import KitConfig
 from pik.kit import Kit, build_kit
 from pik.logs import configure_logging
@@ -80,8 +82,19 @@ def handle_kinesis_event(
     config: KitConfig,
     registry: SchemaRegistry,
     max_event_bytes: int,
+    decoders: Callable[[TapBinding], RecordDecoder] | None = None,
 ) -> dict[str, Any]:
-    """A Kinesis event → ``{"batchItemFailures": [...]}`` (empty when all is durable)."""
+    """A Kinesis event → ``{"batchItemFailures": [...]}`` (empty when all is durable).
+
+    ``decoders`` makes a binding's decoder (the kit's, with its remote registries' caches);
+    default: the registry alone. A record whose schema registry cannot answer is reported as
+    the batch's failure, after what precedes it is made durable: the mapping retries from it.
+    """
+    if decoders is None:
+
+        def decoders(binding: TapBinding) -> RecordDecoder:
+            return RecordDecoder(binding, registry, max_event_bytes=max_event_bytes)
+
     batches: dict[tuple[str, str], list[StreamRecord]] = defaultdict(list)
     failures: list[dict[str, str]] = []
     for raw in event.get("Records", []):
@@ -100,17 +113,32 @@ def handle_kinesis_event(
         batches[(r.stream, r.shard_id)].append(r)
     for (stream, shard_id), records in batches.items():
         binding = config.binding_for(stream) or TapBinding(stream=stream)
-        decoder = RecordDecoder(binding, registry, max_event_bytes=max_event_bytes)
+        decoder = decoders(binding)
         # Any mapping batch may be a retry: a rejected record seen before is then a redelivery
         # (one index lookup per rejected identity), not a second rejection.
-        submissions = [
-            replace(s, maybe_redelivered=True) for r in records for s in decoder.submissions(r)
-        ]
-        try:
-            sink.ingest(submissions, label=f"{stream}-{shard_id}", at=records[0].arrival_time)
-        except KitError:
-            log.exception("batch not durable", extra={"stream": stream, "shard": shard_id})
-            failures.append({"itemIdentifier": records[0].sequence_number})
+        submissions: list[Submission] = []
+        blocked: StreamRecord | None = None
+        for r in records:
+            try:
+                subs = decoder.submissions(r)
+            except RegistryUnavailable as exc:
+                # Not decided: what precedes it is made durable, the mapping retries from it.
+                log.warning(
+                    "schema registry unavailable; the mapping retries from this record",
+                    extra={"stream": stream, "sequence": r.sequence_number, "error": str(exc)},
+                )
+                blocked = r
+                break
+            submissions.extend(replace(s, maybe_redelivered=True) for s in subs)
+        if submissions:
+            try:
+                sink.ingest(submissions, label=f"{stream}-{shard_id}", at=records[0].arrival_time)
+            except KitError:
+                log.exception("batch not durable", extra={"stream": stream, "shard": shard_id})
+                failures.append({"itemIdentifier": records[0].sequence_number})
+                continue
+        if blocked is not None:
+            failures.append({"itemIdentifier": blocked.sequence_number})
     return {"batchItemFailures": failures}
 
 
@@ -131,6 +159,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             config=kit.config,
             registry=kit.registry,
             max_event_bytes=kit.settings.max_event_bytes,
+            decoders=kit.decoder,  # the kit's remote registries' caches live as long as it
         )
     finally:
         for doc in kit.metrics.drain_emf():

@@ -159,3 +159,59 @@ def test_a_malformed_event_record_is_quarantined_not_retried_forever(kit: Kit) -
         assert result.archive is not None and "quarantine/" in result.archive.key
         assert json.loads(ArchiveReader(kit.archive).read(result.archive).raw) == raw
     assert kit.metrics.counter("IngestCount") == 1
+
+
+def test_a_record_whose_registry_is_down_is_retried_from_and_what_precedes_it_is_durable(
+    kit: Kit,
+) -> None:
+    """A Confluent binding whose registry answers 503: the records before the first one that
+    needs it are made durable, that one is the batch's failure (the mapping retries from it),
+    nothing is quarantined; with the registry back, the retry is accepted."""
+    from schemas.registry import encode_confluent
+    from tests.integration.confluent_fake import FakeRegistry, serve
+
+    schema = {"type": "record", "name": "Order", "fields": [{"name": "id", "type": "string"}]}
+    with serve(FakeRegistry()) as registry:
+        schema_id = registry.add("orders-value", schema)
+        folder = SchemaRegistry()
+        cached = folder.register("orders", "cached", 1, {**schema, "name": "Cached"}, schema_id=500)
+        remote = SchemaRegistry().register("x", "y", 1, schema, schema_id=schema_id)
+        config = parse_config(
+            {
+                "tap": [
+                    {
+                        "stream": ARN,
+                        "format": "avro-confluent",
+                        "registry_url": registry.url,
+                        "source": "orders",
+                        "idempotency_key": "$.id",
+                    }
+                ]
+            }
+        )
+        kit.registry = folder
+        event = {
+            "Records": [
+                event_record(200, encode_confluent(cached, {"id": "o-1"})),  # in the folder
+                event_record(201, encode_confluent(remote, {"id": "o-2"})),  # needs the registry
+                event_record(202, encode_confluent(cached, {"id": "o-3"})),
+            ]
+        }
+        registry.fail_next = 10**6
+
+        def run(e: dict[str, Any]) -> dict[str, Any]:
+            return lambda_tap.handle_kinesis_event(
+                e,
+                sink=kit.sink,
+                config=config,
+                registry=folder,
+                max_event_bytes=kit.settings.max_event_bytes,
+                decoders=kit.decoder,
+            )
+
+        assert run(event) == {"batchItemFailures": [{"itemIdentifier": "201"}]}
+        assert (kit.metrics.counter("IngestCount"), kit.metrics.counter("RejectedCount")) == (1, 0)
+        registry.fail_next = 0
+        retry = {"Records": event["Records"][1:]}
+        assert run(retry) == {"batchItemFailures": []}
+    assert (kit.metrics.counter("IngestCount"), kit.metrics.counter("RejectedCount")) == (3, 0)

@@ -47,6 +47,7 @@ EVERYTHING_ON: dict[str, str] = {
     "StreamArn": STREAM_ARN,
     "StreamKmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/stream-key",
     "UseEnhancedFanOut": "true",
+    "UseGlueSchemaRegistry": "true",
     "EnableProcessor": "true",
     "ArchiveKmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/archive-key",
     "ObjectLockMode": "COMPLIANCE",
@@ -575,6 +576,36 @@ def test_pik_deploy_json_and_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     no_sam = runner.invoke(app, ["deploy", "--stream-arn", STREAM_ARN, "--run"])
     assert no_sam.exit_code == 2 and "sam" in no_sam.output
+
+
+def test_pik_deploy_grants_glue_only_for_a_config_with_an_avro_glue_binding(
+    tmp_path: Path,
+) -> None:
+    from pik.cli import app
+
+    runner = CliRunner()
+    glue, plain = tmp_path / "glue.toml", tmp_path / "plain.toml"
+    glue.write_text('[[tap]]\nstream = "orders"\nformat = "avro-glue"\nsource = "shop"\n')
+    plain.write_text('[[tap]]\nstream = "orders"\nformat = "json"\n')
+    docs = {}
+    for path in (glue, plain):
+        done = runner.invoke(
+            app, ["deploy", "--stream-arn", STREAM_ARN, "--config", str(path), "--json"]
+        )
+        assert done.exit_code == 0, done.output
+        docs[path.name] = json.loads(done.output)["parameters"]
+    assert docs["glue.toml"]["UseGlueSchemaRegistry"] == "true"
+    assert "UseGlueSchemaRegistry" not in docs["plain.toml"]
+    statements = [
+        s
+        for s in deployed({**DEFAULTS, "UseGlueSchemaRegistry": "true"})["TapFunctionRole"][
+            "Properties"
+        ]["Policies"][0]["PolicyDocument"]["Statement"]
+        if "glue" in str(s["Action"])
+    ]
+    assert [s["Action"] for s in statements] == ["glue:GetSchemaVersion"]
+    without = deployed(DEFAULTS)["TapFunctionRole"]["Properties"]["Policies"][0]
+    assert "glue" not in json.dumps(without)
 
 
 def test_expansion_is_deterministic() -> None:

@@ -46,13 +46,14 @@ from tests.integration.test_template import (
 )
 
 PACKAGES = ("schemas", "consumers", "producers", "infra", "pik")
-SERVICES = ("s3", "dynamodb", "sqs", "kinesis")
+SERVICES = ("s3", "dynamodb", "sqs", "kinesis", "glue")
 # Which client a receiver is, by its name (``self._ddb``, ``s3``, ``kinesis_client``, ...).
 RECEIVERS = {
     "dynamodb": re.compile(r"ddb|dynamo", re.I),
     "s3": re.compile(r"(^|_)s3$", re.I),
     "sqs": re.compile(r"sqs", re.I),
     "kinesis": re.compile(r"kinesis", re.I),
+    "glue": re.compile(r"glue", re.I),
 }
 WAITERS = {
     ("dynamodb", "table_exists"): "DescribeTable",
@@ -79,7 +80,11 @@ IAM_ACTIONS: dict[str, tuple[str, ...]] = {
     "sqs:SendMessageBatch": ("sqs:SendMessage",),
     "sqs:GetQueueUrl": ("sqs:GetQueueUrl",),
     "sqs:GetQueueAttributes": ("sqs:GetQueueAttributes",),
+    "glue:GetSchemaVersion": ("glue:GetSchemaVersion",),
 }
+# Operations granted only when a template condition holds (the code can make them, but only a
+# binding that needs them does): operation -> condition.
+CONDITIONAL_CALLS = {"glue:GetSchemaVersion": "UseGlue"}
 ARCHIVE = ("RawBucket/raw/*", "RawBucket/quarantine/*")
 
 # The reviewed table: per handler module, operation -> the resources it is made on.
@@ -111,6 +116,8 @@ HANDLER_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
         "dynamodb:UpdateItem": ("EventsTable",),  # duplicates
         "dynamodb:BatchWriteItem": ("EventsTable",),
         "dynamodb:BatchGetItem": ("EventsTable",),
+        # avro-glue bindings: writer schemas by version UUID, in any registry of the account
+        "glue:GetSchemaVersion": ("registry/*", "schema/*"),
     },
     "pik.lambdas.processor": {
         # The replayed record (any prefix a replay may point at) and the window's events;
@@ -130,6 +137,7 @@ PENDING: dict[str, dict[str, str]] = {}
 _READS = "explain / replay reads (the kit built by build_kit has them), not ingest"
 _INGEST = "the ingest sink (built by build_kit), which the processor never feeds"
 _REINDEX = "`pik reindex` lists the archive; no deployed function rebuilds the index"
+_GLUE = "only the tap decodes stream records (avro-glue bindings)"
 _BOOTSTRAP = "resource bootstrap (`pik bootstrap`, `pik up`): the stack creates the resources"
 # The kit (pik.kit, the composition root) imports every use case's adapters; a handler only asks
 # it for some. What each Kit method builds, for the handlers that never call it:
@@ -160,6 +168,7 @@ NOT_CALLED: dict[str, dict[str, str]] = {
     "pik.lambdas.api": {
         **_KIT_TAP,
         "infra.resources:Bootstrap": _BOOTSTRAP,
+        "infra.schema_registry:GlueSchemaSource": _GLUE,
         "infra.targets:KinesisTarget": "replay to a Kinesis stream is not granted to the "
         "deployed API (docs/deploy.md: add the stream to ApiFunctionRole to allow it)",
         "infra.targets:_check_stream": "as KinesisTarget",
@@ -171,6 +180,8 @@ NOT_CALLED: dict[str, dict[str, str]] = {
         "infra.index_queries:DynamoIndexQueries": _QUERIES,
         "infra.queue:queue_url": _QUEUE,
         "infra.resources:Bootstrap": _BOOTSTRAP,
+        "infra.schema_registry:GlueSchemaSource.schema_names": "pik schemas check only",
+        "infra.schema_registry:GlueSchemaSource.compatibility": "pik schemas check only",
         "infra.archive:S3RawArchive.get_file": _READS,
         "infra.archive:S3RawArchive.keys": _REINDEX,
         "infra.index:DynamoEventIndex.get": _READS,
@@ -180,6 +191,7 @@ NOT_CALLED: dict[str, dict[str, str]] = {
         **_KIT_TAP,
         **_KIT_REPLAY,
         "infra.resources:Bootstrap": _BOOTSTRAP,
+        "infra.schema_registry:GlueSchemaSource": _GLUE,
         "infra.archive:S3RawArchive.keys": _REINDEX,
         "infra.index:DynamoEventIndex._claim_one": _INGEST,
         "infra.index:DynamoEventIndex._add_one": _INGEST,
@@ -230,6 +242,8 @@ def expected_grants(module: str, function: str, truth: dict[str, bool]) -> set[t
     calls = HANDLER_CALLS[module]
     grants = runtime_grants(function, truth)
     for operation, resources in calls.items():
+        if operation in CONDITIONAL_CALLS and not truth[CONDITIONAL_CALLS[operation]]:
+            continue
         grants |= {(action, r) for action in IAM_ACTIONS[operation] for r in resources}
     if truth["ArchiveKms"]:  # S3 asks KMS with the caller's credentials
         if "s3:PutObject" in calls:
@@ -309,7 +323,7 @@ def test_the_parameter_sets_switch_every_optional_grant() -> None:
     values = parameter_values(template, CONFIGURATIONS["everything-on"])
     assert values["UseEnhancedFanOut"] == "true" and values["ArchiveKmsKeyArn"]
     truths = [conditions(template, p) for p in CONFIGURATIONS.values()]
-    for name in ("UseEfo", "StreamEncrypted", "ArchiveKms", "ProcessorEnabled"):
+    for name in ("UseEfo", "UseGlue", "StreamEncrypted", "ArchiveKms", "ProcessorEnabled"):
         assert {t[name] for t in truths} == {True, False}, name
 
 

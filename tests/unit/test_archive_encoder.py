@@ -70,6 +70,7 @@ def records(draw: st.DrawFn, stamp: st.SearchStrategy[Any] = ANY_STAMP) -> Archi
         lag_ms=draw(st.one_of(st.none(), LONG, SMALL)),
         payload=draw(st.one_of(st.none(), TEXT, st.text(min_size=9000, max_size=9000))),
         schema_fingerprint=draw(option),
+        schema_ref=draw(option),
     )
 
 

@@ -96,3 +96,39 @@ def test_missing_or_broken_files(tmp_path: Path) -> None:
     broken.write_text("[[tap]\nstream=")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(broken)
+
+
+def test_a_confluent_binding_names_its_registry_url() -> None:
+    doc = {
+        "tap": [
+            {"stream": "s", "format": "avro-confluent", "registry_url": "https://sr.example:8081"},
+            {"stream": "g", "format": "avro-glue", "source": "shop"},
+        ]
+    }
+    confluent, glue = parse_config(doc).taps
+    assert confluent.registry_url == "https://sr.example:8081"
+    assert confluent.to_json()["registry_url"] == "https://sr.example:8081"
+    assert glue.format is Format.AVRO_GLUE and glue.registry_url is None
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"registry_password": "hunter2"}, "environment only: PIK_REGISTRY_USER"),
+        ({"registry_token": "t"}, "PIK_REGISTRY_TOKEN"),
+        ({"registry_url": "https://u:p@sr.example"}, "must not carry credentials"),
+        ({"registry_url": "sr.example:8081"}, "is not an http(s):// URL"),
+    ],
+)
+def test_registry_credentials_in_the_config_file_are_refused(
+    table: dict[str, object], message: str
+) -> None:
+    doc = {"tap": [{"stream": "s", "format": "avro-confluent", **table}]}
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_config(doc)
+
+
+def test_registry_url_is_for_confluent_framing_only() -> None:
+    doc = {"tap": [{"stream": "s", "format": "json", "registry_url": "https://sr.example"}]}
+    with pytest.raises(ConfigError, match="avro-confluent"):
+        parse_config(doc)
