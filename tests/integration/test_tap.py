@@ -328,9 +328,11 @@ def test_once_fails_naming_the_shards_a_live_worker_keeps(settings: Any) -> None
     )
     stop = threading.Event()
 
-    def live_worker() -> None:  # renews its leases until told to stop
+    def live_worker() -> None:
+        # Renews its leases until stopped, 5 s ahead: on a loaded machine a renewal can take
+        # longer than the tap's 1 s lease, and a lapsed lease would be taken over.
         while not stop.is_set():
-            dead_workers_leases(kit, stream, int(kit.clock.now().timestamp() * 1000) + 1_000)
+            dead_workers_leases(kit, stream, int(kit.clock.now().timestamp() * 1000) + 5_000)
             stop.wait(0.2)
 
     renewer = threading.Thread(target=live_worker)
