@@ -68,11 +68,9 @@ def bootstrap(as_json: JsonFlag = False) -> None:
         print_json(result)
         return
     for key, value in result.items():
-        if key not in ("created", "notes"):
+        if key != "created":
             out.print(f"{key:18} {value}", highlight=False, markup=False)
     out.print(f"created: {', '.join(result['created']) or 'nothing (all present)'}")
-    for note in result["notes"]:
-        err.print(note, highlight=False, markup=False)
 
 
 @app.command()
