@@ -209,6 +209,27 @@ def test_lambda_handler_reports_batch_item_failures(
     assert (version.metric, version.value) == ("daily_event_count", 2)
 
 
+def test_lambda_handler_under_dry_run_hands_every_message_back_unhandled(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pik.lambdas import processor as lambda_processor
+
+    docs = ingest(kit, [event(n) for n in range(2)], "b")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", kit.settings.endpoint_url or "")
+    monkeypatch.setenv("DRY_RUN", "true")
+    for name in ("bucket", "events_table", "aggregates_table"):
+        monkeypatch.setenv(f"PIK_{name.upper()}", getattr(kit.settings, name))
+    lambda_processor._built.cache_clear()
+    records = [{"messageId": f"m{i}", "body": json.dumps(d)} for i, d in enumerate(docs)]
+    try:
+        answer = lambda_processor.handler({"Records": records}, None)
+    finally:
+        lambda_processor._built.cache_clear()
+    # Success would let the mapping delete them: a dry run must not consume.
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m1"}]}
+    assert kit.aggregates().versions("user_123", DAY) == []
+
+
 def test_dry_runs_of_the_queue_loop_leave_queue_table_and_bucket_as_they_were(kit: Kit) -> None:
     from consumers.processor_loop import DryRunRefused
 
