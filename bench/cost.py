@@ -33,12 +33,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import OK, fresh_settings, make_workload
+from ingest import OK, RESULTS_DIR, fresh_settings, make_workload
+from tap import binding_for
 
 from consumers.ingest import Submission
 from infra.capacity import PARTITION_WCU, CapacityModel, TableSpec, item_size
+from infra.kinesis_boto import BotoKinesis
 from infra.local import EmbeddedAws
 from pik.kit import Kit, build_kit
+from producers.produce import Producer, ProduceSpec
 from schemas.codec import Provenance
 from schemas.envelope import parse_body
 
@@ -69,13 +72,17 @@ class S3Counter:
             self.counts[event_name.rsplit(".", 1)[-1]] += 1
 
 
-def _kit(endpoint: str) -> tuple[Kit, CapacityModel, S3Counter]:
+def _kit(endpoint: str, *, stream: bool = False) -> tuple[Kit, CapacityModel, S3Counter]:
     kit = build_kit(fresh_settings(endpoint, uuid.uuid4().hex[:8]))
-    kit.bootstrap().run(demo_stream=False)
+    kit.bootstrap().run(demo_stream=stream)
     dynamodb = kit.clients.dynamodb()
     tables = [
         TableSpec.from_description(dynamodb.describe_table(TableName=name)["Table"])
-        for name in (kit.settings.events_table, kit.settings.aggregates_table)
+        for name in (
+            kit.settings.events_table,
+            kit.settings.aggregates_table,
+            kit.settings.leases_table,
+        )
     ]
     model = CapacityModel(tables, clock=lambda: 0.0)  # one bucket: totals per key
     model.install(dynamodb)
@@ -110,10 +117,34 @@ def _dollars(wru: float, rru: float, puts: float, gets: float) -> float:
 
 
 def measure(endpoint: str, n: int) -> dict[str, Any]:
+    """HTTP ingest: ``bench/ingest.py``'s workload through ``kit.sink.ingest``."""
     workload = make_workload(n)
     kit, model, s3 = _kit(endpoint)
     _ingest(kit, workload.raws)
-    accepted = workload.kinds.count(OK)
+    return _priced(kit, model, s3, n, workload.kinds.count(OK))
+
+
+def measure_tap(endpoint: str, n: int) -> dict[str, Any]:
+    """The tap: ``pik produce``'s realistic records (5 % producer retries, 2 % bad, 50
+    entities, 2 shards) on a stream, drained by ``pik tap --once``'s worker (leases and
+    checkpoints included)."""
+    kit, model, s3 = _kit(endpoint, stream=True)
+    stream = kit.settings.demo_stream
+    spec = ProduceSpec(count=n, duplicates=0.05, bad=0.02, entities=50, seed=2)
+    report = Producer(BotoKinesis(kit.clients.kinesis()), kit.clock).run(stream, spec)
+    s3.counts.clear()  # the producer only wrote to Kinesis; the model saw nothing yet
+    totals = kit.tap_worker(binding_for(stream)).run(once=True).totals()
+    records = int(totals["user_records"])
+    priced = _priced(kit, model, s3, records, int(report.expected["accepted"]))
+    priced["statuses_match_workload"] = (
+        totals["accepted"],
+        totals["duplicates"],
+        totals["rejected"],
+    ) == (report.expected["accepted"], report.expected["duplicate"], report.expected["rejected"])
+    return priced
+
+
+def _priced(kit: Kit, model: CapacityModel, s3: S3Counter, n: int, accepted: int) -> dict[str, Any]:
     report = model.report()
     events_table = kit.settings.events_table
     wru = sum(v["wru"] for k, v in report.items() if k != "throttled")
@@ -125,6 +156,7 @@ def measure(endpoint: str, n: int) -> dict[str, Any]:
         "events": n,
         "accepted": accepted,
         "wru_per_event": wru / n,
+        "wru_per_accepted_event": wru / max(accepted, 1),
         "rru_per_event": rru / n,
         "wru_by_target_per_event": {
             t: u / n
@@ -168,7 +200,9 @@ def seed_shape(n: int) -> dict[str, Any]:
     }
 
 
-def hot_keys(endpoint: str, n: int) -> dict[str, Any]:
+def hot_keys(endpoint: str, n: int, *, constant_entity: bool = False) -> dict[str, Any]:
+    """One source and one event type over ``HOT_ENTITIES`` entities (or one constant entity),
+    each key's WRU scaled to the source writing ``HOT_RATE`` events/s."""
     rng = random.Random(7)
     start = datetime.now(UTC) - timedelta(minutes=5)
     raws = [
@@ -176,7 +210,7 @@ def hot_keys(endpoint: str, n: int) -> dict[str, Any]:
             {
                 "source": "checkout",
                 "event_type": "order_placed",
-                "entity_id": f"user_{rng.randrange(HOT_ENTITIES):06d}",
+                "entity_id": "-" if constant_entity else f"user_{rng.randrange(HOT_ENTITIES):06d}",
                 "event_time": (start + timedelta(milliseconds=i))
                 .isoformat(timespec="microseconds")
                 .replace("+00:00", "Z"),
@@ -195,44 +229,74 @@ def hot_keys(endpoint: str, n: int) -> dict[str, Any]:
     return {"hottest_wru_per_s_at_10k": hottest, "max_events_per_s": PARTITION_WCU / worst}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--hot-events", type=int, default=2000)
-    args = parser.parse_args()
-    with EmbeddedAws(port=0) as aws:
-        kit = measure(aws.endpoint_url, args.events)
-        hot = hot_keys(aws.endpoint_url, args.hot_events)
-    seed = seed_shape(args.events)
+def _print(results: dict[str, Any]) -> None:
+    http, tap, seed = results["http"], results["tap"], results["seed_shape"]
     print(f"prices: {json.dumps(PRICES)} (us-east-1 on-demand list prices, 2026-12-03)")
-    print(f"{'':28}{'kit (HTTP ingest)':>20}{'seed shape':>14}")
+    print(f"{'':28}{'HTTP ingest':>14}{'tap':>14}{'seed shape':>14}")
     for label, key in (
         ("WRU per event", "wru_per_event"),
+        ("WRU per accepted event", "wru_per_accepted_event"),
         ("RRU per event", "rru_per_event"),
         ("bytes stored per event", "bytes_per_event"),
         ("$ per million events", "dollars_per_million"),
     ):
-        print(f"{label:28}{kit[key]:>20.2f}{seed[key]:>14.2f}")
-    s3_kit = sum(kit["s3_requests_per_1000"].values())
-    s3_seed = sum(seed["s3_requests_per_1000"].values())
-    print(f"{'S3 requests per 1,000':28}{s3_kit:>20.1f}{s3_seed:>14.1f}")
-    print("WRU per event by target:")
-    for target, units in sorted(kit["wru_by_target_per_event"].items()):
-        print(f"  {target:60}{units:8.2f}")
-    print("bytes stored per accepted event by target:")
-    for target, size in sorted(kit["bytes_by_target_per_event"].items()):
+        cells = [f"{r[key]:>14.2f}" if key in r else f"{'-':>14}" for r in (http, tap, seed)]
+        print(f"{label:28}{''.join(cells)}")
+    cells = [f"{sum(r['s3_requests_per_1000'].values()):>14.1f}" for r in (http, tap, seed)]
+    print(f"{'S3 requests per 1,000':28}{''.join(cells)}")
+    print(f"tap statuses match the workload: {tap['statuses_match_workload']}")
+    for name, run in (("HTTP ingest", http), ("tap", tap)):
+        print(f"WRU per event by target ({name}):")
+        for target, units in sorted(run["wru_by_target_per_event"].items()):
+            print(f"  {target:60}{units:8.2f}")
+    print("bytes stored per accepted event by target (HTTP ingest):")
+    for target, size in sorted(http["bytes_by_target_per_event"].items()):
         print(f"  {target:60}{size:8.0f}")
-    print(
-        f"hottest partition key, one source at {HOT_RATE:,} events/s over {HOT_ENTITIES:,} "
-        "entities (WRU/s):"
-    )
-    for target, rate in hot["hottest_wru_per_s_at_10k"].items():
-        flag = "  OVER" if rate > PARTITION_WCU else ""
-        print(f"  {target:60}{rate:10,.0f}{flag}")
-    print(
-        f"highest rate per source under {PARTITION_WCU:,.0f} WCU/s on every key: "
-        f"{hot['max_events_per_s']:,.0f} events/s"
-    )
+    for label, key in (
+        (f"over {HOT_ENTITIES:,} entities", "hot"),
+        ("one constant entity_id", "hot_constant_entity"),
+    ):
+        hot = results[key]
+        print(
+            f"hottest partition key, one source and type at {HOT_RATE:,} events/s, {label} (WRU/s):"
+        )
+        for target, rate in hot["hottest_wru_per_s_at_10k"].items():
+            flag = "  OVER" if rate > PARTITION_WCU else ""
+            print(f"  {target:60}{rate:10,.0f}{flag}")
+        print(
+            f"highest rate per source under {PARTITION_WCU:,.0f} WCU/s on every key: "
+            f"{hot['max_events_per_s']:,.0f} events/s"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--tap-events", type=int, default=3000)
+    parser.add_argument("--hot-events", type=int, default=2000)
+    parser.add_argument("--no-save", action="store_true", help="write no results file")
+    args = parser.parse_args()
+    started = datetime.now(UTC)
+    results: dict[str, Any] = {"started": started.isoformat(), "args": vars(args)}
+    with EmbeddedAws(port=0) as aws:
+        results["http"] = measure(aws.endpoint_url, args.events)
+        results["tap"] = measure_tap(aws.endpoint_url, args.tap_events)
+        results["hot"] = hot_keys(aws.endpoint_url, args.hot_events)
+        results["hot_constant_entity"] = hot_keys(
+            aws.endpoint_url, args.hot_events, constant_entity=True
+        )
+    results["seed_shape"] = seed_shape(args.events)
+    results["prices"] = PRICES
+    _print(results)
+    if not args.no_save:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(results, indent=2, sort_keys=True) + "\n"
+        for path in (
+            RESULTS_DIR / f"cost-{started:%Y%m%dT%H%M%SZ}.json",
+            RESULTS_DIR / "cost-latest.json",
+        ):
+            path.write_text(text)
+            print(f"wrote {path.relative_to(RESULTS_DIR.parent.parent)}")
 
 
 if __name__ == "__main__":

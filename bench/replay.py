@@ -181,6 +181,18 @@ def load_index(kit: Kit, items: list[dict[str, Any]]) -> float:
         while requests:
             out = ddb.batch_write_item(RequestItems={kit.names.events_table: requests})
             requests = out.get("UnprocessedItems", {}).get(kit.names.events_table, [])
+    # the catalog the sink writes beside them: which (source, type) pairs each day saw
+    kit.index.record_catalog(
+        {
+            entry
+            for item in items
+            for entry in (
+                (item["event_time"][:10], item["source"], item["event_type"], ""),
+                (item["ingest_time"][:10], item["source"], item["event_type"],
+                 item["event_time"][:10]),
+            )
+        }
+    )  # fmt: skip
     return time.perf_counter() - began
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from infra.archive import ArchivePointer, RawArchive
 from infra.clock import Clock
-from infra.index import Claim, EventIndex, Holder, Occurrence
+from infra.index import CatalogEntry, Claim, EventIndex, Holder, Occurrence
 from infra.keys import archive_key
 from infra.metrics import Metrics
 from schemas.codec import ArchiveRecord, Provenance, encode_archive, new_archive_record
@@ -327,17 +327,21 @@ class IngestSink:
         )
 
     @staticmethod
-    def _catalog(rows: list[_Row], ingest_time: datetime) -> set[tuple[str, str, str]]:
-        """(day, source, event type) for each pair of the batch, on its ingest day and, for a
-        valid event, its event day: any window's own days then name every pair in it."""
-        entries: set[tuple[str, str, str]] = set()
+    def _catalog(rows: list[_Row], ingest_time: datetime) -> set[CatalogEntry]:
+        """(day, source, event type, event day) for each pair of the batch: on its ingest day
+        with each event day that arrived (readers by ingest day follow them to the events) and,
+        for a valid event, on its event day too: any window's own days then name every pair."""
+        entries: set[CatalogEntry] = set()
         ingest_day = format_time(ingest_time)[:10]
         for row in rows:
             parsed = row.sub.parsed
             pair = (parsed.source or UNKNOWN, parsed.event_type or UNKNOWN)
-            entries.add((ingest_day, *pair))
             if isinstance(parsed, Event):
-                entries.add((format_time(parsed.event_time)[:10], *pair))
+                event_day = format_time(parsed.event_time)[:10]
+                entries.add((ingest_day, *pair, event_day))
+                entries.add((event_day, *pair, ""))
+            else:
+                entries.add((ingest_day, *pair, ""))
         return entries
 
     def _index_occurrences(self, rows: list[_Row], ingest_time: datetime) -> None:

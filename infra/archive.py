@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -72,6 +73,16 @@ class S3RawArchive:
             code="409",
         )
 
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every file key under ``prefix``, in key order (for ``pik reindex``)."""
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        with self._errors("ListObjectsV2", prefix):
+            for page in pages:
+                for entry in page.get("Contents", []):
+                    yield str(entry["Key"])
+
     def get_file(self, key: str) -> bytes:
         try:
             with self._errors("GetObject", key):
@@ -97,6 +108,11 @@ class MemoryRawArchive:
                 return False
             self.files[key] = body
             return True
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        with self._lock:
+            found = sorted(k for k in self.files if k.startswith(prefix))
+        yield from found
 
     def get_file(self, key: str) -> bytes:
         try:

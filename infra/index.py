@@ -1,59 +1,99 @@
 """The event index port (``EventIndex``) and its DynamoDB and in-memory adapters.
 
-One table, two kinds of item under the partition key ``event_id``:
+The table's layout (item kinds, write-sharded index keys, GSIs) is in ``infra.index_layout``.
+In short, under the table key (``event_id``, ``item``):
 
-* ``item = "event"`` — the identity item, one per event identity, written once with a
-  conditional put (``attribute_not_exists``) after its archive file is durable, so it always
+* ``item = "event"`` — the identity item, one per event identity, written once with one
+  conditional PutItem (``attribute_not_exists``) after its archive file is durable, so it always
   points at an archived record. A duplicate never overwrites it; it only adds its occurrence
-  id to ``dup_occurrences`` (a set: adding it again changes nothing).
+  id to ``dup_occurrences`` (a set: adding it again changes nothing). Of two concurrent writers
+  DynamoDB lets exactly one condition pass; the other gets the winner back.
 * ``item = "occ#<occurrence id>"`` — one per duplicate or rejected delivery, with provenance,
   status, reason and archive pointer. Writing one again is harmless (same key, same content).
 
-Global secondary indexes answer the investigation questions by Query, never Scan:
-``by_entity`` (entity, event time); ``by_source_type_day``, ``by_source_day``, ``by_type_day``
-(a source and/or event type on one event-time day, by event time); ``by_lag`` (source#type#day,
-by lag); ``by_ingest_day`` (source#ingest day: every delivery, incl. duplicates and rejections).
-Event-time keys are fixed-width UTC text plus the event id, so string order is time order.
+Selections are answered by Query, never Scan: an entity over the ``by_entity`` shards, a source
+and/or event type per event day over the ``by_time`` shards (the catalog names a source's types
+or a type's sources), merged by ``time_key``; the identity items are then read by key. Event-time
+keys are fixed-width UTC text plus the event id, so string order is time order.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.archive import ArchivePointer
-from infra.errors import BackendError, ResourceMissing
+from infra.dynamo import (
+    BATCH_GET_MAX_KEYS,
+    BATCH_WRITE_MAX_ITEMS,
+    batch_get,
+    batch_write,
+    dynamo_errors,
+    paginate,
+)
+from infra.errors import ConditionFailed, Throttled
+from infra.index_layout import (
+    CATALOG_ITEM_PREFIX,
+    CATALOG_PARTITION_PREFIX,
+    IDENTITY_ITEM,
+    INDEX_BY_ENTITY,
+    INDEX_BY_INGEST,
+    INDEX_BY_TIME,
+    OCCURRENCE_PREFIX,
+    catalog_item,
+    catalog_partition,
+    entity_keys,
+    identity_keys,
+    merge_sorted,
+    occurrence_keys,
+    provenance_map,
+    time_keys,
+)
 from schemas.codec import Provenance
 from schemas.envelope import format_time
 
-IDENTITY_ITEM = "event"
-OCCURRENCE_PREFIX = "occ#"
-CATALOG_PARTITION_PREFIX = "catalog#"  # catalog#<day>: the (source, type) pairs seen that day
-CATALOG_ITEM_PREFIX = "cat#"
-AWS_TRANSACTION_MAX_ITEMS = 100
-LEGACY_TRANSACTION_MAX_ITEMS = 25  # older emulators still enforce the pre-2022 limit
-BATCH_WRITE_MAX_ITEMS = 25
-BATCH_GET_MAX_KEYS = 100
-MAX_CONFLICT_RETRIES = 8
+__all__ = [
+    "AFTER_ANY_SUFFIX",
+    "BATCH_GET_MAX_KEYS",
+    "BATCH_WRITE_MAX_ITEMS",
+    "CATALOG_ITEM_PREFIX",
+    "CATALOG_PARTITION_PREFIX",
+    "IDENTITY_ITEM",
+    "INDEX_BY_ENTITY",
+    "INDEX_BY_INGEST",
+    "INDEX_BY_TIME",
+    "OCCURRENCE_PREFIX",
+    "CatalogEntry",
+    "Claim",
+    "DynamoEventIndex",
+    "EventIndex",
+    "Holder",
+    "MemoryEventIndex",
+    "Occurrence",
+    "QueryPage",
+    "Selection",
+    "catalog_item",
+    "catalog_partition",
+    "claim_item",
+    "occurrence_item",
+    "plain",
+]
 
-INDEX_BY_ENTITY = "by_entity"  # entity_id, time_key
-INDEX_BY_SOURCE_TYPE_DAY = "by_source_type_day"  # source#type#day, time_key
-INDEX_BY_SOURCE_DAY = "by_source_day"  # source#day, time_key
-INDEX_BY_TYPE_DAY = "by_type_day"  # type#day, time_key
-INDEX_BY_LAG = "by_lag"  # source#type#day, lag_ms
-INDEX_BY_INGEST_DAY = "by_ingest_day"  # source#ingest day, ingest time#occurrence (all deliveries)
+MAX_CONFLICT_RETRIES = 8
+WRITE_WORKERS = 8  # conditional puts in flight at once per index (one item per call)
 AFTER_ANY_SUFFIX = "~"  # sorts after every character of a time key, so "k~" > k and < its successor
+
+CatalogEntry = tuple[str, str, str, str]  # (ingest or event day, source, type, event day or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,46 +157,24 @@ class Selection:
         first, last = self.start.date(), (self.end - timedelta(microseconds=1)).date()
         return [str(first + timedelta(days=n)) for n in range((last - first).days + 1)]
 
+    def validate(self) -> None:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if self.entity_id is None and self.source is None and self.event_type is None:
+            raise ValueError("a selection needs an entity_id, a source or an event_type")
+
+    def matches(self, item: Mapping[str, Any]) -> bool:
+        """What the index keys do not already narrow: source/type under an entity, lag."""
+        wanted = {"entity_id": self.entity_id, "source": self.source, "event_type": self.event_type}
+        if any(w is not None and item.get(k) != w for k, w in wanted.items()):
+            return False
+        return self.min_lag_ms is None or int(item.get("lag_ms", 0)) >= self.min_lag_ms
+
 
 @dataclass(frozen=True, slots=True)
 class QueryPage:
     items: list[dict[str, Any]]
     scanned: int
-
-
-def plan_queries(sel: Selection) -> list[tuple[str, str, str]]:
-    """(index, key attribute, key value) to Query, in event-time order, for a selection."""
-    if sel.end <= sel.start:
-        raise ValueError("end must be after start")
-    if sel.entity_id is not None:
-        return [(INDEX_BY_ENTITY, "entity_id", sel.entity_id)]
-    if sel.source is not None and sel.event_type is not None:
-        return [
-            (INDEX_BY_SOURCE_TYPE_DAY, "source_type_day", _day_key(sel.source, sel.event_type, d))
-            for d in sel.days()
-        ]
-    if sel.source is not None:
-        return [(INDEX_BY_SOURCE_DAY, "source_day", _day_key(sel.source, d)) for d in sel.days()]
-    if sel.event_type is not None:
-        return [(INDEX_BY_TYPE_DAY, "type_day", _day_key(sel.event_type, d)) for d in sel.days()]
-    raise ValueError("a selection needs an entity_id, a source or an event_type")
-
-
-def _selection_filter(sel: Selection, index: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """The FilterExpression for what the chosen index's key does not already narrow."""
-    clauses: list[str] = []
-    names: dict[str, Any] = {}
-    values: dict[str, Any] = {}
-    if index == INDEX_BY_ENTITY:
-        for attr, value in (("source", sel.source), ("event_type", sel.event_type)):
-            if value is not None:
-                clauses.append(f"#{attr} = :{attr}")
-                names[f"#{attr}"] = attr
-                values[f":{attr}"] = {"S": value}
-    if sel.min_lag_ms is not None:
-        clauses.append("lag_ms >= :min_lag")
-        values[":min_lag"] = {"N": str(sel.min_lag_ms)}
-    return " AND ".join(clauses), names, values
 
 
 class EventIndex(Protocol):
@@ -170,8 +188,8 @@ class EventIndex(Protocol):
 
     def add_duplicates(self, duplicates: Mapping[str, Sequence[str]]) -> None: ...
 
-    def record_catalog(self, entries: set[tuple[str, str, str]]) -> None:
-        """Note (day, source, event type) triples; idempotent, cheap when already noted."""
+    def record_catalog(self, entries: set[CatalogEntry]) -> None:
+        """Note (day, source, event type, event day) entries; idempotent, cheap when noted."""
         ...
 
     def get(self, event_id: str) -> dict[str, Any] | None: ...
@@ -202,40 +220,8 @@ def plain(value: Any) -> Any:
     return value
 
 
-def catalog_partition(day: str) -> str:
-    return CATALOG_PARTITION_PREFIX + day
-
-
-def catalog_item(day: str, source: str, event_type: str) -> dict[str, Any]:
-    """Which (source, event type) pairs were seen on a day: investigations start from it."""
-    # Hashed: a sort key holds at most 1,024 bytes, and two 128-character names need more.
-    pair = hashlib.sha256(json.dumps([source, event_type]).encode()).hexdigest()
-    return {
-        "event_id": catalog_partition(day),
-        "item": CATALOG_ITEM_PREFIX + pair,
-        "source": source,
-        "event_type": event_type,
-        "day": day,
-    }
-
-
-def _day_key(*parts: str) -> str:
-    return "#".join(parts)
-
-
-def _provenance(p: Provenance) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in Provenance.__slots__:
-        value = getattr(p, name)
-        if value is None:
-            continue
-        out[name] = format_time(value) if isinstance(value, datetime) else value
-    return out
-
-
 def claim_item(c: Claim) -> dict[str, Any]:
     event_time = format_time(c.event_time)
-    ingest_time = format_time(c.ingest_time)
     item: dict[str, Any] = {
         "event_id": c.event_id,
         "item": IDENTITY_ITEM,
@@ -245,16 +231,11 @@ def claim_item(c: Claim) -> dict[str, Any]:
         "event_type": c.event_type,
         "entity_id": c.entity_id,
         "event_time": event_time,
-        "ingest_time": ingest_time,
+        "ingest_time": format_time(c.ingest_time),
         "lag_ms": c.lag_ms,
         "payload_bytes": c.payload_bytes,
-        "provenance": _provenance(c.provenance),
-        "time_key": f"{event_time}#{c.event_id}",
-        "source_type_day": _day_key(c.source, c.event_type, event_time[:10]),
-        "source_day": _day_key(c.source, event_time[:10]),
-        "type_day": _day_key(c.event_type, event_time[:10]),
-        "occ_day": _day_key(c.source, ingest_time[:10]),
-        "occ_key": f"{ingest_time}#{c.occurrence_id}",
+        "provenance": provenance_map(c.provenance),
+        **identity_keys(c.event_id, c.source, c.event_type, c.entity_id, event_time),
         "archive_bucket": c.pointer.bucket,
         "archive_key": c.pointer.key,
         "archive_position": c.pointer.position,
@@ -274,12 +255,11 @@ def occurrence_item(o: Occurrence) -> dict[str, Any]:
         "status": o.status,
         "occurrence_id": o.provenance.occurrence_id,
         "ingest_time": ingest_time,
-        "provenance": _provenance(o.provenance),
+        "provenance": provenance_map(o.provenance),
         "archive_bucket": o.pointer.bucket,
         "archive_key": o.pointer.key,
         "archive_position": o.pointer.position,
-        "occ_day": _day_key(o.source or "_unknown", ingest_time[:10]),
-        "occ_key": f"{ingest_time}#{o.provenance.occurrence_id}",
+        **occurrence_keys(o.source or "_unknown", ingest_time, o.provenance.occurrence_id),
     }
     optional = {
         "reason": o.reason,
@@ -311,14 +291,24 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(1.0, 0.02 * 2**attempt) * random.random())
 
 
+def _time_key(item: Mapping[str, Any]) -> str:
+    return str(item["time_key"])
+
+
+def _low(sel: Selection, after: str | None) -> str:
+    low = format_time(sel.start)
+    return after + AFTER_ANY_SUFFIX if after is not None and after >= low else low
+
+
 class DynamoEventIndex:
     def __init__(self, dynamodb_client: Any, table: str) -> None:
         self._ddb = dynamodb_client
         self.table = table
         self._ser = TypeSerializer()
         self._de = TypeDeserializer()
-        self._transaction_size = AWS_TRANSACTION_MAX_ITEMS
-        self._catalogued: set[tuple[str, str, str]] = set()  # written by this process already
+        self._catalogued: set[CatalogEntry] = set()  # written by this process already
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     # -- serialisation -------------------------------------------------------------------
     def _dump(self, item: Mapping[str, Any]) -> dict[str, Any]:
@@ -330,159 +320,111 @@ class DynamoEventIndex:
     def _key(self, event_id: str, item: str = IDENTITY_ITEM) -> dict[str, Any]:
         return {"event_id": {"S": event_id}, "item": {"S": item}}
 
-    def _fail(self, what: str, exc: Exception) -> BackendError:
-        if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ResourceNotFoundException":
-                return ResourceMissing(
-                    f"table {self.table} does not exist (run `pik bootstrap`)", service="dynamodb"
-                )
-            return BackendError(f"DynamoDB {what} on {self.table}: {code}", code=code)
-        return BackendError(f"DynamoDB {what} on {self.table}: {exc}", service="dynamodb")
+    def _each(self, call: Callable[[Any], Any], args: Sequence[Any]) -> list[Any]:
+        """``call`` on each of ``args``, a few at a time (DynamoDB has no batched conditional
+        put): the answers in the order of ``args``."""
+        if len(args) <= 1:
+            return [call(a) for a in args]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(WRITE_WORKERS, thread_name_prefix="pik-index")
+        return list(self._pool.map(call, args))
 
-    # -- transactions --------------------------------------------------------------------
-    def _transact(self, ops: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any] | None]:
-        """Run ``ops`` in transactions; return {index: current item} for failed conditions.
-
-        A transaction is all-or-nothing, so a chunk whose conditions partly fail is retried
-        without the failed operations until what is left succeeds.
-        """
-        failed: dict[int, dict[str, Any] | None] = {}
-        pending = list(range(len(ops)))
+    def _retrying(self, what: str, call: Callable[[], Any]) -> Any:
+        """``call`` (one single-item request) again after throttling, as AWS asks; every
+        other error leaves translated (``infra.dynamo``)."""
         attempt = 0
-        while pending:
-            chunk, rest = pending[: self._transaction_size], pending[self._transaction_size :]
+        while True:
             try:
-                self._ddb.transact_write_items(TransactItems=[ops[i] for i in chunk])
-                pending = rest
-                attempt = 0
-                continue
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                message = exc.response.get("Error", {}).get("Message", "")
-                if code == "ValidationException" and "less than or equal to 25" in message:
-                    self._transaction_size = LEGACY_TRANSACTION_MAX_ITEMS
-                    continue
-                if code != "TransactionCanceledException":
-                    raise self._fail("TransactWriteItems", exc) from exc
-                reasons = exc.response.get("CancellationReasons") or []
-                conflict = False
-                for index, reason in zip(chunk, reasons, strict=False):
-                    reason_code = reason.get("Code", "None")
-                    if reason_code == "ConditionalCheckFailed":
-                        item = reason.get("Item")
-                        failed[index] = self._load(item) if item else None
-                    elif reason_code not in ("None", ""):
-                        conflict = True
-                pending = [i for i in chunk if i not in failed] + rest
-                if conflict or not reasons:
-                    attempt += 1
-                    if attempt > MAX_CONFLICT_RETRIES:
-                        raise self._fail("TransactWriteItems (conflicts)", exc) from exc
-                    _backoff(attempt)
-            except BotoCoreError as exc:
-                raise self._fail("TransactWriteItems", exc) from exc
-        return failed
+                with dynamo_errors(self.table, what):
+                    return call()
+            except Throttled:
+                attempt += 1
+                if attempt > MAX_CONFLICT_RETRIES:
+                    raise
+                _backoff(attempt)
+
+    # -- writes --------------------------------------------------------------------------
+    def _claim_one(self, c: Claim) -> Holder | None:
+        try:
+            self._retrying(
+                "PutItem",
+                lambda: self._ddb.put_item(
+                    TableName=self.table,
+                    Item=self._dump(claim_item(c)),
+                    ConditionExpression="attribute_not_exists(event_id)",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ),
+            )
+            return None
+        except ConditionFailed as exc:  # another delivery holds it: who
+            return _holder(c.event_id, self._load(exc.item) if exc.item else {})
 
     def claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
-        ops = [
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": self._dump(claim_item(c)),
-                    "ConditionExpression": "attribute_not_exists(event_id)",
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }
-            }
-            for c in claims
-        ]
-        failed = self._transact(ops)
-        holders: dict[str, Holder] = {}
-        for index, item in failed.items():
-            event_id = claims[index].event_id
-            holders[event_id] = _holder(event_id, item or {})
-        return holders
+        outcomes = self._each(self._claim_one, claims)
+        return {c.event_id: h for c, h in zip(claims, outcomes, strict=True) if h is not None}
+
+    def _add_one(self, duplicate: tuple[str, Sequence[str]]) -> None:
+        event_id, occurrences = duplicate
+        with contextlib.suppress(ConditionFailed):  # no identity item: nothing to add to
+            self._retrying(
+                "UpdateItem",
+                lambda: self._ddb.update_item(
+                    TableName=self.table,
+                    Key=self._key(event_id),
+                    UpdateExpression="ADD dup_occurrences :occs",
+                    ConditionExpression="attribute_exists(event_id)",
+                    ExpressionAttributeValues={":occs": {"SS": sorted(set(occurrences))}},
+                ),
+            )
 
     def add_duplicates(self, duplicates: Mapping[str, Sequence[str]]) -> None:
-        ops = [
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": self._key(event_id),
-                    "UpdateExpression": "ADD dup_occurrences :occs",
-                    "ConditionExpression": "attribute_exists(event_id)",
-                    "ExpressionAttributeValues": {":occs": {"SS": sorted(set(occs))}},
-                }
-            }
-            for event_id, occs in duplicates.items()
-            if occs
-        ]
-        self._transact(ops)
+        self._each(self._add_one, [(e, o) for e, o in sorted(duplicates.items()) if o])
 
     def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None:
         unique = {(o.event_id, o.provenance.occurrence_id): o for o in occurrences}
         requests = [
             {"PutRequest": {"Item": self._dump(occurrence_item(o))}} for o in unique.values()
         ]
-        for chunk in _chunks(requests, BATCH_WRITE_MAX_ITEMS):
-            self._batch_write(list(chunk))
+        batch_write(self._ddb, self.table, requests)
 
-    def record_catalog(self, entries: set[tuple[str, str, str]]) -> None:
+    def record_catalog(self, entries: set[CatalogEntry]) -> None:
         new = sorted(entries - self._catalogued)
         requests = [{"PutRequest": {"Item": self._dump(catalog_item(*e))}} for e in new]
-        for chunk in _chunks(requests, BATCH_WRITE_MAX_ITEMS):
-            self._batch_write(list(chunk))
+        batch_write(self._ddb, self.table, requests)
         self._catalogued.update(new)
 
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        attempt = 0
-        while requests:
-            try:
-                out = self._ddb.batch_write_item(RequestItems={self.table: requests})
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail("BatchWriteItem", exc) from exc
-            requests = out.get("UnprocessedItems", {}).get(self.table, [])
-            if requests:
-                attempt += 1
-                if attempt > MAX_CONFLICT_RETRIES:
-                    raise BackendError(f"DynamoDB BatchWriteItem on {self.table}: throttled")
-                _backoff(attempt)
+    # -- reads ---------------------------------------------------------------------------
+    def _batch_get(
+        self,
+        keys: Sequence[dict[str, Any]],
+        *,
+        consistent: bool,
+        attributes: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        options: dict[str, Any] = {"ConsistentRead": consistent}
+        if attributes:
+            names = {f"#a{i}": a for i, a in enumerate(attributes)}
+            options["ProjectionExpression"] = ", ".join(names)
+            options["ExpressionAttributeNames"] = names
+        return [self._load(raw) for raw in batch_get(self._ddb, self.table, keys, **options)]
 
     def lookup(self, event_ids: Sequence[str]) -> dict[str, Holder]:
-        found: dict[str, Holder] = {}
-        for chunk in _chunks(sorted(set(event_ids)), BATCH_GET_MAX_KEYS):
-            keys: list[dict[str, Any]] = [self._key(e) for e in chunk]
-            attempt = 0
-            while keys:
-                try:
-                    out = self._ddb.batch_get_item(
-                        RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}}
-                    )
-                except (ClientError, BotoCoreError) as exc:
-                    raise self._fail("BatchGetItem", exc) from exc
-                for raw in out.get("Responses", {}).get(self.table, []):
-                    item = self._load(raw)
-                    found[item["event_id"]] = _holder(item["event_id"], item)
-                keys = out.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
-                if keys:
-                    attempt += 1
-                    if attempt > MAX_CONFLICT_RETRIES:
-                        raise BackendError(f"DynamoDB BatchGetItem on {self.table}: throttled")
-                    _backoff(attempt)
-        return found
+        keys = [self._key(e) for e in sorted(set(event_ids))]
+        items = self._batch_get(keys, consistent=True)
+        return {item["event_id"]: _holder(item["event_id"], item) for item in items}
 
     def get(self, event_id: str) -> dict[str, Any] | None:
-        try:
+        with dynamo_errors(self.table, "GetItem"):
             out = self._ddb.get_item(
                 TableName=self.table, Key=self._key(event_id), ConsistentRead=True
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("GetItem", exc) from exc
         return self._load(out["Item"]) if "Item" in out else None
 
     def occurrences(self, event_id: str) -> list[dict[str, Any]]:
-        return list(
-            self._query(
+        return [
+            item
+            for page in self._pages(
                 KeyConditionExpression="event_id = :e AND begins_with(#i, :p)",
                 ExpressionAttributeNames={"#i": "item"},
                 ExpressionAttributeValues={
@@ -490,7 +432,36 @@ class DynamoEventIndex:
                     ":p": {"S": OCCURRENCE_PREFIX},
                 },
             )
-        )
+            for item in page.items
+        ]
+
+    def catalog(self, day: str) -> list[dict[str, Any]]:
+        """The catalog items of one day (which sources, types and event days it saw)."""
+        return [
+            item
+            for page in self._pages(
+                KeyConditionExpression="event_id = :e",
+                ExpressionAttributeValues={":e": {"S": catalog_partition(day)}},
+            )
+            for item in page.items
+        ]
+
+    def _partitions(self, sel: Selection, day: str) -> list[tuple[str, str, str]]:
+        """(index, key attribute, key value) of every shard that may hold ``sel`` on ``day``."""
+        if sel.source is not None and sel.event_type is not None:
+            pairs = {(sel.source, sel.event_type)}
+        else:
+            pairs = {
+                (str(i["source"]), str(i["event_type"]))
+                for i in self.catalog(day)
+                if (sel.source is None or i["source"] == sel.source)
+                and (sel.event_type is None or i["event_type"] == sel.event_type)
+            }
+        return [
+            (INDEX_BY_TIME, "tp", key)
+            for source, event_type in sorted(pairs)
+            for key in time_keys(source, event_type, day)
+        ]
 
     def select(
         self,
@@ -505,61 +476,80 @@ class DynamoEventIndex:
         ``after`` is a ``time_key`` already handled (a replay's cursor): reading resumes past it.
         ``attributes`` limits what each item carries (a projection: much less to transfer).
         """
-        low, high = format_time(sel.start), format_time(sel.end)
-        if after is not None and after >= low:
-            low = after + AFTER_ANY_SUFFIX
-        for index, attr, value in plan_queries(sel):
-            condition, names, values = _selection_filter(sel, index)
-            kwargs: dict[str, Any] = {
-                "IndexName": index,
-                "KeyConditionExpression": "#pk = :pk AND time_key BETWEEN :low AND :high",
-                "ExpressionAttributeNames": {"#pk": attr, **names},
-                "ExpressionAttributeValues": {
-                    ":pk": {"S": value},
-                    ":low": {"S": low},
-                    ":high": {"S": high},
-                    **values,
-                },
-                "Limit": page_size,
-            }
-            if condition:
-                kwargs["FilterExpression"] = condition
-            if attributes:
-                names = {f"#a{i}": a for i, a in enumerate(attributes)}
-                kwargs["ProjectionExpression"] = ", ".join(names)
-                kwargs["ExpressionAttributeNames"].update(names)
-            yield from self._pages(**kwargs)
+        sel.validate()
+        low, high = _low(sel, after), format_time(sel.end)
+        if sel.entity_id is not None:
+            groups = [[(INDEX_BY_ENTITY, "ek", key) for key in entity_keys(sel.entity_id)]]
+        else:
+            groups = [self._partitions(sel, day) for day in sel.days()]
+        wanted = list(attributes) if attributes else None
+        if wanted is not None:
+            wanted += [a for a in ("event_id", "source", "event_type", "entity_id", "lag_ms")
+                       if a not in wanted]  # fmt: skip
+        for partitions in groups:
+            scanned = [0]
+            streams = [self._keys(index, attr, value, low, high, scanned, page_size)
+                       for index, attr, value in partitions]  # fmt: skip
+            batch: list[dict[str, Any]] = []
+            for entry in merge_sorted(streams, key=_time_key):
+                batch.append(entry)
+                if len(batch) >= page_size:
+                    yield self._fetch(batch, sel, scanned, wanted, attributes)
+                    batch = []
+            if batch or scanned[0]:
+                yield self._fetch(batch, sel, scanned, wanted, attributes)
+
+    def _fetch(
+        self,
+        entries: list[dict[str, Any]],
+        sel: Selection,
+        scanned: list[int],
+        wanted: list[str] | None,
+        attributes: Sequence[str] | None,
+    ) -> QueryPage:
+        """The identity items of ``entries`` (index keys), in their order, kept if they match."""
+        keys = [self._key(str(e["event_id"])) for e in entries]
+        got = {i["event_id"]: i for i in self._batch_get(keys, consistent=False, attributes=wanted)}
+        items = []
+        for entry in entries:
+            item = got.get(entry["event_id"])
+            if item is None or not sel.matches(item):
+                continue
+            item.setdefault("time_key", entry["time_key"])
+            items.append({a: item[a] for a in attributes if a in item} if attributes else item)
+        page = QueryPage(items, scanned[0])
+        scanned[0] = 0
+        return page
+
+    def _keys(
+        self,
+        index: str,
+        attr: str,
+        value: str,
+        low: str,
+        high: str,
+        scanned: list[int],
+        page_size: int,
+    ) -> Iterator[dict[str, Any]]:
+        """The index entries of one shard with ``low <= time_key <= high``, in order."""
+        for page in self._pages(
+            IndexName=index,
+            KeyConditionExpression="#pk = :pk AND time_key BETWEEN :low AND :high",
+            ExpressionAttributeNames={"#pk": attr},
+            ExpressionAttributeValues={
+                ":pk": {"S": value},
+                ":low": {"S": low},
+                ":high": {"S": high},
+            },
+            Limit=page_size,
+        ):
+            scanned[0] += page.scanned
+            yield from page.items
 
     def _pages(self, **kwargs: Any) -> Iterator[QueryPage]:
-        start: dict[str, Any] | None = None
-        while True:
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            try:
-                out = self._ddb.query(TableName=self.table, **kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail("Query", exc) from exc
+        for out in paginate(self._ddb, "Query", self.table, **kwargs):
             items = [self._load(raw) for raw in out.get("Items", [])]
             yield QueryPage(items, int(out.get("ScannedCount", len(items))))
-            start = out.get("LastEvaluatedKey")
-            if not start:
-                return
-
-    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Every item a Query matches, page by page."""
-        start: dict[str, Any] | None = None
-        while True:
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            try:
-                out = self._ddb.query(TableName=self.table, **kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail("Query", exc) from exc
-            for raw in out.get("Items", []):
-                yield self._load(raw)
-            start = out.get("LastEvaluatedKey")
-            if not start:
-                return
 
 
 class MemoryEventIndex:
@@ -597,7 +587,7 @@ class MemoryEventIndex:
                         set(item.get("dup_occurrences", [])) | set(occs)
                     )
 
-    def record_catalog(self, entries: set[tuple[str, str, str]]) -> None:
+    def record_catalog(self, entries: set[CatalogEntry]) -> None:
         with self._lock:
             for entry in entries:
                 item = catalog_item(*entry)
@@ -620,6 +610,12 @@ class MemoryEventIndex:
             if e == event_id and kind.startswith(OCCURRENCE_PREFIX)
         ]
 
+    def catalog(self, day: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                dict(v) for (e, _), v in sorted(self.items.items()) if e == catalog_partition(day)
+            ]
+
     def select(
         self,
         sel: Selection,
@@ -628,23 +624,19 @@ class MemoryEventIndex:
         page_size: int = 500,
         attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]:
-        plan_queries(sel)  # the same validation as the DynamoDB adapter
-        low, high = format_time(sel.start), format_time(sel.end)
-        if after is not None and after >= low:
-            low = after + AFTER_ANY_SUFFIX
-        wanted = {"entity_id": sel.entity_id, "source": sel.source, "event_type": sel.event_type}
+        sel.validate()  # the same validation as the DynamoDB adapter
+        low, high = _low(sel, after), format_time(sel.end)
         with self._lock:
             items = sorted(
                 (
                     dict(v)
                     for (_, kind), v in self.items.items()
-                    if kind == IDENTITY_ITEM
-                    and low <= v["time_key"] <= high
-                    and all(v[k] == w for k, w in wanted.items() if w is not None)
-                    and (sel.min_lag_ms is None or v["lag_ms"] >= sel.min_lag_ms)
+                    if kind == IDENTITY_ITEM and low <= v["time_key"] <= high and sel.matches(v)
                 ),
-                key=lambda v: str(v["time_key"]),
+                key=_time_key,
             )
         for start in range(0, len(items), page_size):
             page = items[start : start + page_size]
+            if attributes:
+                page = [{a: i[a] for a in attributes if a in i} for i in page]
             yield QueryPage(page, len(page))

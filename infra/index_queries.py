@@ -1,18 +1,18 @@
 """Read-only Queries for the investigation commands (audit, gaps, lag, report), by Query only.
 
-Every method reads one partition of one index, page by page, and yields ``QueryPage`` (the items
-kept and DynamoDB's ``ScannedCount``), so a caller can say what an answer cost. Sort-key ranges
-are ``BETWEEN low AND high`` on keys of the form ``<time>#<id>``: with ``low``/``high`` the bare
-``format_time`` text of ``[start, end)``, an item at exactly ``start`` is in and one at ``end``
-is out, because ``"<t>#..."`` sorts after ``"<t>"``.
+Every method reads the shards of one index key, page by page, and yields ``QueryPage`` (the
+items kept and DynamoDB's ``ScannedCount``), so a caller can say what an answer cost. Sort-key
+ranges are ``BETWEEN low AND high`` on keys of the form ``<time>#<id>``: with ``low``/``high``
+the bare ``format_time`` text of ``[start, end)``, an item at exactly ``start`` is in and one at
+``end`` is out, because ``"<t>#..."`` sorts after ``"<t>"``. The layout is ``infra.index_layout``.
 
-* ``deliveries``: ``by_ingest_day`` (``occ_day`` = ``<source>#<ingest day>``) — every delivery:
-  identity items (ACCEPTED) and duplicate / rejected occurrence items, by ingest time.
-* ``events``: ``by_source_type_day`` or ``by_source_day`` — identity items by event time.
-* ``lags``: ``by_lag`` (``source_type_day``, ``lag_ms``) — identity items of one source, type and
-  event day in lag order, smallest or largest first.
-* ``catalog``: the (source, event type) pairs recorded for one ingest day, read from catalog
-  items (``event_id = "catalog#<day>"``) when the sink writes them — see ``docs/investigate.md``.
+* ``deliveries``: every delivery of a source ingested on a day: duplicate / rejected occurrence
+  items from ``by_ingest``, and first copies (identity items, ACCEPTED) from ``by_time`` of each
+  event day the catalog says arrived that day, kept by ingest time.
+* ``events``: identity items by event time from ``by_time`` (each of the source's types).
+* ``lags``: identity items of one source, type and event day in lag order, smallest or largest
+  first (``by_time`` carries ``lag_ms``).
+* ``catalog``: the (source, event type) pairs recorded for one day (catalog items).
 
 ``MemoryIndexQueries`` answers the same over a ``MemoryEventIndex`` for unit tests.
 """
@@ -23,20 +23,20 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.errors import BackendError, ResourceMissing
+from infra.dynamo import paginate
 from infra.index import (
     CATALOG_PARTITION_PREFIX,
-    INDEX_BY_INGEST_DAY,
-    INDEX_BY_LAG,
-    INDEX_BY_SOURCE_DAY,
-    INDEX_BY_SOURCE_TYPE_DAY,
+    IDENTITY_ITEM,
+    INDEX_BY_INGEST,
+    INDEX_BY_TIME,
+    OCCURRENCE_PREFIX,
     MemoryEventIndex,
     QueryPage,
     catalog_partition,
     plain,
 )
+from infra.index_layout import ingest_keys, time_keys
 
 __all__ = [
     "CATALOG_PARTITION_PREFIX",
@@ -117,6 +117,26 @@ class _Expression:
         return placeholder
 
 
+def _day_bounds(day: str, low: str, high: str) -> tuple[str, str]:
+    """``[lo, hi)`` of ingest-time text within ``day`` and ``[low, high)``."""
+    return max(low, day), min(high, day + "~")
+
+
+def _identity(item: dict[str, Any], source: str, event_type: str) -> dict[str, Any]:
+    """A ``by_time`` entry as the identity item it stands for (what the key already says)."""
+    item.setdefault("source", source)
+    item.setdefault("event_type", event_type)
+    item.setdefault("status", "ACCEPTED")
+    item.setdefault("event_time", str(item["time_key"]).rsplit("#", 1)[0])
+    return item
+
+
+def _project(items: list[dict[str, Any]], attributes: Sequence[str] | None) -> list[dict[str, Any]]:
+    if not attributes:
+        return items
+    return [{a: i[a] for a in attributes if a in i} for i in items]
+
+
 class DynamoIndexQueries:
     def __init__(
         self, dynamodb_client: Any, table: str, *, page_size: int = DEFAULT_PAGE_SIZE
@@ -136,10 +156,38 @@ class DynamoIndexQueries:
         event_type: str | None = None,
         attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]:
-        return self._range(
-            INDEX_BY_INGEST_DAY, "occ_day", f"{source}#{day}", "occ_key", low, high,
-            equals={"event_type": event_type}, attributes=attributes,
-        )  # fmt: skip
+        for key in ingest_keys(source, day):
+            for page in self._range(
+                INDEX_BY_INGEST, "op", key, "occ_key", low, high,
+                equals={"event_type": event_type},
+            ):  # fmt: skip
+                yield QueryPage(_project(page.items, attributes), page.scanned)
+        lo, hi = _day_bounds(day, low, high)
+        if lo >= hi:
+            return
+        catalog: list[dict[str, Any]] = []
+        yield from self._catalog_pages(day, catalog)
+        arrived = sorted(
+            {
+                (str(i["event_type"]), str(i["event_day"]))
+                for i in catalog
+                if i.get("source") == source
+                and i.get("event_day")
+                and (event_type is None or i.get("event_type") == event_type)
+            }
+        )
+        for name, event_day in arrived:
+            for key in time_keys(source, name, event_day):
+                expr = _Expression()
+                at = expr.name("ingest_time")
+                kwargs: dict[str, Any] = {
+                    "IndexName": INDEX_BY_TIME,
+                    "KeyConditionExpression": f"{expr.name('tp')} = {expr.value(key)}",
+                    "FilterExpression": f"{at} >= {expr.value(lo)} AND {at} < {expr.value(hi)}",
+                }
+                for page in self._pages(expr, kwargs, None, None):
+                    items = [_identity(i, source, name) for i in page.items]
+                    yield QueryPage(_project(items, attributes), page.scanned)
 
     def events(
         self,
@@ -151,12 +199,16 @@ class DynamoIndexQueries:
         event_type: str | None = None,
         attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]:
-        if event_type is None:
-            index, attr, value = INDEX_BY_SOURCE_DAY, "source_day", f"{source}#{day}"
-        else:
-            index, attr = INDEX_BY_SOURCE_TYPE_DAY, "source_type_day"
-            value = f"{source}#{event_type}#{day}"
-        return self._range(index, attr, value, "time_key", low, high, attributes=attributes)
+        names = [event_type] if event_type else None
+        if names is None:
+            catalog: list[dict[str, Any]] = []
+            yield from self._catalog_pages(day, catalog)
+            names = sorted({str(i["event_type"]) for i in catalog if i.get("source") == source})
+        for name in names:
+            for key in time_keys(source, name, day):
+                for page in self._range(INDEX_BY_TIME, "tp", key, "time_key", low, high):
+                    items = [_identity(i, source, name) for i in page.items]
+                    yield QueryPage(_project(items, attributes), page.scanned)
 
     def lags(
         self,
@@ -170,18 +222,18 @@ class DynamoIndexQueries:
         limit: int | None = None,
         attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]:
-        expr = _Expression()
-        kwargs: dict[str, Any] = {
-            "IndexName": INDEX_BY_LAG,
-            "KeyConditionExpression": f"{expr.name('source_type_day')} = "
-            f"{expr.value(f'{source}#{event_type}#{day}')}",
-            "ScanIndexForward": not largest_first,
-        }
-        if low is not None or high is not None:
-            time_key = expr.name("time_key")
-            lo, hi = expr.value(low or ""), expr.value(high or "~")
-            kwargs["FilterExpression"] = f"{time_key} BETWEEN {lo} AND {hi}"
-        return self._pages(expr, kwargs, attributes, limit)
+        # by_time is in time order: the shards' entries are sorted by lag here (one day of one
+        # source and type; the rollups answer percentiles without reading events).
+        # Each Query is one page (what the caller counts); its items come in the last one.
+        found: list[dict[str, Any]] = []
+        pages = list(self.events(source, day, low or "", high or "~", event_type=event_type))
+        for page in pages:
+            found.extend(i for i in page.items if "lag_ms" in i)
+        found.sort(key=lambda i: int(i["lag_ms"]), reverse=largest_first)
+        if limit is not None:
+            found = found[: max(limit, 0)]
+        for n, page in enumerate(pages, 1):
+            yield QueryPage(_project(found, attributes) if n == len(pages) else [], page.scanned)
 
     def catalog(self, day: str) -> Iterator[QueryPage]:
         expr = _Expression()
@@ -190,6 +242,18 @@ class DynamoIndexQueries:
             f"{expr.value(catalog_partition(day))}"
         }
         return self._pages(expr, kwargs, ("source", "event_type"), None)
+
+    def _catalog_pages(self, day: str, into: list[dict[str, Any]]) -> Iterator[QueryPage]:
+        """Read one day's catalog items into ``into``, yielding an empty page per Query: the
+        catalog says where to look, it is not an answer (the caller still counts the Query)."""
+        expr = _Expression()
+        kwargs = {
+            "KeyConditionExpression": f"{expr.name('event_id')} = "
+            f"{expr.value(catalog_partition(day))}"
+        }
+        for page in self._pages(expr, kwargs, None, None):
+            into.extend(page.items)
+            yield QueryPage([], 0)
 
     # -- plumbing ------------------------------------------------------------------------
     def _range(
@@ -231,40 +295,19 @@ class DynamoIndexQueries:
             kwargs["ProjectionExpression"] = ", ".join(expr.name(a) for a in attributes)
         kwargs["ExpressionAttributeNames"] = expr.names
         kwargs["ExpressionAttributeValues"] = expr.values
-        wanted = limit
-        if wanted is not None and wanted <= 0:
-            return
-        start: dict[str, Any] | None = None
-        while True:
-            page_size = self.page_size if wanted is None else min(self.page_size, wanted)
-            call = {**kwargs, "Limit": page_size}
-            if start:
-                call["ExclusiveStartKey"] = start
-            try:
-                out = self._ddb.query(TableName=self.table, **call)
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail(exc) from exc
+        pages = paginate(self._ddb, "Query", self.table, **kwargs, Limit=self.page_size)
+        remaining = limit
+        for out in pages:
             items = [self._load(raw) for raw in out.get("Items", [])]
-            if wanted is not None:
-                items = items[:wanted]
-                wanted -= len(items)
+            if remaining is not None:
+                items = items[: max(remaining, 0)]
+                remaining -= len(items)
             yield QueryPage(items, int(out.get("ScannedCount", len(items))))
-            start = out.get("LastEvaluatedKey")
-            if not start or wanted == 0:
+            if remaining is not None and remaining <= 0:
                 return
 
     def _load(self, raw: dict[str, Any]) -> dict[str, Any]:
         return {k: plain(self._de.deserialize(v)) for k, v in raw.items()}
-
-    def _fail(self, exc: Exception) -> BackendError:
-        if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ResourceNotFoundException":
-                return ResourceMissing(
-                    f"table {self.table} does not exist (run `pik bootstrap`)", service="dynamodb"
-                )
-            return BackendError(f"DynamoDB Query on {self.table}: {code}", code=code)
-        return BackendError(f"DynamoDB Query on {self.table}: {exc}", service="dynamodb")
 
 
 class MemoryIndexQueries:
@@ -284,10 +327,24 @@ class MemoryIndexQueries:
         event_type: str | None = None,
         attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]:
-        def keep(item: dict[str, Any]) -> bool:
-            return event_type is None or item.get("event_type") == event_type
+        def delivery_key(item: dict[str, Any]) -> str:
+            if item["item"] == IDENTITY_ITEM:
+                return f"{item['ingest_time']}#{item['first_occurrence']}"
+            return str(item["occ_key"])
 
-        return self._range("occ_day", f"{source}#{day}", "occ_key", low, high, keep, attributes)
+        items = sorted(
+            (
+                i
+                for i in self._items()
+                if (i["item"] == IDENTITY_ITEM or i["item"].startswith(OCCURRENCE_PREFIX))
+                and (i.get("source") or "_unknown") == source
+                and str(i["ingest_time"])[:10] == day
+                and low <= delivery_key(i) <= high
+                and (event_type is None or i.get("event_type") == event_type)
+            ),
+            key=delivery_key,
+        )
+        return self._paged(items, None, attributes, None)
 
     def events(
         self,
@@ -299,11 +356,15 @@ class MemoryIndexQueries:
         event_type: str | None = None,
         attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]:
-        if event_type is None:
-            attr, value = "source_day", f"{source}#{day}"
-        else:
-            attr, value = "source_type_day", f"{source}#{event_type}#{day}"
-        return self._range(attr, value, "time_key", low, high, None, attributes)
+        items = sorted(
+            (
+                i
+                for i in self._identities(source, event_type, day)
+                if low <= str(i["time_key"]) <= high
+            ),
+            key=lambda i: str(i["time_key"]),
+        )
+        return self._paged(items, None, attributes, None)
 
     def lags(
         self,
@@ -317,9 +378,8 @@ class MemoryIndexQueries:
         limit: int | None = None,
         attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]:
-        partition = f"{source}#{event_type}#{day}"
         items = sorted(
-            (i for i in self._items() if i.get("source_type_day") == partition and "lag_ms" in i),
+            (i for i in self._identities(source, event_type, day) if "lag_ms" in i),
             key=lambda i: int(i["lag_ms"]),
             reverse=largest_first,
         )
@@ -333,25 +393,15 @@ class MemoryIndexQueries:
     def _items(self) -> list[dict[str, Any]]:
         return [dict(v) for v in list(self._index.items.values())]
 
-    def _range(
-        self,
-        partition_attr: str,
-        partition: str,
-        sort_attr: str,
-        low: str,
-        high: str,
-        keep: Callable[[dict[str, Any]], bool] | None,
-        attributes: Sequence[str] | None,
-    ) -> Iterator[QueryPage]:
-        items = sorted(
-            (
-                i
-                for i in self._items()
-                if i.get(partition_attr) == partition and low <= i.get(sort_attr, "") <= high
-            ),
-            key=lambda i: str(i[sort_attr]),
-        )
-        return self._paged(items, keep, attributes, None)
+    def _identities(self, source: str, event_type: str | None, day: str) -> list[dict[str, Any]]:
+        return [
+            i
+            for i in self._items()
+            if i["item"] == IDENTITY_ITEM
+            and i["source"] == source
+            and (event_type is None or i["event_type"] == event_type)
+            and str(i["event_time"])[:10] == day
+        ]
 
     def _paged(
         self,

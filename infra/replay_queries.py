@@ -4,8 +4,8 @@ ingest day. DynamoDB and in-memory adapters (``ReplayQueries``), by Query / Batc
 * ``occurrence_items``: the duplicate occurrences an identity item lists in ``dup_occurrences``,
   fetched by their keys (``event_id``, ``occ#<occurrence id>``) with BatchGetItem, 100 keys a
   call, instead of one Query per event.
-* ``deliveries``: the ``by_ingest_day`` index (``occ_day`` = ``<source>#<ingest day>``, sorted
-  by ``occ_key`` = ``<ingest time>#<occurrence id>``), filtered by status (and entity / event
+* ``deliveries``: the ``by_ingest`` index shards (``op`` = ``<source>#<ingest day>#<n>``),
+  merged by ``occ_key`` = ``<ingest time>#<occurrence id>``), filtered by status (and entity / event
   type). It is the only place rejected deliveries are indexed, so they are windowed by ingest
   time, not event time (a rejected record may have no event time at all).
 """
@@ -20,12 +20,13 @@ from boto3.dynamodb.types import TypeDeserializer
 from infra.dynamo import batch_get, paginate
 from infra.index import (
     AFTER_ANY_SUFFIX,
-    INDEX_BY_INGEST_DAY,
+    INDEX_BY_INGEST,
     OCCURRENCE_PREFIX,
     MemoryEventIndex,
     QueryPage,
     plain,
 )
+from infra.index_layout import ingest_keys, merge_sorted
 
 __all__ = ["DynamoReplayQueries", "MemoryReplayQueries", "ReplayQueries"]
 
@@ -89,9 +90,8 @@ class DynamoReplayQueries:
         after: str | None = None,
         page_size: int = 500,
     ) -> Iterator[QueryPage]:
-        names: dict[str, str] = {"#pk": "occ_day", "#status": "status"}
+        names: dict[str, str] = {"#status": "status"}
         values: dict[str, Any] = {
-            ":pk": {"S": occ_day},
             ":low": {"S": _bounds(low, after)},
             ":high": {"S": high},
         }
@@ -105,17 +105,38 @@ class DynamoReplayQueries:
                 names[f"#{attr}"] = attr
                 values[f":{attr}"] = {"S": value}
                 clauses.append(f"#{attr} = :{attr}")
-        kwargs: dict[str, Any] = {
-            "IndexName": INDEX_BY_INGEST_DAY,
-            "KeyConditionExpression": "#pk = :pk AND occ_key BETWEEN :low AND :high",
-            "FilterExpression": " AND ".join(clauses),
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-            "Limit": page_size,
-        }
-        for page in paginate(self._ddb, "Query", self.table, **kwargs):
-            items = [self._load(raw) for raw in page.get("Items", [])]
-            yield QueryPage(items, int(page.get("ScannedCount", len(items))))
+        source, day = occ_day.rsplit("#", 1)
+        names["#pk"] = "op"
+        scanned = [0]
+
+        def shard(key: str) -> Iterator[dict[str, Any]]:
+            """Occurrence items of one ``by_ingest`` shard, in ``occ_key`` order."""
+            for page in paginate(
+                self._ddb,
+                "Query",
+                self.table,
+                IndexName=INDEX_BY_INGEST,
+                KeyConditionExpression="#pk = :pk AND occ_key BETWEEN :low AND :high",
+                FilterExpression=" AND ".join(clauses),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={**values, ":pk": {"S": key}},
+                Limit=page_size,
+            ):
+                items = page.get("Items", [])
+                scanned[0] += int(page.get("ScannedCount", len(items)))
+                yield from (self._load(raw) for raw in items)
+
+        merged = merge_sorted(
+            [shard(key) for key in ingest_keys(source, day)], key=lambda i: str(i["occ_key"])
+        )
+        batch: list[dict[str, Any]] = []
+        for item in merged:
+            batch.append(item)
+            if len(batch) >= page_size:
+                yield QueryPage(batch, scanned[0])
+                batch, scanned[0] = [], 0
+        if batch or scanned[0]:
+            yield QueryPage(batch, scanned[0])
 
 
 class MemoryReplayQueries:
@@ -151,7 +172,8 @@ class MemoryReplayQueries:
             (
                 dict(item)
                 for item in list(self._index.items.values())
-                if item.get("occ_day") == occ_day and low <= item["occ_key"] <= high
+                if str(item.get("op", "")).rsplit("#", 1)[0] == occ_day
+                and low <= item["occ_key"] <= high
             ),
             key=lambda item: str(item["occ_key"]),
         )

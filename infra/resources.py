@@ -16,14 +16,7 @@ from infra.aws import AwsClients
 from infra.aws_errors import map_aws_errors
 from infra.dynamo import dynamo_errors
 from infra.errors import BackendError, ResourceMissing
-from infra.index import (
-    INDEX_BY_ENTITY,
-    INDEX_BY_INGEST_DAY,
-    INDEX_BY_LAG,
-    INDEX_BY_SOURCE_DAY,
-    INDEX_BY_SOURCE_TYPE_DAY,
-    INDEX_BY_TYPE_DAY,
-)
+from infra.index_layout import LAYOUT_VERSION, LEGACY_INDEXES, gsi_specs
 
 REPLAY_VISIBILITY_TIMEOUT_S = 120
 REPLAY_MAX_RECEIVES = 5
@@ -66,30 +59,13 @@ def table_specs(names: ResourceNames) -> list[dict[str, Any]]:
             schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
         return schema
 
+    index_attrs, index_specs = gsi_specs()
     return [
         {
             "TableName": names.events_table,
             "KeySchema": keys("event_id", "item"),
-            "AttributeDefinitions": attrs(
-                event_id="S",
-                item="S",
-                entity_id="S",
-                time_key="S",
-                source_type_day="S",
-                source_day="S",
-                type_day="S",
-                lag_ms="N",
-                occ_day="S",
-                occ_key="S",
-            ),
-            "GlobalSecondaryIndexes": [
-                _gsi(INDEX_BY_ENTITY, "entity_id", "time_key"),
-                _gsi(INDEX_BY_SOURCE_TYPE_DAY, "source_type_day", "time_key"),
-                _gsi(INDEX_BY_SOURCE_DAY, "source_day", "time_key"),
-                _gsi(INDEX_BY_TYPE_DAY, "type_day", "time_key"),
-                _gsi(INDEX_BY_LAG, "source_type_day", "lag_ms"),
-                _gsi(INDEX_BY_INGEST_DAY, "occ_day", "occ_key"),
-            ],
+            "AttributeDefinitions": [*attrs(event_id="S", item="S"), *index_attrs],
+            "GlobalSecondaryIndexes": index_specs,
         },
         {
             "TableName": names.leases_table,
@@ -116,6 +92,7 @@ class Bootstrap:
         self._clients = clients
         self.names = names
         self.created: list[str] = []
+        self.notes: list[str] = []
 
     def run(self, *, demo_stream: bool = True) -> dict[str, Any]:
         try:
@@ -135,6 +112,7 @@ class Bootstrap:
             "endpoint_url": self._clients.config.endpoint_url,
             **urls,
             "created": self.created,
+            "notes": self.notes,
         }
 
     def _bucket(self) -> None:
@@ -186,7 +164,8 @@ class Bootstrap:
         name = spec["TableName"]
         try:
             with dynamo_errors(name, "DescribeTable"):
-                ddb.describe_table(TableName=name)
+                described = ddb.describe_table(TableName=name)["Table"]
+            self._check_layout(described)
             return
         except ResourceMissing:
             pass
@@ -206,6 +185,20 @@ class Bootstrap:
             ddb.update_continuous_backups(
                 TableName=name,
                 PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            )
+
+    def _check_layout(self, table: dict[str, Any]) -> None:
+        """An events table made by an older kit is kept as it is, and said so."""
+        if table.get("TableName") != self.names.events_table:
+            return
+        indexes = {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])}
+        legacy = sorted(indexes & LEGACY_INDEXES)
+        if legacy:
+            self.notes.append(
+                f"table {self.names.events_table} has an older index layout "
+                f"({', '.join(legacy)}): it is left as it is. To move to layout "
+                f"{LAYOUT_VERSION}, set PIK_EVENTS_TABLE to a new name, run `pik bootstrap`, "
+                "then `pik reindex` (it rebuilds the index from the archive)."
             )
 
     def _queues(self) -> dict[str, str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import typer
 
 from infra.errors import ConfigError
-from pik.cli import audit, demo, deploy, events, process, replay, schemas, service, tap
+from pik.cli import audit, demo, deploy, events, process, reindex, replay, schemas, service, tap
 from pik.cli.common import print_error
 from pik.runtime import tune_collector
 
@@ -29,7 +29,7 @@ app = typer.Typer(
     # Help texts quote TOML tables ([[tap]], [schemas]): plain text, never rich markup.
     rich_markup_mode=None,
 )
-for group in (service, events, demo, replay, tap, audit, deploy, process):
+for group in (service, events, demo, replay, tap, audit, deploy, process, reindex):
     app.add_typer(group.app)
 app.add_typer(replay.replays, name="replays")
 app.add_typer(process.aggregates_app, name="aggregates")

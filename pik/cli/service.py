@@ -68,9 +68,11 @@ def bootstrap(as_json: JsonFlag = False) -> None:
         print_json(result)
         return
     for key, value in result.items():
-        if key != "created":
+        if key not in ("created", "notes"):
             out.print(f"{key:18} {value}", highlight=False, markup=False)
     out.print(f"created: {', '.join(result['created']) or 'nothing (all present)'}")
+    for note in result["notes"]:
+        err.print(note, highlight=False, markup=False)
 
 
 @app.command()

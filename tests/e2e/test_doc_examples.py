@@ -104,6 +104,7 @@ EXAMPLES: dict[tuple[str, str], Run | Skip] = {
     ("docs/http-api.md", 'curl -X POST "$API_URL/ingest"'): Run(expect=("DUPLICATE",)),
     ("docs/http-api.md", "printf '%s\\n'"): Run(expect=('"accepted":1,',)),
     ("docs/index.md", 'curl -s -X POST "$API_URL/ingest"'): Run(expect=("ACCEPTED",)),
+    ("docs/index.md", "pik bootstrap"): Run(expect=('"claimed"',)),
     ("docs/investigate.md", "export AWS_ENDPOINT_URL=http://127.0.0.1:4566"): Run(
         drop=("pik demo",), because=SLOW_DEMO
     ),

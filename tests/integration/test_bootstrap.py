@@ -40,13 +40,13 @@ def test_events_table_has_the_query_paths(settings: Settings) -> None:
         for i in table["GlobalSecondaryIndexes"]
     }
     assert indexes == {
-        "by_entity": ["entity_id", "time_key"],
-        "by_source_type_day": ["source_type_day", "time_key"],
-        "by_source_day": ["source_day", "time_key"],
-        "by_type_day": ["type_day", "time_key"],
-        "by_lag": ["source_type_day", "lag_ms"],
-        "by_ingest_day": ["occ_day", "occ_key"],
+        "by_entity": ["ek", "time_key"],
+        "by_time": ["tp", "time_key"],
+        "by_ingest": ["op", "occ_key"],
     }
+    projections = {i["IndexName"]: i["Projection"] for i in table["GlobalSecondaryIndexes"]}
+    assert projections["by_entity"] == {"ProjectionType": "KEYS_ONLY"}
+    assert projections["by_time"]["ProjectionType"] == "INCLUDE"
     for name in (settings.leases_table, settings.replay_jobs_table, settings.aggregates_table):
         assert (
             kit.clients.dynamodb().describe_table(TableName=name)["Table"]["TableStatus"]
@@ -63,6 +63,38 @@ def test_replay_queue_redrives_to_its_dead_letter_queue(settings: Settings) -> N
     policy = json.loads(attrs["RedrivePolicy"])
     assert policy["deadLetterTargetArn"] == result["replay_dlq_arn"]
     assert int(policy["maxReceiveCount"]) >= 1
+
+
+def test_bootstrap_names_an_events_table_of_the_older_layout(settings: Settings) -> None:
+    """A table made by the turn-1 kit is kept as it is, and bootstrap says how to move."""
+    kit = build_kit(settings)
+    kit.clients.dynamodb().create_table(
+        TableName=settings.events_table,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[
+            {"AttributeName": "event_id", "KeyType": "HASH"},
+            {"AttributeName": "item", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": n, "AttributeType": "S"}
+            for n in ("event_id", "item", "source_day", "time_key")
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_source_day",
+                "KeySchema": [
+                    {"AttributeName": "source_day", "KeyType": "HASH"},
+                    {"AttributeName": "time_key", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    result = kit.bootstrap().run(demo_stream=False)
+    [note] = result["notes"]
+    assert "older index layout (by_source_day)" in note and "pik reindex" in note
+    fresh = build_kit(settings.model_copy(update={"events_table": settings.events_table + "-2"}))
+    assert fresh.bootstrap().run(demo_stream=False)["notes"] == []
 
 
 def test_a_failed_bootstrap_names_the_call_and_the_resource(aws_server: EmbeddedAws) -> None:

@@ -1,0 +1,120 @@
+"""The events table's layout on the embedded AWS, priced and throttled by the capacity model.
+
+The strict capacity model raises ``ProvisionedThroughputExceededException`` as AWS would when a
+partition key takes more than 1,000 WCU in one second, so these tests see the back-pressure a
+hot key would cause on AWS: one source and one event type (and one constant entity) writing
+1,500 events in the same second must fit, which a key holding a whole day of a source cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from consumers.ingest import Submission
+from infra.archive import ArchivePointer
+from infra.capacity import CapacityModel, TableSpec
+from infra.index import Claim, DynamoEventIndex, Selection
+from infra.index_layout import INDEX_BY_ENTITY, INDEX_BY_TIME
+from pik.kit import Kit
+from schemas.codec import Provenance
+from schemas.envelope import Status, parse_body
+
+HOT_EVENTS = 1_500  # in one second: 1.5x one partition key's write limit
+
+
+def _model(kit: Kit) -> CapacityModel:
+    dynamodb = kit.clients.dynamodb()
+    spec = TableSpec.from_description(
+        dynamodb.describe_table(TableName=kit.settings.events_table)["Table"]
+    )
+    model = CapacityModel([spec], clock=lambda: 0.0, strict=True)  # one second, all of it
+    model.install(dynamodb)
+    return model
+
+
+def _hot_batch(start: datetime) -> list[Submission]:
+    subs = []
+    for i in range(HOT_EVENTS):
+        raw = json.dumps(
+            {
+                "source": "checkout",
+                "event_type": "order_placed",
+                "entity_id": "-",  # entity-free: a constant
+                "event_time": (start + timedelta(milliseconds=i))
+                .isoformat()
+                .replace("+00:00", "Z"),
+                "payload": {"n": i},
+            }
+        ).encode()
+        prov = Provenance(occurrence_id=f"hot:{i}", origin="http", request_id="hot")
+        subs.append(Submission(raw, prov, parse_body(raw), str(i)))
+    return subs
+
+
+def test_one_source_type_and_entity_over_the_key_limit_is_not_throttled(kit: Kit) -> None:
+    model = _model(kit)
+    start = datetime(2025, 12, 29, 0, 55, tzinfo=UTC)
+    results = kit.sink.ingest(_hot_batch(start), label="hot")
+    assert Counter(r.status for r in results) == {Status.ACCEPTED: HOT_EVENTS}
+    assert model.throttled == 0
+    table = kit.settings.events_table
+    peaks = {t: u for t, u in model.peak_wcu.items() if t.startswith(table)}
+    assert max(peaks.values()) < 1000
+    assert peaks[f"{table}:{INDEX_BY_TIME}"] > 0 and peaks[f"{table}:{INDEX_BY_ENTITY}"] > 0
+    usage = model.report()[table]
+    assert "TransactWriteItems" not in usage["requests"]
+    assert usage["requests"]["PutItem"] == HOT_EVENTS  # one conditional put per identity
+    # every event is found again through the sharded keys, in event-time order
+    sel = Selection(
+        start, start + timedelta(minutes=1), source="checkout", event_type="order_placed"
+    )
+    times = [i["time_key"] for page in kit.index.select(sel) for i in page.items]
+    assert len(times) == HOT_EVENTS and times == sorted(times)
+    by_entity = Selection(start, start + timedelta(minutes=1), entity_id="-")
+    assert sum(len(p.items) for p in kit.index.select(by_entity)) == HOT_EVENTS
+
+
+def _claim(event_id: str, occurrence: str) -> Claim:
+    at = datetime(2025, 12, 29, tzinfo=UTC)
+    return Claim(
+        event_id=event_id,
+        occurrence_id=occurrence,
+        source="s",
+        event_type="t",
+        entity_id="e",
+        event_time=at,
+        ingest_time=at,
+        lag_ms=0,
+        provenance=Provenance(occurrence_id=occurrence, origin="http", request_id=occurrence),
+        payload_bytes=10,
+        pointer=ArchivePointer("b", f"raw/{occurrence}.avro", 0),
+    )
+
+
+def test_concurrent_writers_of_one_identity_cannot_both_win(kit: Kit) -> None:
+    writers = [
+        DynamoEventIndex(kit.clients.dynamodb(), kit.settings.events_table) for _ in range(8)
+    ]
+    event_id = "a" * 64
+    outcomes: dict[int, dict[str, object]] = {}
+    barrier = threading.Barrier(len(writers))
+
+    def claim(n: int) -> None:
+        barrier.wait()
+        outcomes[n] = dict(writers[n].claim([_claim(event_id, f"occ-{n}")]))
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(len(writers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [n for n, lost in outcomes.items() if event_id not in lost]
+    assert len(winners) == 1
+    item = kit.index.get(event_id)
+    assert item is not None and item["first_occurrence"] == f"occ-{winners[0]}"
+    for n, lost in outcomes.items():  # every loser is told who holds it
+        if n != winners[0]:
+            assert lost[event_id].first_occurrence == f"occ-{winners[0]}"  # type: ignore[attr-defined]
