@@ -3,11 +3,12 @@
 The table's layout (item kinds, write-sharded index keys, GSIs) is in ``infra.index_layout``.
 In short, under the table key (``event_id``, ``item``):
 
-* ``item = "event"`` — the identity item, one per event identity, written once with one
-  conditional PutItem (``attribute_not_exists``) after its archive file is durable, so it always
-  points at an archived record. A duplicate never overwrites it; it only adds its occurrence
-  id to ``dup_occurrences`` (a set: adding it again changes nothing). Of two concurrent writers
-  DynamoDB lets exactly one condition pass; the other gets the winner back.
+* ``item = "event"`` — the identity item, one per event identity, written once with a
+  conditional put (``attribute_not_exists``; up to 100 of them in one ``TransactWriteItems``)
+  after its archive file is durable, so it always points at an archived record. A duplicate
+  never overwrites it; it only adds its occurrence id to ``dup_occurrences`` (a set: adding it
+  again changes nothing). Of two concurrent writers DynamoDB lets exactly one condition pass;
+  the other gets the winner back.
 * ``item = "occ#<occurrence id>"`` — one per duplicate or rejected delivery, with provenance,
   status, reason and archive pointer. Writing one again is harmless (same key, same content).
 
@@ -19,12 +20,11 @@ keys are fixed-width UTC text plus the event id, so string order is time order.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -41,7 +41,7 @@ from infra.dynamo import (
     dynamo_errors,
     paginate,
 )
-from infra.errors import ConditionFailed, Throttled
+from infra.errors import BackendError, Throttled, TransactionCanceled
 from infra.index_layout import (
     CATALOG_ITEM_PREFIX,
     CATALOG_PARTITION_PREFIX,
@@ -50,6 +50,10 @@ from infra.index_layout import (
     INDEX_BY_INGEST,
     INDEX_BY_TIME,
     OCCURRENCE_PREFIX,
+    SELECT_ATTRIBUTES,
+    WIDE_ENTITY,
+    WIDE_RATE,
+    WIDE_TIME,
     catalog_item,
     catalog_partition,
     entity_keys,
@@ -58,6 +62,8 @@ from infra.index_layout import (
     occurrence_keys,
     provenance_map,
     time_keys,
+    wide_item,
+    wide_key,
 )
 from schemas.codec import Provenance
 from schemas.envelope import format_time
@@ -90,7 +96,8 @@ __all__ = [
 ]
 
 MAX_CONFLICT_RETRIES = 8
-WRITE_WORKERS = 8  # conditional puts in flight at once per index (one item per call)
+AWS_TRANSACTION_MAX_ITEMS = 100
+LEGACY_TRANSACTION_MAX_ITEMS = 25  # older emulators still enforce the pre-2022 limit
 AFTER_ANY_SUFFIX = "~"  # sorts after every character of a time key, so "k~" > k and < its successor
 
 CatalogEntry = tuple[str, str, str, str]  # (ingest or event day, source, type, event day or "")
@@ -220,7 +227,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-def claim_item(c: Claim) -> dict[str, Any]:
+def claim_item(c: Claim, *, wide_entity: bool = False, wide_time: bool = False) -> dict[str, Any]:
+    """The identity item of a claim; ``wide_*``: its entity's / its source and type's index keys
+    are spread over shards (``infra.index_layout``)."""
     event_time = format_time(c.event_time)
     item: dict[str, Any] = {
         "event_id": c.event_id,
@@ -234,8 +243,15 @@ def claim_item(c: Claim) -> dict[str, Any]:
         "ingest_time": format_time(c.ingest_time),
         "lag_ms": c.lag_ms,
         "payload_bytes": c.payload_bytes,
-        "provenance": provenance_map(c.provenance),
-        **identity_keys(c.event_id, c.source, c.event_type, c.entity_id, event_time),
+        **identity_keys(
+            c.event_id,
+            c.source,
+            c.event_type,
+            c.entity_id,
+            event_time,
+            wide_entity=wide_entity,
+            wide_time=wide_time,
+        ),
         "archive_bucket": c.pointer.bucket,
         "archive_key": c.pointer.key,
         "archive_position": c.pointer.position,
@@ -300,15 +316,40 @@ def _low(sel: Selection, after: str | None) -> str:
     return after + AFTER_ANY_SUFFIX if after is not None and after >= low else low
 
 
+def read_wide_marks(
+    client: Any,
+    table: str,
+    marks: Iterable[tuple[str, ...]],
+    *,
+    known: set[tuple[str, ...]] | frozenset[tuple[str, ...]] = frozenset(),
+) -> set[tuple[str, ...]]:
+    """Which of ``marks`` (``(WIDE_ENTITY, entity)``, ``(WIDE_TIME, source, event type)``) have
+    a wide mark: those in ``known``, and the others by one consistent BatchGetItem."""
+    wanted = set(marks)
+    found = wanted & known
+    unknown = sorted(wanted - found)
+    if unknown:
+        keys = [{k: {"S": v} for k, v in wide_key(*m).items()} for m in unknown]
+        for raw in batch_get(client, table, keys, ConsistentRead=True):
+            names = [str(n["S"]) for n in raw.get("names", {}).get("L", [])]
+            found.add((str(raw["kind"]["S"]), *names))
+    return found
+
+
 class DynamoEventIndex:
-    def __init__(self, dynamodb_client: Any, table: str) -> None:
+    def __init__(
+        self, dynamodb_client: Any, table: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._ddb = dynamodb_client
         self.table = table
         self._ser = TypeSerializer()
         self._de = TypeDeserializer()
         self._catalogued: set[CatalogEntry] = set()  # written by this process already
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._transaction_size = AWS_TRANSACTION_MAX_ITEMS
+        self._clock = clock
+        self._second = 0
+        self._per_key: Counter[tuple[str, ...]] = Counter()  # claims this second, per index key
+        self._wide: set[tuple[str, ...]] = set()  # keys this process made wide
 
     # -- serialisation -------------------------------------------------------------------
     def _dump(self, item: Mapping[str, Any]) -> dict[str, Any]:
@@ -320,66 +361,113 @@ class DynamoEventIndex:
     def _key(self, event_id: str, item: str = IDENTITY_ITEM) -> dict[str, Any]:
         return {"event_id": {"S": event_id}, "item": {"S": item}}
 
-    def _each(self, call: Callable[[Any], Any], args: Sequence[Any]) -> list[Any]:
-        """``call`` on each of ``args``, a few at a time (DynamoDB has no batched conditional
-        put): the answers in the order of ``args``."""
-        if len(args) <= 1:
-            return [call(a) for a in args]
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(WRITE_WORKERS, thread_name_prefix="pik-index")
-        return list(self._pool.map(call, args))
+    # -- transactions --------------------------------------------------------------------
+    def _transact(self, ops: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any] | None]:
+        """Run ``ops`` in transactions of up to 100; return {index: current item} of those
+        whose condition failed.
 
-    def _retrying(self, what: str, call: Callable[[], Any]) -> Any:
-        """``call`` (one single-item request) again after throttling, as AWS asks; every
-        other error leaves translated (``infra.dynamo``)."""
+        A transaction is the only batched conditional write DynamoDB offers (PutItem is one
+        item a call), so a tap batch of 1,000 claims is ten requests, not a thousand. It is
+        all-or-nothing: a chunk whose conditions partly fail is sent again without the failed
+        operations until what is left succeeds; conflicts and throttling back off and retry.
+        """
+        failed: dict[int, dict[str, Any] | None] = {}
+        pending = list(range(len(ops)))
         attempt = 0
-        while True:
+        while pending:
+            chunk, rest = pending[: self._transaction_size], pending[self._transaction_size :]
             try:
-                with dynamo_errors(self.table, what):
-                    return call()
-            except Throttled:
-                attempt += 1
-                if attempt > MAX_CONFLICT_RETRIES:
+                with dynamo_errors(self.table, "TransactWriteItems"):
+                    self._ddb.transact_write_items(TransactItems=[ops[i] for i in chunk])
+                pending, attempt = rest, 0
+                continue
+            except BackendError as exc:
+                if "less than or equal to 25" not in (exc.detail or ""):
                     raise
-                _backoff(attempt)
+                self._transaction_size = LEGACY_TRANSACTION_MAX_ITEMS
+                continue
+            except TransactionCanceled as exc:
+                retry = not exc.reasons
+                for index, reason in zip(chunk, exc.reasons, strict=False):
+                    code = reason.get("Code", "None")
+                    if code == "ConditionalCheckFailed":
+                        item = reason.get("Item")
+                        failed[index] = self._load(item) if item else None
+                    elif code not in ("None", ""):
+                        retry = True  # TransactionConflict, ThrottlingError: try again
+                pending = [i for i in chunk if i not in failed] + rest
+                if not retry:
+                    continue
+            except Throttled:
+                pass
+            attempt += 1
+            if attempt > MAX_CONFLICT_RETRIES:
+                raise Throttled(
+                    f"DynamoDB TransactWriteItems on {self.table}: still conflicting or "
+                    f"throttled after {MAX_CONFLICT_RETRIES} retries",
+                    service="dynamodb",
+                    code="TransactionConflict",
+                )
+            _backoff(attempt)
+        return failed
 
     # -- writes --------------------------------------------------------------------------
-    def _claim_one(self, c: Claim) -> Holder | None:
-        try:
-            self._retrying(
-                "PutItem",
-                lambda: self._ddb.put_item(
-                    TableName=self.table,
-                    Item=self._dump(claim_item(c)),
-                    ConditionExpression="attribute_not_exists(event_id)",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ),
-            )
-            return None
-        except ConditionFailed as exc:  # another delivery holds it: who
-            return _holder(c.event_id, self._load(exc.item) if exc.item else {})
+    def _widen(self, claims: Sequence[Claim]) -> None:
+        """Count this second's claims per index key; a key past ``WIDE_RATE`` gets its wide mark
+        written (idempotent) before any claim uses its other shards."""
+        now = int(self._clock())
+        if now != self._second:
+            self._second, self._per_key = now, Counter()
+        for c in claims:
+            self._per_key[(WIDE_ENTITY, c.entity_id)] += 1
+            self._per_key[(WIDE_TIME, c.source, c.event_type)] += 1
+        new = sorted(k for k, n in self._per_key.items() if n > WIDE_RATE and k not in self._wide)
+        if new:
+            requests = [{"PutRequest": {"Item": self._dump(wide_item(*k))}} for k in new]
+            batch_write(self._ddb, self.table, requests)
+            self._wide.update(new)
 
     def claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
-        outcomes = self._each(self._claim_one, claims)
-        return {c.event_id: h for c, h in zip(claims, outcomes, strict=True) if h is not None}
-
-    def _add_one(self, duplicate: tuple[str, Sequence[str]]) -> None:
-        event_id, occurrences = duplicate
-        with contextlib.suppress(ConditionFailed):  # no identity item: nothing to add to
-            self._retrying(
-                "UpdateItem",
-                lambda: self._ddb.update_item(
-                    TableName=self.table,
-                    Key=self._key(event_id),
-                    UpdateExpression="ADD dup_occurrences :occs",
-                    ConditionExpression="attribute_exists(event_id)",
-                    ExpressionAttributeValues={":occs": {"SS": sorted(set(occurrences))}},
-                ),
-            )
+        self._widen(claims)
+        wide = self._wide
+        ops = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": self._dump(
+                        claim_item(
+                            c,
+                            wide_entity=(WIDE_ENTITY, c.entity_id) in wide,
+                            wide_time=(WIDE_TIME, c.source, c.event_type) in wide,
+                        )
+                    ),
+                    "ConditionExpression": "attribute_not_exists(event_id)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+            for c in claims
+        ]
+        failed = self._transact(ops)
+        return {
+            claims[i].event_id: _holder(claims[i].event_id, item or {})
+            for i, item in failed.items()
+        }
 
     def add_duplicates(self, duplicates: Mapping[str, Sequence[str]]) -> None:
-        self._each(self._add_one, [(e, o) for e, o in sorted(duplicates.items()) if o])
+        ops = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": self._key(event_id),
+                    "UpdateExpression": "ADD dup_occurrences :occs",
+                    "ConditionExpression": "attribute_exists(event_id)",
+                    "ExpressionAttributeValues": {":occs": {"SS": sorted(set(occs))}},
+                }
+            }
+            for event_id, occs in sorted(duplicates.items())
+            if occs
+        ]
+        self._transact(ops)  # a failed condition: no identity item to add to
 
     def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None:
         unique = {(o.event_id, o.provenance.occurrence_id): o for o in occurrences}
@@ -457,11 +545,19 @@ class DynamoEventIndex:
                 if (sel.source is None or i["source"] == sel.source)
                 and (sel.event_type is None or i["event_type"] == sel.event_type)
             }
+        wide = self.wide_marks([(WIDE_TIME, s, t) for s, t in pairs])
         return [
             (INDEX_BY_TIME, "tp", key)
             for source, event_type in sorted(pairs)
-            for key in time_keys(source, event_type, day)
+            for key in time_keys(
+                source, event_type, day, wide=(WIDE_TIME, source, event_type) in wide
+            )
         ]
+
+    def wide_marks(self, marks: Sequence[tuple[str, ...]]) -> set[tuple[str, ...]]:
+        """Which of ``marks`` are wide (``read_wide_marks``; what this process made wide it
+        knows already)."""
+        return read_wide_marks(self._ddb, self.table, marks, known=self._wide)
 
     def select(
         self,
@@ -479,11 +575,15 @@ class DynamoEventIndex:
         sel.validate()
         low, high = _low(sel, after), format_time(sel.end)
         if sel.entity_id is not None:
-            groups = [[(INDEX_BY_ENTITY, "ek", key) for key in entity_keys(sel.entity_id)]]
+            wide = bool(self.wide_marks([(WIDE_ENTITY, sel.entity_id)]))
+            keys = entity_keys(sel.entity_id, wide=wide)
+            groups = [[(INDEX_BY_ENTITY, "ek", key) for key in keys]]
         else:
             groups = [self._partitions(sel, day) for day in sel.days()]
-        wanted = list(attributes) if attributes else None
-        if wanted is not None:
+        # The indexes carry what selections read; anything else is read from the table by key.
+        wanted: list[str] | None = None
+        if attributes is not None and not set(attributes) <= SELECT_ATTRIBUTES:
+            wanted = list(attributes)
             wanted += [a for a in ("event_id", "source", "event_type", "entity_id", "lag_ms")
                        if a not in wanted]  # fmt: skip
         for partitions in groups:
@@ -507,9 +607,15 @@ class DynamoEventIndex:
         wanted: list[str] | None,
         attributes: Sequence[str] | None,
     ) -> QueryPage:
-        """The identity items of ``entries`` (index keys), in their order, kept if they match."""
-        keys = [self._key(str(e["event_id"])) for e in entries]
-        got = {i["event_id"]: i for i in self._batch_get(keys, consistent=False, attributes=wanted)}
+        """The identity items of ``entries`` (index entries), in their order, kept if they
+        match: the entries themselves, or (``wanted`` not ``None``: what the caller wants is not
+        all projected) the items read from the table by key."""
+        if wanted is None:
+            got = {str(e["event_id"]): e for e in entries}
+        else:
+            keys = [self._key(str(e["event_id"])) for e in entries]
+            found = self._batch_get(keys, consistent=False, attributes=wanted)
+            got = {i["event_id"]: i for i in found}
         items = []
         for entry in entries:
             item = got.get(entry["event_id"])

@@ -1,26 +1,33 @@
 """The events table's layout: item kinds, write-sharded index keys, and the GSI definitions.
 
 Sized for DynamoDB's limits (1,000 WCU/s per partition key value on the table and on each
-index): no partition key holds a whole day of a source, a type or an entity. Where a day, a
-source, an event type or an entity is a key, the key carries a shard (``#<n>``) derived from the
-item's own identity, so one source and one event type writing 10,000 events/s spread over
-``TIME_SHARDS`` keys, and a constant ``entity_id`` over ``ENTITY_SHARDS``. Readers Query every
-shard of a key and merge the answers by sort key (``merge_sorted``).
+index): no partition key has to take a whole busy day of a source, a type or an entity. Each
+index key carries a shard (``#<n>``). A key is *narrow* (every item on shard 0, one Query to
+read it) until a writer sees it busy: more than ``WIDE_RATE`` events a second from one process.
+The writer then records a *wide mark* for it (``event_id = "wide"``) and from then on spreads
+its items over ``WIDE_SHARDS`` shards by identity, so one source and type, or one constant
+``entity_id``, writing 10,000 events/s puts about 625 WCU/s on each key. Readers read the marks
+of the keys they need (one BatchGetItem) and Query shard 0 of a narrow key, every shard of a
+wide one, merging the answers by sort key (``merge_sorted``). Items written narrow before the
+mark stay on shard 0, which the readers of a wide key read too.
 
 Items under the table key (``event_id``, ``item``):
 
-* ``item = "event"``: one per event identity, claimed by one conditional PutItem. Index keys:
+* ``item = "event"``: one per event identity, claimed by a conditional put (in a transaction
+  of up to 100 claims). Index keys:
   ``ek`` = ``<entity>#<shard>`` (``by_entity``, sorted by ``time_key``) and ``tp`` =
   ``<source>#<type>#<event day>#<shard>`` (``by_time``, sorted by ``time_key``).
 * ``item = "occ#<occurrence id>"``: one per duplicate or rejected delivery, with ``op`` =
   ``<source>#<ingest day>#<shard>`` (``by_ingest``, sorted by ``occ_key``). Identity items have
   no ``op``, so the index is sparse: it holds only what is not a first copy.
 * ``event_id = "catalog#<ingest day>"``: which (source, type, event day) arrived that day.
+* ``event_id = "wide"``, ``item = "e#<hash>"`` / ``"t#<hash>"``: an entity, or a source and
+  event type, whose index keys are spread over ``WIDE_SHARDS`` shards.
 
-GSIs are ``KEYS_ONLY`` or ``INCLUDE`` only what their readers use: ``by_entity`` is keys only
-(readers fetch the few identity items they select by key), ``by_time`` includes what the
-investigation reads (lag, ingest time, entity) and ``by_ingest`` holds the whole occurrence
-(duplicates and rejections are a few percent of deliveries).
+GSIs project only what their readers use: ``by_entity`` and ``by_time`` ``INCLUDE`` the
+``SELECT_INCLUDES`` (what a replay message, a processor window and the investigations read, so
+a selection needs no read of the table after its Queries), and ``by_ingest`` holds the whole
+occurrence (duplicates and rejections are a few percent of deliveries).
 """
 
 from __future__ import annotations
@@ -36,19 +43,23 @@ from schemas.codec import Provenance
 from schemas.envelope import format_time
 
 __all__ = [
-    "ENTITY_SHARDS",
     "INDEX_BY_ENTITY",
     "INDEX_BY_INGEST",
     "INDEX_BY_TIME",
     "INGEST_SHARDS",
     "LAYOUT_VERSION",
-    "TIME_SHARDS",
+    "SELECT_ATTRIBUTES",
+    "SHARD_KEYS",
+    "WIDE_RATE",
+    "WIDE_SHARDS",
     "entity_keys",
     "gsi_specs",
     "ingest_keys",
     "merge_sorted",
     "shard_of",
     "time_keys",
+    "wide_item",
+    "wide_key",
 ]
 
 LAYOUT_VERSION = 2
@@ -60,10 +71,30 @@ CATALOG_ITEM_PREFIX = "cat#"
 INDEX_BY_ENTITY = "by_entity"  # ek = entity#shard, time_key
 INDEX_BY_TIME = "by_time"  # tp = source#type#event day#shard, time_key
 INDEX_BY_INGEST = "by_ingest"  # op = source#ingest day#shard, occ_key (occurrences only)
-TIME_SHARDS = 16  # 10,000 events/s of one source and type: 625 WCU/s per key
-ENTITY_SHARDS = 16  # one constant entity_id at 10,000 events/s: 625 WCU/s per key
+WIDE_SHARDS = 16  # a wide key at 10,000 events/s: 625 WCU/s on each shard
+WIDE_RATE = 100  # events/s one writer puts on a narrow key before it makes the key wide
+WIDE_PARTITION = "wide"
+WIDE_ENTITY, WIDE_TIME = "e", "t"
 INGEST_SHARDS = 4  # duplicates and rejections only
-TIME_INCLUDES = ("lag_ms", "ingest_time", "entity_id")
+# What both selection indexes carry besides their keys: all a replay message, a processor
+# window read and the investigations need, so a selection is Queries alone (no BatchGetItem of
+# identity items after them). Provenance, idempotency key and fingerprint stay on the table.
+SELECT_INCLUDES = (
+    "source",
+    "event_type",
+    "entity_id",
+    "event_time",
+    "ingest_time",
+    "lag_ms",
+    "status",
+    "payload_bytes",
+    "archive_bucket",
+    "archive_key",
+    "archive_position",
+    "dup_occurrences",
+)
+SHARD_KEYS = frozenset({"ek", "tp", "op"})  # index keys that carry a shard number
+SELECT_ATTRIBUTES = frozenset({"event_id", "item", "time_key", "ek", "tp", *SELECT_INCLUDES})
 LEGACY_INDEXES = frozenset(  # the turn-1 layout's GSIs: `pik bootstrap` names them
     {"by_source_type_day", "by_source_day", "by_type_day", "by_lag", "by_ingest_day"}
 )
@@ -78,12 +109,27 @@ def _join(*parts: str | int) -> str:
     return "#".join(str(p) for p in parts)
 
 
-def entity_keys(entity_id: str) -> list[str]:
-    return [_join(entity_id, n) for n in range(ENTITY_SHARDS)]
+def _shards(wide: bool) -> range:
+    return range(WIDE_SHARDS) if wide else range(1)
 
 
-def time_keys(source: str, event_type: str, day: str) -> list[str]:
-    return [_join(source, event_type, day, n) for n in range(TIME_SHARDS)]
+def entity_keys(entity_id: str, *, wide: bool = False) -> list[str]:
+    return [_join(entity_id, n) for n in _shards(wide)]
+
+
+def time_keys(source: str, event_type: str, day: str, *, wide: bool = False) -> list[str]:
+    return [_join(source, event_type, day, n) for n in _shards(wide)]
+
+
+def wide_key(kind: str, *names: str) -> dict[str, str]:
+    """The table key of a wide mark: ``kind`` is ``WIDE_ENTITY`` (names: the entity) or
+    ``WIDE_TIME`` (names: source, event type). Hashed: a sort key holds at most 1,024 bytes."""
+    digest = hashlib.sha256(json.dumps(list(names)).encode()).hexdigest()[:32]
+    return {"event_id": WIDE_PARTITION, "item": f"{kind}#{digest}"}
+
+
+def wide_item(kind: str, *names: str) -> dict[str, Any]:
+    return {**wide_key(kind, *names), "kind": kind, "names": list(names)}
 
 
 def ingest_keys(source: str, day: str) -> list[str]:
@@ -101,13 +147,23 @@ def provenance_map(p: Provenance) -> dict[str, Any]:
 
 
 def identity_keys(
-    event_id: str, source: str, event_type: str, entity_id: str, event_time: str
+    event_id: str,
+    source: str,
+    event_type: str,
+    entity_id: str,
+    event_time: str,
+    *,
+    wide_entity: bool = False,
+    wide_time: bool = False,
 ) -> dict[str, str]:
-    """The index keys of an identity item (``event_time`` as ``format_time`` text)."""
+    """The index keys of an identity item (``event_time`` as ``format_time`` text): shard 0 of
+    a narrow key, the identity's own shard of a wide one."""
+    entity_shard = shard_of(event_id, WIDE_SHARDS) if wide_entity else 0
+    time_shard = shard_of(event_id, WIDE_SHARDS) if wide_time else 0
     return {
         "time_key": f"{event_time}#{event_id}",
-        "ek": _join(entity_id, shard_of(event_id, ENTITY_SHARDS)),
-        "tp": _join(source, event_type, event_time[:10], shard_of(event_id, TIME_SHARDS)),
+        "ek": _join(entity_id, entity_shard),
+        "tp": _join(source, event_type, event_time[:10], time_shard),
     }
 
 
@@ -152,18 +208,14 @@ def gsi_specs() -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
             "Projection": projection,
         }
 
+    select = {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(SELECT_INCLUDES)}
     attrs = [
         {"AttributeName": name, "AttributeType": "S"}
         for name in ("ek", "tp", "time_key", "op", "occ_key")
     ]
     indexes = [
-        gsi(INDEX_BY_ENTITY, "ek", "time_key", {"ProjectionType": "KEYS_ONLY"}),
-        gsi(
-            INDEX_BY_TIME,
-            "tp",
-            "time_key",
-            {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(TIME_INCLUDES)},
-        ),
+        gsi(INDEX_BY_ENTITY, "ek", "time_key", select),
+        gsi(INDEX_BY_TIME, "tp", "time_key", select),
         gsi(INDEX_BY_INGEST, "op", "occ_key", {"ProjectionType": "ALL"}),
     ]
     return attrs, indexes

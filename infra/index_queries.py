@@ -35,8 +35,9 @@ from infra.index import (
     QueryPage,
     catalog_partition,
     plain,
+    read_wide_marks,
 )
-from infra.index_layout import ingest_keys, time_keys
+from infra.index_layout import WIDE_TIME, ingest_keys, time_keys
 
 __all__ = [
     "CATALOG_PARTITION_PREFIX",
@@ -131,6 +132,12 @@ def _identity(item: dict[str, Any], source: str, event_type: str) -> dict[str, A
     return item
 
 
+def _lag_order(item: dict[str, Any], largest_first: bool) -> tuple[int, str]:
+    """Lag order, ties by event id: the same answer whatever shard an entry was read from."""
+    lag = int(item["lag_ms"])
+    return (-lag if largest_first else lag, str(item["event_id"]))
+
+
 def _project(items: list[dict[str, Any]], attributes: Sequence[str] | None) -> list[dict[str, Any]]:
     if not attributes:
         return items
@@ -176,8 +183,9 @@ class DynamoIndexQueries:
                 and (event_type is None or i.get("event_type") == event_type)
             }
         )
+        wide = self._wide(source, {name for name, _ in arrived})
         for name, event_day in arrived:
-            for key in time_keys(source, name, event_day):
+            for key in time_keys(source, name, event_day, wide=name in wide):
                 expr = _Expression()
                 at = expr.name("ingest_time")
                 kwargs: dict[str, Any] = {
@@ -204,8 +212,9 @@ class DynamoIndexQueries:
             catalog: list[dict[str, Any]] = []
             yield from self._catalog_pages(day, catalog)
             names = sorted({str(i["event_type"]) for i in catalog if i.get("source") == source})
+        wide = self._wide(source, set(names))
         for name in names:
-            for key in time_keys(source, name, day):
+            for key in time_keys(source, name, day, wide=name in wide):
                 for page in self._range(INDEX_BY_TIME, "tp", key, "time_key", low, high):
                     items = [_identity(i, source, name) for i in page.items]
                     yield QueryPage(_project(items, attributes), page.scanned)
@@ -229,7 +238,7 @@ class DynamoIndexQueries:
         pages = list(self.events(source, day, low or "", high or "~", event_type=event_type))
         for page in pages:
             found.extend(i for i in page.items if "lag_ms" in i)
-        found.sort(key=lambda i: int(i["lag_ms"]), reverse=largest_first)
+        found.sort(key=lambda i: _lag_order(i, largest_first))
         if limit is not None:
             found = found[: max(limit, 0)]
         for n, page in enumerate(pages, 1):
@@ -309,6 +318,11 @@ class DynamoIndexQueries:
     def _load(self, raw: dict[str, Any]) -> dict[str, Any]:
         return {k: plain(self._de.deserialize(v)) for k, v in raw.items()}
 
+    def _wide(self, source: str, event_types: set[str]) -> set[str]:
+        """Those of the source's ``event_types`` whose ``by_time`` keys are wide."""
+        marks = [(WIDE_TIME, source, t) for t in event_types]
+        return {m[2] for m in read_wide_marks(self._ddb, self.table, marks) if len(m) == 3}
+
 
 class MemoryIndexQueries:
     """The same reads over a ``MemoryEventIndex`` (key order, filters, projection, pages)."""
@@ -380,8 +394,7 @@ class MemoryIndexQueries:
     ) -> Iterator[QueryPage]:
         items = sorted(
             (i for i in self._identities(source, event_type, day) if "lag_ms" in i),
-            key=lambda i: int(i["lag_ms"]),
-            reverse=largest_first,
+            key=lambda i: _lag_order(i, largest_first),
         )
         lo, hi = low or "", high or "~"
         return self._paged(items, lambda i: lo <= i["time_key"] <= hi, attributes, limit)

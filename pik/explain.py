@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from infra.archive import ArchivePointer, ArchiveReader
 from infra.errors import NotFound
 from infra.index import EventIndex
+from infra.index_layout import SHARD_KEYS, provenance_map
 from schemas.codec import ArchiveRecord
 from schemas.envelope import Status, format_time
 
@@ -73,12 +74,17 @@ def _plain(value: Any) -> Any:
 
 
 def _with_record(item: dict[str, Any], reader: ArchiveReader) -> dict[str, Any]:
-    out: dict[str, Any] = _plain(item)
+    # The index keys say where the item is stored (which shard), not what happened to it.
+    out: dict[str, Any] = _plain({k: v for k, v in item.items() if k not in SHARD_KEYS})
     pointer = _pointer(item)
     if pointer is not None:
         out["archive"] = pointer.to_json()
         try:
-            out["record"] = record_json(reader.read(pointer))
+            record = reader.read(pointer)
+            out["record"] = record_json(record)
+            # An identity item keeps its first delivery's id, not its provenance: the archived
+            # record holds that (stream, shard, sequence, or HTTP request).
+            out.setdefault("provenance", _plain(provenance_map(record.provenance)))
         except NotFound as exc:
             out["record_error"] = str(exc)
     return out

@@ -95,8 +95,8 @@ HANDLER_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
         # GET /events/{id} (records, sent logs, aggregate input lists), replay payloads
         "s3:GetObject": (*ARCHIVE, "RawBucket/replays/*", "RawBucket/aggregates/*"),
         "s3:ListObjectsV2": ("RawBucket",),  # explain: a replay's sent log blocks
-        "dynamodb:BatchWriteItem": ("EventsTable",),  # occurrence items
-        "dynamodb:BatchGetItem": ("EventsTable",),  # lookups, selected items, occurrences
+        "dynamodb:BatchWriteItem": ("EventsTable",),  # occurrences, catalog, wide marks
+        "dynamodb:BatchGetItem": ("EventsTable",),  # lookups, wide marks, occurrences
         "dynamodb:GetItem": ("EventsTable", "ReplayJobsTable"),  # explain; a job
         "dynamodb:Query": (
             "EventsTable",  # an event's occurrences
@@ -104,16 +104,16 @@ HANDLER_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
             "ReplayJobsTable/index/by_created",  # recent jobs
             "AggregatesTable",  # explain: an entity's aggregate versions
         ),
-        "dynamodb:PutItem": ("EventsTable", "ReplayJobsTable"),  # claims; a new job
-        "dynamodb:UpdateItem": ("EventsTable", "ReplayJobsTable"),  # duplicates; progress
+        "dynamodb:TransactWriteItems": ("EventsTable",),  # claims, duplicates
+        "dynamodb:PutItem": ("ReplayJobsTable",),  # a new job
+        "dynamodb:UpdateItem": ("ReplayJobsTable",),  # progress
         "sqs:SendMessageBatch": ("ReplayQueue",),  # replay messages
         "sqs:GetQueueUrl": ("ReplayQueue",),  # the target by name
         "sqs:GetQueueAttributes": ("ReplayQueue",),  # the target exists
     },
     "pik.lambdas.tap": {
         "s3:PutObject": ARCHIVE,
-        "dynamodb:PutItem": ("EventsTable",),  # claims
-        "dynamodb:UpdateItem": ("EventsTable",),  # duplicates
+        "dynamodb:TransactWriteItems": ("EventsTable",),  # claims, duplicates
         "dynamodb:BatchWriteItem": ("EventsTable",),
         "dynamodb:BatchGetItem": ("EventsTable",),
         # avro-glue bindings: writer schemas by version UUID, in any registry of the account
@@ -125,7 +125,7 @@ HANDLER_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
         "s3:GetObject": (*ARCHIVE, "RawBucket/aggregates/*"),
         "s3:PutObject": ("RawBucket/aggregates/*",),
         "dynamodb:Query": ("EventsTable/index/by_entity", "AggregatesTable"),
-        "dynamodb:BatchGetItem": ("EventsTable",),  # the window's identity items, by key
+        "dynamodb:BatchGetItem": ("EventsTable",),  # the wide mark of the window's entity
         "dynamodb:PutItem": ("AggregatesTable",),  # a new version, conditionally
     },
 }
@@ -193,8 +193,8 @@ NOT_CALLED: dict[str, dict[str, str]] = {
         "infra.resources:Bootstrap": _BOOTSTRAP,
         "infra.schema_registry:GlueSchemaSource": _GLUE,
         "infra.archive:S3RawArchive.keys": _REINDEX,
-        "infra.index:DynamoEventIndex._claim_one": _INGEST,
-        "infra.index:DynamoEventIndex._add_one": _INGEST,
+        "infra.index:DynamoEventIndex._transact": _INGEST,
+        "infra.index:DynamoEventIndex._widen": _INGEST,
         "infra.index:DynamoEventIndex.record_occurrences": _INGEST,
         "infra.index:DynamoEventIndex.record_catalog": _INGEST,
         "infra.index:DynamoEventIndex.get": _READS,
@@ -450,7 +450,7 @@ def call_sites(module: str) -> list[CallSite]:
 def test_the_call_finder_sees_the_known_calls() -> None:
     """The finder itself: a few calls it must see, by module and operation."""
     index = {s.operation for s in call_sites("infra.index")}
-    assert {"dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:Query"} <= index
+    assert {"dynamodb:TransactWriteItems", "dynamodb:BatchWriteItem", "dynamodb:Query"} <= index
     assert "s3:PutObject" in {s.operation for s in call_sites("infra.archive")}
     assert "sqs:SendMessageBatch" in {s.operation for s in call_sites("infra.targets")}
     queries = {s.operation for s in call_sites("infra.replay_queries")}
