@@ -52,6 +52,7 @@ from infra.index_layout import (
     OCCURRENCE_PREFIX,
     SELECT_ATTRIBUTES,
     WIDE_ENTITY,
+    WIDE_INGEST,
     WIDE_RATE,
     WIDE_TIME,
     catalog_item,
@@ -249,6 +250,8 @@ def claim_item(c: Claim, *, wide_entity: bool = False, wide_time: bool = False) 
             c.event_type,
             c.entity_id,
             event_time,
+            format_time(c.ingest_time),
+            c.occurrence_id,
             wide_entity=wide_entity,
             wide_time=wide_time,
         ),
@@ -263,7 +266,7 @@ def claim_item(c: Claim, *, wide_entity: bool = False, wide_time: bool = False) 
     return item
 
 
-def occurrence_item(o: Occurrence) -> dict[str, Any]:
+def occurrence_item(o: Occurrence, *, wide: bool = False) -> dict[str, Any]:
     ingest_time = format_time(o.ingest_time)
     item: dict[str, Any] = {
         "event_id": o.event_id,
@@ -275,7 +278,9 @@ def occurrence_item(o: Occurrence) -> dict[str, Any]:
         "archive_bucket": o.pointer.bucket,
         "archive_key": o.pointer.key,
         "archive_position": o.pointer.position,
-        **occurrence_keys(o.source or "_unknown", ingest_time, o.provenance.occurrence_id),
+        **occurrence_keys(
+            o.source or "_unknown", ingest_time, o.provenance.occurrence_id, wide=wide
+        ),
     }
     optional = {
         "reason": o.reason,
@@ -415,12 +420,16 @@ class DynamoEventIndex:
     def _widen(self, claims: Sequence[Claim]) -> None:
         """Count this second's claims per index key; a key past ``WIDE_RATE`` gets its wide mark
         written (idempotent) before any claim uses its other shards."""
+        keys: list[tuple[str, ...]] = []
+        for c in claims:
+            keys += [(WIDE_ENTITY, c.entity_id), (WIDE_TIME, c.source, c.event_type)]
+        self._count(keys)
+
+    def _count(self, keys: Sequence[tuple[str, ...]]) -> None:
         now = int(self._clock())
         if now != self._second:
             self._second, self._per_key = now, Counter()
-        for c in claims:
-            self._per_key[(WIDE_ENTITY, c.entity_id)] += 1
-            self._per_key[(WIDE_TIME, c.source, c.event_type)] += 1
+        self._per_key.update(keys)
         new = sorted(k for k, n in self._per_key.items() if n > WIDE_RATE and k not in self._wide)
         if new:
             requests = [{"PutRequest": {"Item": self._dump(wide_item(*k))}} for k in new]
@@ -471,8 +480,16 @@ class DynamoEventIndex:
 
     def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None:
         unique = {(o.event_id, o.provenance.occurrence_id): o for o in occurrences}
+        self._count([(WIDE_INGEST, o.source or "_unknown") for o in unique.values()])
         requests = [
-            {"PutRequest": {"Item": self._dump(occurrence_item(o))}} for o in unique.values()
+            {
+                "PutRequest": {
+                    "Item": self._dump(
+                        occurrence_item(o, wide=(WIDE_INGEST, o.source or "_unknown") in self._wide)
+                    )
+                }
+            }
+            for o in unique.values()
         ]
         batch_write(self._ddb, self.table, requests)
 

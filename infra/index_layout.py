@@ -19,10 +19,12 @@ Items under the table key (``event_id``, ``item``):
   ``<source>#<type>#<event day>#<shard>`` (``by_time``, sorted by ``time_key``).
 * ``item = "occ#<occurrence id>"``: one per duplicate or rejected delivery, with ``op`` =
   ``<source>#<ingest day>#<shard>`` (``by_ingest``, sorted by ``occ_key``). Identity items have
-  no ``op``, so the index is sparse: it holds only what is not a first copy.
+  no ``op`` unless their event day is more than ``NEAR_DAYS`` before their ingest day (or after
+  it), so the index is sparse: it holds what is not a first copy, and very late first copies.
 * ``event_id = "catalog#<ingest day>"``: which (source, type, event day) arrived that day.
-* ``event_id = "wide"``, ``item = "e#<hash>"`` / ``"t#<hash>"``: an entity, or a source and
-  event type, whose index keys are spread over ``WIDE_SHARDS`` shards.
+* ``event_id = "wide"``, ``item = "e#<hash>"`` / ``"t#<hash>"`` / ``"i#<hash>"``: an entity, a
+  source and event type, or a source's duplicates and rejections, whose index keys are spread
+  over ``WIDE_SHARDS`` shards.
 
 GSIs project only what their readers use: ``by_entity`` and ``by_time`` ``INCLUDE`` the
 ``SELECT_INCLUDES`` (what a replay message, a processor window and the investigations read, so
@@ -36,7 +38,7 @@ import hashlib
 import heapq
 import json
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from schemas.codec import Provenance
@@ -46,7 +48,6 @@ __all__ = [
     "INDEX_BY_ENTITY",
     "INDEX_BY_INGEST",
     "INDEX_BY_TIME",
-    "INGEST_SHARDS",
     "LAYOUT_VERSION",
     "SELECT_ATTRIBUTES",
     "SHARD_KEYS",
@@ -74,8 +75,8 @@ INDEX_BY_INGEST = "by_ingest"  # op = source#ingest day#shard, occ_key (occurren
 WIDE_SHARDS = 16  # a wide key at 10,000 events/s: 625 WCU/s on each shard
 WIDE_RATE = 100  # events/s one writer puts on a narrow key before it makes the key wide
 WIDE_PARTITION = "wide"
-WIDE_ENTITY, WIDE_TIME = "e", "t"
-INGEST_SHARDS = 4  # duplicates and rejections only
+WIDE_ENTITY, WIDE_TIME, WIDE_INGEST = "e", "t", "i"  # by_entity, by_time, by_ingest keys
+NEAR_DAYS = 2  # a first copy up to this many days late is read from by_time by ingest day
 # What both selection indexes carry besides their keys: all a replay message, a processor
 # window read and the investigations need, so a selection is Queries alone (no BatchGetItem of
 # identity items after them). Provenance, idempotency key and fingerprint stay on the table.
@@ -132,8 +133,8 @@ def wide_item(kind: str, *names: str) -> dict[str, Any]:
     return {**wide_key(kind, *names), "kind": kind, "names": list(names)}
 
 
-def ingest_keys(source: str, day: str) -> list[str]:
-    return [_join(source, day, n) for n in range(INGEST_SHARDS)]
+def ingest_keys(source: str, day: str, *, wide: bool = False) -> list[str]:
+    return [_join(source, day, n) for n in _shards(wide)]
 
 
 def provenance_map(p: Provenance) -> dict[str, Any]:
@@ -152,24 +153,41 @@ def identity_keys(
     event_type: str,
     entity_id: str,
     event_time: str,
+    ingest_time: str,
+    first_occurrence: str,
     *,
     wide_entity: bool = False,
     wide_time: bool = False,
 ) -> dict[str, str]:
-    """The index keys of an identity item (``event_time`` as ``format_time`` text): shard 0 of
-    a narrow key, the identity's own shard of a wide one."""
+    """The index keys of an identity item (times as ``format_time`` text): shard 0 of a narrow
+    key, the identity's own shard of a wide one. A first copy whose event day is not one of its
+    ingest day's ``near_days`` is in ``by_ingest`` too, so that reading one ingest day's
+    deliveries never needs a Query per event day a broken producer clock may have made up."""
     entity_shard = shard_of(event_id, WIDE_SHARDS) if wide_entity else 0
     time_shard = shard_of(event_id, WIDE_SHARDS) if wide_time else 0
-    return {
+    keys = {
         "time_key": f"{event_time}#{event_id}",
         "ek": _join(entity_id, entity_shard),
         "tp": _join(source, event_type, event_time[:10], time_shard),
     }
+    if event_time[:10] not in near_days(ingest_time[:10]):  # very late, or from the future
+        keys |= occurrence_keys(source, ingest_time, first_occurrence)
+    return keys
 
 
-def occurrence_keys(source: str, ingest_time: str, occurrence_id: str) -> dict[str, str]:
+def near_days(ingest_day: str) -> list[str]:
+    """The event days whose first copies ingested on ``ingest_day`` the readers of deliveries
+    find in ``by_time`` (``NEAR_DAYS`` before it, and the day itself)."""
+    day = date.fromisoformat(ingest_day)
+    return [str(day - timedelta(days=n)) for n in range(NEAR_DAYS, -1, -1)]
+
+
+def occurrence_keys(
+    source: str, ingest_time: str, occurrence_id: str, *, wide: bool = False
+) -> dict[str, str]:
+    shard = shard_of(occurrence_id, WIDE_SHARDS) if wide else 0
     return {
-        "op": _join(source, ingest_time[:10], shard_of(occurrence_id, INGEST_SHARDS)),
+        "op": _join(source, ingest_time[:10], shard),
         "occ_key": f"{ingest_time}#{occurrence_id}",
     }
 

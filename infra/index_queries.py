@@ -7,8 +7,9 @@ the bare ``format_time`` text of ``[start, end)``, an item at exactly ``start`` 
 ``end`` is out, because ``"<t>#..."`` sorts after ``"<t>"``. The layout is ``infra.index_layout``.
 
 * ``deliveries``: every delivery of a source ingested on a day: duplicate / rejected occurrence
-  items from ``by_ingest``, and first copies (identity items, ACCEPTED) from ``by_time`` of each
-  event day the catalog says arrived that day, kept by ingest time.
+  items and very late first copies from ``by_ingest``, and the other first copies (identity
+  items, ACCEPTED) from ``by_time`` of the ``near_days`` the catalog says arrived that day, kept
+  by ingest time: at most three event days per type, whatever event times producers sent.
 * ``events``: identity items by event time from ``by_time`` (each of the source's types).
 * ``lags``: identity items of one source, type and event day in lag order, smallest or largest
   first (``by_time`` carries ``lag_ms``).
@@ -19,6 +20,8 @@ the bare ``format_time`` text of ``[start, end)``, an item at exactly ``start`` 
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -37,7 +40,7 @@ from infra.index import (
     plain,
     read_wide_marks,
 )
-from infra.index_layout import WIDE_TIME, ingest_keys, time_keys
+from infra.index_layout import WIDE_INGEST, WIDE_TIME, ingest_keys, near_days, time_keys
 
 __all__ = [
     "CATALOG_PARTITION_PREFIX",
@@ -49,6 +52,8 @@ __all__ = [
 ]
 
 DEFAULT_PAGE_SIZE = 1000
+NARROW_TTL_SECONDS = 60.0  # how long a "not wide" answer is trusted
+CATALOG_TTL_SECONDS = 10.0  # one day's catalog, read once for all the sources of an answer
 
 
 class IndexQueries(Protocol):
@@ -146,12 +151,20 @@ def _project(items: list[dict[str, Any]], attributes: Sequence[str] | None) -> l
 
 class DynamoIndexQueries:
     def __init__(
-        self, dynamodb_client: Any, table: str, *, page_size: int = DEFAULT_PAGE_SIZE
+        self,
+        dynamodb_client: Any,
+        table: str,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ddb = dynamodb_client
         self.table = table
         self.page_size = page_size
         self._de = TypeDeserializer()
+        self._monotonic = monotonic
+        self._known: dict[tuple[str, ...], float] = {}  # mark -> when read narrow (inf: wide)
+        self._catalogs: dict[str, tuple[float, list[dict[str, Any]]]] = {}  # day -> (read, items)
 
     def deliveries(
         self,
@@ -163,7 +176,8 @@ class DynamoIndexQueries:
         event_type: str | None = None,
         attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]:
-        for key in ingest_keys(source, day):
+        spread = bool(self._wide({(WIDE_INGEST, source)}))
+        for key in ingest_keys(source, day, wide=spread):
             for page in self._range(
                 INDEX_BY_INGEST, "op", key, "occ_key", low, high,
                 equals={"event_type": event_type},
@@ -174,18 +188,19 @@ class DynamoIndexQueries:
             return
         catalog: list[dict[str, Any]] = []
         yield from self._catalog_pages(day, catalog)
+        near = set(near_days(day))  # first copies of other event days are in by_ingest
         arrived = sorted(
             {
                 (str(i["event_type"]), str(i["event_day"]))
                 for i in catalog
                 if i.get("source") == source
-                and i.get("event_day")
+                and i.get("event_day") in near
                 and (event_type is None or i.get("event_type") == event_type)
             }
         )
-        wide = self._wide(source, {name for name, _ in arrived})
+        wide = self._wide({(WIDE_TIME, source, name) for name, _ in arrived})
         for name, event_day in arrived:
-            for key in time_keys(source, name, event_day, wide=name in wide):
+            for key in time_keys(source, name, event_day, wide=(WIDE_TIME, source, name) in wide):
                 expr = _Expression()
                 at = expr.name("ingest_time")
                 kwargs: dict[str, Any] = {
@@ -212,9 +227,9 @@ class DynamoIndexQueries:
             catalog: list[dict[str, Any]] = []
             yield from self._catalog_pages(day, catalog)
             names = sorted({str(i["event_type"]) for i in catalog if i.get("source") == source})
-        wide = self._wide(source, set(names))
+        wide = self._wide({(WIDE_TIME, source, name) for name in names})
         for name in names:
-            for key in time_keys(source, name, day, wide=name in wide):
+            for key in time_keys(source, name, day, wide=(WIDE_TIME, source, name) in wide):
                 for page in self._range(INDEX_BY_TIME, "tp", key, "time_key", low, high):
                     items = [_identity(i, source, name) for i in page.items]
                     yield QueryPage(_project(items, attributes), page.scanned)
@@ -260,9 +275,17 @@ class DynamoIndexQueries:
             "KeyConditionExpression": f"{expr.name('event_id')} = "
             f"{expr.value(catalog_partition(day))}"
         }
+        now = self._monotonic()
+        cached = self._catalogs.get(day)
+        if cached is not None and now - cached[0] <= CATALOG_TTL_SECONDS:
+            into.extend(cached[1])  # read a moment ago, for another source: no Query
+            return
+        items: list[dict[str, Any]] = []
         for page in self._pages(expr, kwargs, None, None):
-            into.extend(page.items)
+            items.extend(page.items)
             yield QueryPage([], 0)
+        self._catalogs[day] = (now, items)
+        into.extend(items)
 
     # -- plumbing ------------------------------------------------------------------------
     def _range(
@@ -318,10 +341,19 @@ class DynamoIndexQueries:
     def _load(self, raw: dict[str, Any]) -> dict[str, Any]:
         return {k: plain(self._de.deserialize(v)) for k, v in raw.items()}
 
-    def _wide(self, source: str, event_types: set[str]) -> set[str]:
-        """Those of the source's ``event_types`` whose ``by_time`` keys are wide."""
-        marks = [(WIDE_TIME, source, t) for t in event_types]
-        return {m[2] for m in read_wide_marks(self._ddb, self.table, marks) if len(m) == 3}
+    def _wide(self, marks: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
+        """Those of ``marks`` that are wide. A mark, once written, stays: a wide answer is kept;
+        a narrow one is asked again after ``NARROW_TTL_SECONDS`` (an investigation reads each
+        key's mark once, not once per day)."""
+        now = self._monotonic()
+        unknown = [
+            m for m in marks if m not in self._known or now - self._known[m] > NARROW_TTL_SECONDS
+        ]
+        if unknown:
+            wide = read_wide_marks(self._ddb, self.table, unknown)
+            for m in unknown:
+                self._known[m] = math.inf if m in wide else now
+        return {m for m in marks if self._known[m] == math.inf}
 
 
 class MemoryIndexQueries:

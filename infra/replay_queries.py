@@ -25,8 +25,9 @@ from infra.index import (
     MemoryEventIndex,
     QueryPage,
     plain,
+    read_wide_marks,
 )
-from infra.index_layout import ingest_keys, merge_sorted
+from infra.index_layout import WIDE_INGEST, ingest_keys, merge_sorted
 
 __all__ = ["DynamoReplayQueries", "MemoryReplayQueries", "ReplayQueries"]
 
@@ -126,8 +127,10 @@ class DynamoReplayQueries:
                 scanned[0] += int(page.get("ScannedCount", len(items)))
                 yield from (self._load(raw) for raw in items)
 
+        wide = bool(read_wide_marks(self._ddb, self.table, [(WIDE_INGEST, source)]))
         merged = merge_sorted(
-            [shard(key) for key in ingest_keys(source, day)], key=lambda i: str(i["occ_key"])
+            [shard(key) for key in ingest_keys(source, day, wide=wide)],
+            key=lambda i: str(i["occ_key"]),
         )
         batch: list[dict[str, Any]] = []
         for item in merged:

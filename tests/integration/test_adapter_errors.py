@@ -60,7 +60,7 @@ CALLS: dict[str, tuple[str, str, Call]] = {
     ),
     "deliveries": (
         "events_table",
-        "Query",
+        "BatchGetItem",  # the wide mark of the source's by_ingest key is read first
         lambda ddb, s: list(
             DynamoReplayQueries(ddb, s.events_table).deliveries(
                 "demo#2025-12-29", "a", "z", statuses=["ACCEPTED"]

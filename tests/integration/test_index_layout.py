@@ -18,9 +18,11 @@ from infra.archive import ArchivePointer
 from infra.capacity import CapacityModel, TableSpec
 from infra.index import Claim, DynamoEventIndex, Selection
 from infra.index_layout import INDEX_BY_ENTITY, INDEX_BY_TIME, WIDE_ENTITY
+from infra.index_queries import DynamoIndexQueries
+from pik.investigate.service import CountingQueries
 from pik.kit import Kit
 from schemas.codec import Provenance
-from schemas.envelope import Status, parse_body
+from schemas.envelope import Status, format_time, parse_body
 
 HOT_EVENTS = 1_500  # in one second: 1.5x one partition key's write limit
 
@@ -139,3 +141,36 @@ def test_concurrent_writers_of_one_identity_cannot_both_win(kit: Kit) -> None:
     for n, lost in outcomes.items():  # every loser is told who holds it
         if n != winners[0]:
             assert lost[event_id].first_occurrence == f"occ-{winners[0]}"  # type: ignore[attr-defined]
+
+
+def test_one_ingest_days_deliveries_take_a_bounded_number_of_queries(kit: Kit) -> None:
+    """A producer with a broken clock: 90 event days (some in the future) arrive on one ingest
+    day. Reading that day's deliveries must not cost a Query per event day. (Under 100 events,
+    so that the keys stay narrow: one Query per key.)"""
+    now = kit.clock.now()
+    days = [now - timedelta(days=n) for n in range(-5, 85)]
+    subs = []
+    for i, when in enumerate(days):
+        raw = json.dumps(
+            {
+                "source": "clocks",
+                "event_type": "tick",
+                "entity_id": f"e{i % 7}",
+                "event_time": when.isoformat().replace("+00:00", "Z"),
+                "payload": {"n": i},
+            }
+        ).encode()
+        prov = Provenance(occurrence_id=f"http:clock:{i}", origin="http", request_id="clock")
+        subs.append(Submission(raw, prov, parse_body(raw), str(i)))
+    results = kit.sink.ingest(subs, label="clocks")
+    assert Counter(r.status for r in results) == {Status.ACCEPTED: len(days)}
+    day = format_time(now)[:10]
+    queries = CountingQueries(DynamoIndexQueries(kit.clients.dynamodb(), kit.names.events_table))
+    items = [
+        i
+        for page in queries.deliveries("clocks", day, day, day + "~", attributes=("event_id",))
+        for i in page.items
+    ]
+    assert len(items) == len({i["event_id"] for i in items}) == len(days)
+    # 4 by_ingest shards, the catalog, and by_time of the 3 near event days: not 200 Queries
+    assert queries.queries <= 4 + 1 + 3

@@ -194,7 +194,7 @@ NOT_CALLED: dict[str, dict[str, str]] = {
         "infra.schema_registry:GlueSchemaSource": _GLUE,
         "infra.archive:S3RawArchive.keys": _REINDEX,
         "infra.index:DynamoEventIndex._transact": _INGEST,
-        "infra.index:DynamoEventIndex._widen": _INGEST,
+        "infra.index:DynamoEventIndex._count": _INGEST,
         "infra.index:DynamoEventIndex.record_occurrences": _INGEST,
         "infra.index:DynamoEventIndex.record_catalog": _INGEST,
         "infra.index:DynamoEventIndex.get": _READS,
