@@ -348,7 +348,6 @@ class IngestSink:
         """Duplicate and rejected deliveries: one occurrence item each, and the duplicate's id
         added to its identity item (both idempotent, so a retried batch changes nothing)."""
         occurrences: list[Occurrence] = []
-        duplicates: dict[str, list[str]] = defaultdict(list)
         for row in rows:
             if row.redelivery or row.pointer is None or row.status is Status.ACCEPTED:
                 continue
@@ -371,10 +370,7 @@ class IngestSink:
                     lag_ms=row.lag_ms,
                 )
             )
-            if row.status is Status.DUPLICATE:
-                duplicates[row.event_id].append(row.sub.provenance.occurrence_id)
         self._index.record_occurrences(occurrences)
-        self._index.add_duplicates(duplicates)
 
     def _count(self, rows: list[_Row]) -> None:
         names = {

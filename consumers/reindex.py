@@ -155,16 +155,13 @@ class Reindexer:
             else:
                 later.append((record, pointer, Status.DUPLICATE.value))
         occurrences: list[Occurrence] = []
-        duplicates: dict[str, list[str]] = defaultdict(list)
         for record, pointer, status in later:
             occurrences.append(_occurrence(record, pointer, status))
             if status == Status.DUPLICATE.value:
                 report.duplicates += 1
-                duplicates[record.event_id].append(record.provenance.occurrence_id)
             else:
                 report.rejected += 1
         self._index.record_occurrences(occurrences)
-        self._index.add_duplicates(duplicates)
         self._index.record_catalog(_catalog(r for r, _ in records))
 
 

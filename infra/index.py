@@ -20,6 +20,7 @@ keys are fixed-width UTC text plus the event id, so string order is time order.
 
 from __future__ import annotations
 
+import heapq
 import random
 import threading
 import time
@@ -65,6 +66,18 @@ from infra.index_layout import (
     time_keys,
     wide_item,
     wide_key,
+)
+from infra.rollups import (
+    LATE_KEEP,
+    LATE_RATE,
+    Delta,
+    accepted_counts,
+    add_into,
+    lag_bucket,
+    late_item,
+    occurrence_counts,
+    pick_shard,
+    update_op,
 )
 from schemas.codec import Provenance
 from schemas.envelope import format_time
@@ -183,6 +196,7 @@ class Selection:
 class QueryPage:
     items: list[dict[str, Any]]
     scanned: int
+    cached: bool = False  # answered from what the reader read a moment ago: no request
 
 
 class EventIndex(Protocol):
@@ -192,9 +206,10 @@ class EventIndex(Protocol):
 
     def lookup(self, event_ids: Sequence[str]) -> dict[str, Holder]: ...
 
-    def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None: ...
-
-    def add_duplicates(self, duplicates: Mapping[str, Sequence[str]]) -> None: ...
+    def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None:
+        """Record duplicate and rejected deliveries (a duplicate's id is added to its identity
+        item's ``dup_occurrences``); recording one again changes nothing."""
+        ...
 
     def record_catalog(self, entries: set[CatalogEntry]) -> None:
         """Note (day, source, event type, event day) entries; idempotent, cheap when noted."""
@@ -295,6 +310,85 @@ def occurrence_item(o: Occurrence, *, wide: bool = False) -> dict[str, Any]:
     return item
 
 
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    """One conditional put of a transaction, with what it adds to the rollups and, for a
+    duplicate, the (identity, occurrence id) to add to ``dup_occurrences``."""
+
+    op: dict[str, Any]
+    counts: Delta
+    duplicate: tuple[str, str] | None = None
+    extra: tuple[dict[str, Any], ...] = ()  # unconditional puts that go with it (late entries)
+
+
+class _LatestSeen:
+    """The ``LATE_KEEP`` largest lags this writer indexed, per (source, type, event day): a
+    first copy whose lag is larger (to the rollups' two significant digits) gets a
+    latest-arrivals entry (``infra.rollups``), at most ``LATE_RATE`` a second per key (a lag
+    that keeps growing, a tap falling behind, would otherwise make every event one)."""
+
+    MAX_KEYS = 4096  # days x pairs remembered; forgetting only writes a few entries more
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._heaps: dict[tuple[str, str, str], list[int]] = {}
+        self._clock = clock
+        self._second = 0
+        self._written: Counter[tuple[str, str, str]] = Counter()  # entries this second
+
+    def candidates(self, keyed: Sequence[tuple[tuple[str, str, str], int]]) -> list[bool]:
+        """Which of (key, lag) get an entry: judged against what this writer indexed and the
+        earlier ones of the same call (so a batch adds at most ``LATE_KEEP`` per key)."""
+        now = int(self._clock())
+        if now != self._second:
+            self._second, self._written = now, Counter()
+        local: dict[tuple[str, str, str], list[int]] = {}
+        out = []
+        for key, lag in keyed:
+            heap = local.get(key)
+            if heap is None:
+                heap = local[key] = list(self._heaps.get(key, ()))  # a copy is still a heap
+            if self._written[key] >= LATE_RATE:
+                out.append(False)
+            elif len(heap) < LATE_KEEP:
+                heapq.heappush(heap, lag)
+                out.append(True)
+            elif lag_bucket(lag) > lag_bucket(heap[0]):
+                heapq.heapreplace(heap, lag)
+                out.append(True)
+            else:
+                out.append(False)
+            self._written[key] += out[-1]
+        return out
+
+    def seen(self, key: tuple[str, str, str], lag_ms: int) -> None:
+        """A first copy this writer indexed."""
+        heap = self._heaps.get(key)
+        if heap is None:
+            if len(self._heaps) >= self.MAX_KEYS:
+                self._heaps.clear()
+            heap = self._heaps[key] = []
+        if len(heap) < LATE_KEEP:
+            heapq.heappush(heap, lag_ms)
+        elif lag_ms > heap[0]:
+            heapq.heapreplace(heap, lag_ms)
+
+
+def _late_key(c: Claim) -> tuple[str, str, str]:
+    return c.source, c.event_type, format_time(c.event_time)[:10]
+
+
+def claim_counts(c: Claim) -> Delta:
+    """The rollup counts of a first copy."""
+    return accepted_counts(
+        c.source, c.event_type, format_time(c.ingest_time), format_time(c.event_time), c.lag_ms
+    )
+
+
+def occurrence_delta(o: Occurrence) -> Delta:
+    """The rollup counts of a duplicate or rejected delivery."""
+    return occurrence_counts(o.source, o.event_type, format_time(o.ingest_time), o.status, o.reason)
+
+
 def _holder(event_id: str, item: Mapping[str, Any]) -> Holder:
     return Holder(
         event_id=event_id,
@@ -355,6 +449,8 @@ class DynamoEventIndex:
         self._second = 0
         self._per_key: Counter[tuple[str, ...]] = Counter()  # claims this second, per index key
         self._wide: set[tuple[str, ...]] = set()  # keys this process made wide
+        self._rollup_shard = pick_shard()  # this writer's rollup partitions (infra.rollups)
+        self._late = _LatestSeen(clock)
 
     # -- serialisation -------------------------------------------------------------------
     def _dump(self, item: Mapping[str, Any]) -> dict[str, Any]:
@@ -367,23 +463,42 @@ class DynamoEventIndex:
         return {"event_id": {"S": event_id}, "item": {"S": item}}
 
     # -- transactions --------------------------------------------------------------------
-    def _transact(self, ops: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any] | None]:
-        """Run ``ops`` in transactions of up to 100; return {index: current item} of those
-        whose condition failed.
+    def _commit(self, units: Sequence[_Unit]) -> dict[int, dict[str, Any] | None]:
+        """Write ``units`` in transactions of up to 100 items; return {index: current item}
+        of those whose condition failed (their rollup counts are not added).
 
         A transaction is the only batched conditional write DynamoDB offers (PutItem is one
-        item a call), so a tap batch of 1,000 claims is ten requests, not a thousand. It is
-        all-or-nothing: a chunk whose conditions partly fail is sent again without the failed
-        operations until what is left succeeds; conflicts and throttling back off and retry.
+        item a call), so a tap batch of 1,000 claims is ten requests, not a thousand. Each
+        carries, besides its units' conditional puts, the updates they imply: one per rollup
+        item (``infra.rollups``: the counts of exactly the units in it) and, for duplicates, one
+        per identity (its ``dup_occurrences``). It is all-or-nothing: a chunk whose conditions
+        partly fail is sent again without the failed units (and with its counts recomputed)
+        until what is left succeeds; conflicts and throttling back off and retry.
         """
         failed: dict[int, dict[str, Any] | None] = {}
-        pending = list(range(len(ops)))
+        no_identity: set[str] = set()  # duplicates of an identity that is not (yet) there
+        pending = list(range(len(units)))
         attempt = 0
         while pending:
-            chunk, rest = pending[: self._transaction_size], pending[self._transaction_size :]
+            chunk, rest = self._chunk(units, pending, no_identity)
+            dups: dict[str, list[str]] = {}
+            rolled: Delta = {}
+            for i in chunk:
+                unit = units[i]
+                if unit.duplicate is not None and unit.duplicate[0] not in no_identity:
+                    dups.setdefault(unit.duplicate[0], []).append(unit.duplicate[1])
+                add_into(rolled, unit.counts)
+            ops = [units[i].op for i in chunk]
+            extras = [op for i in chunk for op in units[i].extra]
+            ops += extras
+            ops += [self._dup_op(event_id, occs) for event_id, occs in sorted(dups.items())]
+            ops += [
+                update_op(self.table, s, t, h, self._rollup_shard, c)
+                for (s, t, h), c in sorted(rolled.items())
+            ]
             try:
                 with dynamo_errors(self.table, "TransactWriteItems"):
-                    self._ddb.transact_write_items(TransactItems=[ops[i] for i in chunk])
+                    self._ddb.transact_write_items(TransactItems=ops)
                 pending, attempt = rest, 0
                 continue
             except BackendError as exc:
@@ -393,11 +508,14 @@ class DynamoEventIndex:
                 continue
             except TransactionCanceled as exc:
                 retry = not exc.reasons
-                for index, reason in zip(chunk, exc.reasons, strict=False):
+                dup_ids = sorted(dups)
+                for n, reason in enumerate(exc.reasons):
                     code = reason.get("Code", "None")
-                    if code == "ConditionalCheckFailed":
+                    if code == "ConditionalCheckFailed" and n < len(chunk):
                         item = reason.get("Item")
-                        failed[index] = self._load(item) if item else None
+                        failed[chunk[n]] = self._load(item) if item else None
+                    elif code == "ConditionalCheckFailed":  # only dup_occurrences updates
+                        no_identity.add(dup_ids[n - len(chunk) - len(extras)])
                     elif code not in ("None", ""):
                         retry = True  # TransactionConflict, ThrottlingError: try again
                 pending = [i for i in chunk if i not in failed] + rest
@@ -415,6 +533,37 @@ class DynamoEventIndex:
                 )
             _backoff(attempt)
         return failed
+
+    def _chunk(
+        self, units: Sequence[_Unit], pending: list[int], no_identity: set[str]
+    ) -> tuple[list[int], list[int]]:
+        """The next transaction's units: as many as fit with the updates they imply."""
+        chunk: list[int] = []
+        implied: set[tuple[str, ...]] = set()
+        extra = 0
+        for n, i in enumerate(pending):
+            unit = units[i]
+            more: set[tuple[str, ...]] = {("r", *key) for key in unit.counts}
+            if unit.duplicate is not None and unit.duplicate[0] not in no_identity:
+                more.add(("d", unit.duplicate[0]))
+            size = len(chunk) + 1 + extra + len(unit.extra) + len(implied | more)
+            if chunk and size > self._transaction_size:
+                return chunk, pending[n:]
+            chunk.append(i)
+            implied |= more
+            extra += len(unit.extra)
+        return chunk, []
+
+    def _dup_op(self, event_id: str, occurrences: list[str]) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._key(event_id),
+                "UpdateExpression": "ADD dup_occurrences :occs",
+                "ConditionExpression": "attribute_exists(event_id)",
+                "ExpressionAttributeValues": {":occs": {"SS": sorted(set(occurrences))}},
+            }
+        }
 
     # -- writes --------------------------------------------------------------------------
     def _widen(self, claims: Sequence[Claim]) -> None:
@@ -439,59 +588,61 @@ class DynamoEventIndex:
     def claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
         self._widen(claims)
         wide = self._wide
-        ops = [
-            {
+        units = []
+        late_ones = self._late.candidates([(_late_key(c), c.lag_ms) for c in claims])
+        for c, is_late in zip(claims, late_ones, strict=True):
+            item = claim_item(
+                c,
+                wide_entity=(WIDE_ENTITY, c.entity_id) in wide,
+                wide_time=(WIDE_TIME, c.source, c.event_type) in wide,
+            )
+            op = {
                 "Put": {
                     "TableName": self.table,
-                    "Item": self._dump(
-                        claim_item(
-                            c,
-                            wide_entity=(WIDE_ENTITY, c.entity_id) in wide,
-                            wide_time=(WIDE_TIME, c.source, c.event_type) in wide,
-                        )
-                    ),
+                    "Item": self._dump(item),
                     "ConditionExpression": "attribute_not_exists(event_id)",
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             }
-            for c in claims
-        ]
-        failed = self._transact(ops)
+            late: tuple[dict[str, Any], ...] = ()
+            if is_late:
+                entry = late_item(item)
+                late = ({"Put": {"TableName": self.table, "Item": self._dump(entry)}},)
+            units.append(_Unit(op, claim_counts(c), extra=late))
+        failed = self._commit(units)
+        for i, c in enumerate(claims):
+            if i not in failed:
+                self._late.seen(_late_key(c), c.lag_ms)
         return {
             claims[i].event_id: _holder(claims[i].event_id, item or {})
             for i, item in failed.items()
         }
 
-    def add_duplicates(self, duplicates: Mapping[str, Sequence[str]]) -> None:
-        ops = [
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": self._key(event_id),
-                    "UpdateExpression": "ADD dup_occurrences :occs",
-                    "ConditionExpression": "attribute_exists(event_id)",
-                    "ExpressionAttributeValues": {":occs": {"SS": sorted(set(occs))}},
-                }
-            }
-            for event_id, occs in sorted(duplicates.items())
-            if occs
-        ]
-        self._transact(ops)  # a failed condition: no identity item to add to
-
     def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None:
+        """One occurrence item per duplicate or rejected delivery (a conditional put: one that
+        is there already, a re-run, is left alone and counted once), a duplicate's id added to
+        its identity's ``dup_occurrences``, and their rollup counts, in the same transactions."""
         unique = {(o.event_id, o.provenance.occurrence_id): o for o in occurrences}
         self._count([(WIDE_INGEST, o.source or "_unknown") for o in unique.values()])
-        requests = [
-            {
-                "PutRequest": {
-                    "Item": self._dump(
-                        occurrence_item(o, wide=(WIDE_INGEST, o.source or "_unknown") in self._wide)
-                    )
-                }
-            }
+        units = [
+            _Unit(
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": self._dump(
+                            occurrence_item(
+                                o, wide=(WIDE_INGEST, o.source or "_unknown") in self._wide
+                            )
+                        ),
+                        "ConditionExpression": "attribute_not_exists(event_id)",
+                    }
+                },
+                occurrence_delta(o),
+                (o.event_id, o.provenance.occurrence_id) if o.status == "DUPLICATE" else None,
+            )
             for o in unique.values()
         ]
-        batch_write(self._ddb, self.table, requests)
+        self._commit(units)
 
     def record_catalog(self, entries: set[CatalogEntry]) -> None:
         new = sorted(entries - self._catalogued)
@@ -701,15 +852,6 @@ class MemoryEventIndex:
                 if (e, IDENTITY_ITEM) in self.items
             }
 
-    def add_duplicates(self, duplicates: Mapping[str, Sequence[str]]) -> None:
-        with self._lock:
-            for event_id, occs in duplicates.items():
-                item = self.items.get((event_id, IDENTITY_ITEM))
-                if item is not None:
-                    item["dup_occurrences"] = sorted(
-                        set(item.get("dup_occurrences", [])) | set(occs)
-                    )
-
     def record_catalog(self, entries: set[CatalogEntry]) -> None:
         with self._lock:
             for entry in entries:
@@ -720,7 +862,12 @@ class MemoryEventIndex:
         with self._lock:
             for o in occurrences:
                 item = occurrence_item(o)
-                self.items[(o.event_id, item["item"])] = item
+                self.items.setdefault((o.event_id, item["item"]), item)
+                identity = self.items.get((o.event_id, IDENTITY_ITEM))
+                if o.status == "DUPLICATE" and identity is not None:
+                    identity["dup_occurrences"] = sorted(
+                        {*identity.get("dup_occurrences", []), o.provenance.occurrence_id}
+                    )
 
     def get(self, event_id: str) -> dict[str, Any] | None:
         item = self.items.get((event_id, IDENTITY_ITEM))

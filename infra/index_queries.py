@@ -41,6 +41,13 @@ from infra.index import (
     read_wide_marks,
 )
 from infra.index_layout import WIDE_INGEST, WIDE_TIME, ingest_keys, near_days, time_keys
+from infra.rollups import (
+    LATE_ATTRIBUTES,
+    late_entry,
+    late_partition,
+    recount,
+    rollup_partition,
+)
 
 __all__ = [
     "CATALOG_PARTITION_PREFIX",
@@ -53,7 +60,7 @@ __all__ = [
 
 DEFAULT_PAGE_SIZE = 1000
 NARROW_TTL_SECONDS = 60.0  # how long a "not wide" answer is trusted
-CATALOG_TTL_SECONDS = 10.0  # one day's catalog, read once for all the sources of an answer
+CATALOG_TTL_SECONDS = 10.0  # one day's catalog (and rollups), read once for a whole answer
 
 
 class IndexQueries(Protocol):
@@ -66,8 +73,10 @@ class IndexQueries(Protocol):
         *,
         event_type: str | None = None,
         attributes: Sequence[str] | None = None,
+        first_copies: bool = True,
     ) -> Iterator[QueryPage]:
-        """Deliveries of ``source`` ingested on ``day`` with ``low <= occ_key <= high``."""
+        """Deliveries of ``source`` ingested on ``day`` with ``low <= occ_key <= high``
+        (``first_copies=False``: duplicates and rejections only)."""
         ...
 
     def events(
@@ -101,6 +110,18 @@ class IndexQueries(Protocol):
 
     def catalog(self, day: str) -> Iterator[QueryPage]:
         """Catalog items recorded for ingest ``day`` (none until the sink writes them)."""
+        ...
+
+    def rollups(self, source: str, day: str) -> Iterator[QueryPage]:
+        """The rollup items (``infra.rollups``) of ``source``'s hours on ``day``, one per
+        (event type, hour) and writer shard: what the investigations count from."""
+        ...
+
+    def latest(
+        self, source: str, event_type: str, day: str, low: str, high: str, *, limit: int
+    ) -> Iterator[QueryPage]:
+        """The ``limit`` latest-arriving first copies (largest lag first) of one source, type
+        and event day with ``low <= event_time < high`` (``infra.rollups.LATE_ATTRIBUTES``)."""
         ...
 
 
@@ -165,6 +186,7 @@ class DynamoIndexQueries:
         self._monotonic = monotonic
         self._known: dict[tuple[str, ...], float] = {}  # mark -> when read narrow (inf: wide)
         self._catalogs: dict[str, tuple[float, list[dict[str, Any]]]] = {}  # day -> (read, items)
+        self._rollups: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
 
     def deliveries(
         self,
@@ -175,6 +197,7 @@ class DynamoIndexQueries:
         *,
         event_type: str | None = None,
         attributes: Sequence[str] | None = None,
+        first_copies: bool = True,
     ) -> Iterator[QueryPage]:
         spread = bool(self._wide({(WIDE_INGEST, source)}))
         for key in ingest_keys(source, day, wide=spread):
@@ -182,9 +205,12 @@ class DynamoIndexQueries:
                 INDEX_BY_INGEST, "op", key, "occ_key", low, high,
                 equals={"event_type": event_type},
             ):  # fmt: skip
-                yield QueryPage(_project(page.items, attributes), page.scanned)
+                items = page.items if first_copies else [
+                    i for i in page.items if i["item"] != IDENTITY_ITEM
+                ]  # fmt: skip
+                yield QueryPage(_project(items, attributes), page.scanned)
         lo, hi = _day_bounds(day, low, high)
-        if lo >= hi:
+        if lo >= hi or not first_copies:
             return
         catalog: list[dict[str, Any]] = []
         yield from self._catalog_pages(day, catalog)
@@ -266,6 +292,44 @@ class DynamoIndexQueries:
             f"{expr.value(catalog_partition(day))}"
         }
         return self._pages(expr, kwargs, ("source", "event_type"), None)
+
+    def rollups(self, source: str, day: str) -> Iterator[QueryPage]:
+        now = self._monotonic()
+        cached = self._rollups.get((source, day))
+        if cached is not None and now - cached[0] <= CATALOG_TTL_SECONDS:
+            yield QueryPage(list(cached[1]), 0, cached=True)  # read a moment ago: no Query
+            return
+        expr = _Expression()
+        partition = rollup_partition(source, day)
+        kwargs = {"KeyConditionExpression": f"{expr.name('event_id')} = {expr.value(partition)}"}
+        items: list[dict[str, Any]] = []
+        for page in self._pages(expr, kwargs, None, None):
+            items.extend(page.items)
+            yield page
+        self._rollups[(source, day)] = (now, items)
+
+    def latest(
+        self, source: str, event_type: str, day: str, low: str, high: str, *, limit: int
+    ) -> Iterator[QueryPage]:
+        expr = _Expression()
+        at = expr.name("event_time")
+        partition = late_partition(source, event_type, day)
+        kwargs = {
+            "KeyConditionExpression": f"{expr.name('event_id')} = {expr.value(partition)}",
+            "FilterExpression": f"{at} >= {expr.value(low)} AND {at} < {expr.value(high)}",
+        }
+        found: dict[str, dict[str, Any]] = {}
+        scans: list[int] = []  # one per Query: the caller counts them; the answer comes last
+        for page in self._pages(expr, kwargs, None, None):
+            for item in page.items:
+                entry = late_entry(item)
+                found.setdefault(str(entry["event_id"]), entry)
+            scans.append(page.scanned)
+            if len(found) >= limit:  # largest lag first: the rest is smaller
+                break
+        ranked = sorted(found.values(), key=lambda i: _lag_order(i, True))[: max(limit, 0)]
+        for n, scanned in enumerate(scans, 1):
+            yield QueryPage(ranked if n == len(scans) else [], scanned)
 
     def _catalog_pages(self, day: str, into: list[dict[str, Any]]) -> Iterator[QueryPage]:
         """Read one day's catalog items into ``into``, yielding an empty page per Query: the
@@ -372,6 +436,7 @@ class MemoryIndexQueries:
         *,
         event_type: str | None = None,
         attributes: Sequence[str] | None = None,
+        first_copies: bool = True,
     ) -> Iterator[QueryPage]:
         def delivery_key(item: dict[str, Any]) -> str:
             if item["item"] == IDENTITY_ITEM:
@@ -382,7 +447,10 @@ class MemoryIndexQueries:
             (
                 i
                 for i in self._items()
-                if (i["item"] == IDENTITY_ITEM or i["item"].startswith(OCCURRENCE_PREFIX))
+                if (
+                    (first_copies and i["item"] == IDENTITY_ITEM)
+                    or i["item"].startswith(OCCURRENCE_PREFIX)
+                )
                 and (i.get("source") or "_unknown") == source
                 and str(i["ingest_time"])[:10] == day
                 and low <= delivery_key(i) <= high
@@ -434,6 +502,33 @@ class MemoryIndexQueries:
     def catalog(self, day: str) -> Iterator[QueryPage]:
         items = [i for i in self._items() if i.get("event_id") == catalog_partition(day)]
         return self._paged(items, None, ("source", "event_type"), None)
+
+    def rollups(self, source: str, day: str) -> Iterator[QueryPage]:
+        delivered = (
+            i
+            for i in self._items()
+            if (i["item"] == IDENTITY_ITEM or i["item"].startswith(OCCURRENCE_PREFIX))
+            and (i.get("source") or "_unknown") == source
+        )
+        items = [
+            {"source": r.source, "event_type": r.event_type, "hour": r.hour, **r.counts}
+            for r in recount(delivered)
+            if r.hour[:10] == day
+        ]
+        return self._paged(items, None, None, None)
+
+    def latest(
+        self, source: str, event_type: str, day: str, low: str, high: str, *, limit: int
+    ) -> Iterator[QueryPage]:
+        items = sorted(
+            (
+                i
+                for i in self._identities(source, event_type, day)
+                if low <= str(i["event_time"]) < high
+            ),
+            key=lambda i: _lag_order(i, True),
+        )
+        return self._paged(items, None, LATE_ATTRIBUTES, limit)
 
     def _items(self) -> list[dict[str, Any]]:
         return [dict(v) for v in list(self._index.items.values())]

@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from infra.errors import KitError
+from infra.rollups import LATE_KEEP
 from pik.cli.common import JsonFlag, commands, err, fail, open_kit, out, print_json
 from pik.investigate import Axis, Granularity, Investigator, SourceRequired, WindowError
 from pik.investigate.catalog import SourceCheck
@@ -157,7 +158,12 @@ def lag(
     since: SinceOpt = None,
     until: UntilOpt = None,
     latest: Annotated[
-        int, typer.Option(min=0, help="Latest-arriving events to list.")
+        int,
+        typer.Option(
+            min=0,
+            max=LATE_KEEP,
+            help=f"Latest-arriving events to list (at most {LATE_KEEP}: what the index keeps).",
+        ),
     ] = DEFAULT_LATEST,
     by: Annotated[
         Axis,

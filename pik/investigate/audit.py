@@ -5,11 +5,12 @@ rate, the entities that cause the most trouble, and duplicate storms."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from infra.rollups import ACCEPTED, DUPLICATE, REJECTED, Rollup, recount
 from pik.investigate.stats import median
 from pik.investigate.window import Granularity, Window, iso
 from schemas.envelope import Status
@@ -27,6 +28,7 @@ __all__ = [
     "HourCounts",
     "ReasonCount",
     "find_storms",
+    "summarize_audit",
     "summarize_deliveries",
 ]
 
@@ -190,6 +192,18 @@ class AuditReport:
     hourly: list[HourCounts]
     storms: list[DuplicateStorm]
     cost: dict[str, int] = field(default_factory=dict)
+    # Duplicate and rejected deliveries read for top entities and storms' events: all of them,
+    # or the first TROUBLE_READ_LIMIT of a window with more (the counts are complete anyway).
+    troubled_read: int = 0
+
+    @property
+    def troubled(self) -> int:
+        return self.totals[Status.DUPLICATE] + self.totals[Status.REJECTED]
+
+    @property
+    def sampled(self) -> bool:
+        """Top entities and storms' events come from part of the window's troubled deliveries."""
+        return self.troubled_read < self.troubled
 
     @property
     def duplicate_rate(self) -> float:
@@ -216,6 +230,7 @@ class AuditReport:
             "top_entities": [e.to_json() for e in self.top_entities],
             "duplicate_storms": [s.to_json() for s in self.storms],
             "hourly": [h.to_json() for h in self.hourly],
+            "troubled_read": self.troubled_read,
             "cost": self.cost,
         }
 
@@ -263,29 +278,74 @@ def summarize_deliveries(
     event_type: str | None = None,
     top: int = 10,
 ) -> AuditReport:
-    """Everything ``pik audit`` says, from the deliveries of ``window``."""
+    """Everything ``pik audit`` says, from the deliveries of ``window`` (counted into rollups
+    here, as the sink counts them as it indexes)."""
+    troubled: list[Delivery] = []
+
+    def counted() -> Iterator[dict[str, Any]]:
+        for d in deliveries:
+            if d.status != Status.ACCEPTED:
+                troubled.append(d)
+            yield {
+                "status": d.status,
+                "source": d.source,
+                "event_type": d.event_type,
+                "ingest_time": d.ingest_time,
+                "event_time": d.ingest_time,  # audit counts by ingest time only
+                "reason": d.reason,
+            }
+
+    rollups = recount(counted())
+    return summarize_audit(
+        rollups, troubled, window, sources=sources, event_type=event_type, top=top
+    )
+
+
+def summarize_audit(
+    rollups: Iterable[Rollup],
+    troubled: Iterable[Delivery],
+    window: Window,
+    *,
+    sources: list[str],
+    event_type: str | None = None,
+    top: int = 10,
+    troubled_read: int | None = None,
+) -> AuditReport:
+    """Everything ``pik audit`` says: the counts from the rollups of the window's hours, the
+    entities and duplicated events from ``troubled`` (duplicate and rejected deliveries; the
+    first ``troubled_read`` of them when the reader stopped early)."""
     totals = _empty_counts()
     per_day: dict[tuple[str, str, str], dict[str, int]] = defaultdict(_empty_counts)
     reasons: Counter[str] = Counter()
     reason_types: dict[str, set[str]] = defaultdict(set)
-    trouble: dict[tuple[str, str], dict[str, int]] = defaultdict(_empty_counts)
     hours = {iso(h)[:13]: h for h in window.buckets(Granularity.HOUR)}
     per_hour: dict[datetime, dict[str, int]] = defaultdict(_empty_counts)
+    for r in rollups:
+        counts = {
+            Status.ACCEPTED.value: r.count(ACCEPTED),
+            Status.DUPLICATE.value: r.count(DUPLICATE),
+            Status.REJECTED.value: r.count(REJECTED),
+        }
+        if not any(counts.values()):
+            continue  # an event-time-only rollup (late events of this hour)
+        day = per_day[(r.source, r.event_type, r.hour[:10])]
+        hour = hours.get(r.hour)
+        for status, n in counts.items():
+            totals[status] += n
+            day[status] += n
+            if hour is not None:
+                per_hour[hour][status] += n
+        for reason, n in r.reasons().items():
+            reasons[reason] += n
+            reason_types[reason].add(r.event_type)
+    trouble: dict[tuple[str, str], dict[str, int]] = defaultdict(_empty_counts)
     dup_ids: dict[datetime, Counter[str]] = defaultdict(Counter)
-    for d in deliveries:
-        totals[d.status] += 1
-        per_day[(d.source, d.event_type, d.ingest_time[:10])][d.status] += 1
-        if d.status == Status.REJECTED:
-            reason = d.reason or UNKNOWN
-            reasons[reason] += 1
-            reason_types[reason].add(d.event_type)
-        if d.status != Status.ACCEPTED and d.entity_id:
+    for d in troubled:
+        if d.entity_id:
             trouble[(d.source, d.entity_id)][d.status] += 1
         hour = hours.get(d.ingest_time[:13])
-        if hour is not None:
-            per_hour[hour][d.status] += 1
-            if d.status == Status.DUPLICATE:
-                dup_ids[hour][d.event_id] += 1
+        if hour is not None and d.status == Status.DUPLICATE:
+            dup_ids[hour][d.event_id] += 1
     rejected = totals[Status.REJECTED]
     hourly = [
         HourCounts(
@@ -303,6 +363,7 @@ def summarize_deliveries(
         ),
         key=lambda e: (-e.total, e.source, e.entity_id),
     )
+    troubled_total = totals[Status.DUPLICATE] + totals[Status.REJECTED]
     return AuditReport(
         window=window,
         sources=sources,
@@ -319,4 +380,5 @@ def summarize_deliveries(
         top_entities=entities[:top],
         hourly=hourly,
         storms=find_storms(hourly, dup_ids),
+        troubled_read=troubled_read if troubled_read is not None else troubled_total,
     )

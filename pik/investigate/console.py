@@ -69,14 +69,21 @@ def render_audit(console: Console, report: AuditReport) -> None:
         for e in report.top_entities:
             table.add_row(e.entity_id, e.source, str(e.duplicate), str(e.rejected))
         print_table(console, table)
+    if report.sampled:
+        console.print(
+            f"(entities and storms' events from the first {report.troubled_read:,} of "
+            f"{report.troubled:,} duplicate and rejected deliveries; the counts are complete)",
+            highlight=False,
+        )
     for storm in report.storms:
-        top = ", ".join(f"{e[:12]}…x{n}" for e, n in storm.top_events)
         console.print(
             f"[yellow]duplicate storm[/yellow] {iso(storm.start)} → {iso(storm.end)}: "
             f"{storm.duplicates:,} duplicates vs {storm.accepted:,} new "
-            f"(usually {storm.baseline:g}/h); most repeated: {top}",
+            f"(usually {storm.baseline:g}/h); most repeated:",
             highlight=False,
         )
+        for event_id, n in storm.top_events:  # whole ids: 64 characters and the count fit 80
+            console.print(f"  {event_id} x{n}", highlight=False, soft_wrap=True)
     _cost(console, report.cost)
 
 

@@ -3,8 +3,9 @@ event day and over the window, its distribution, and the latest-arriving events.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pik.investigate.gaps import Axis
@@ -101,22 +102,33 @@ class LagReport:
 
 
 def summarize_lags(
-    lags: Mapping[tuple[str, str, str], Sequence[int]],
+    lags: Mapping[tuple[str, str, str], Sequence[int] | Mapping[int, int]],
+    maxima: Mapping[tuple[str, str, str], int] | None = None,
 ) -> tuple[list[LagGroup], list[LagGroup]]:
-    """Per (source, event type, event day) and per (source, event type) over every day."""
+    """Per (source, event type, event day) and per (source, event type) over every day, from
+    lag values or lag -> how many (a rollup's histogram); ``maxima``: the exact largest lag of
+    a (source, type, day) whose histogram has it to two significant digits only."""
     by_day: list[LagGroup] = []
-    pooled: dict[tuple[str, str], list[int]] = {}
+    pooled: dict[tuple[str, str], Counter[int]] = {}
+    pooled_max: dict[tuple[str, str], int] = {}
     for (source, event_type, day), values in sorted(lags.items()):
-        stats = LagStats.of(values)
+        counts: Counter[int] = Counter(values)
+        stats = LagStats.of_counts(counts)
         if stats is None:
             continue
-        by_day.append(LagGroup(source, event_type, day, stats, lag_histogram(values)))
-        pooled.setdefault((source, event_type), []).extend(values)
+        exact = (maxima or {}).get((source, event_type, day))
+        if exact is not None and exact >= stats.max_ms:
+            stats = replace(stats, max_ms=exact)
+        pair = (source, event_type)
+        pooled_max[pair] = max(pooled_max.get(pair, stats.max_ms), stats.max_ms)
+        by_day.append(LagGroup(source, event_type, day, stats, lag_histogram(counts)))
+        pooled.setdefault(pair, Counter()).update(counts)
     overall = []
-    for (source, event_type), values in sorted(pooled.items()):
-        stats = LagStats.of(values)
+    for (source, event_type), counts in sorted(pooled.items()):
+        stats = LagStats.of_counts(counts)
         assert stats is not None
-        overall.append(LagGroup(source, event_type, None, stats, lag_histogram(values)))
+        stats = replace(stats, max_ms=max(stats.max_ms, pooled_max[(source, event_type)]))
+        overall.append(LagGroup(source, event_type, None, stats, lag_histogram(counts)))
     return by_day, overall
 
 

@@ -9,12 +9,22 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from infra.clock import Clock
 from infra.index import QueryPage
 from infra.index_queries import IndexQueries
-from pik.investigate.audit import DELIVERY_ATTRIBUTES, AuditReport, Delivery, summarize_deliveries
+from infra.rollups import (
+    ACCEPTED,
+    DUPLICATE,
+    EVENTS,
+    LATE_KEEP,
+    REJECTED,
+    Rollup,
+    merge_rollups,
+)
+from pik.investigate.audit import DELIVERY_ATTRIBUTES, AuditReport, Delivery, summarize_audit
 from pik.investigate.catalog import (
     Catalog,
     IndexCatalog,
@@ -37,12 +47,16 @@ from pik.investigate.lag import (
     summarize_lags,
 )
 from pik.investigate.window import Granularity, Window, iso, resolve_window
+from schemas.envelope import format_time
 
 __all__ = ["DEFAULT_LATEST", "CountingQueries", "InvestigationReport", "Investigator"]
 
 DEFAULT_LATEST = 20
 
 
+# Duplicate and rejected deliveries read for audit's top entities and storms' events: the
+# counts come from rollups whatever the volume; who caused them is read up to this many.
+TROUBLE_READ_LIMIT = 250
 MAX_CATALOG_SOURCES = 50  # each source costs Queries per day; any producer can add one
 
 
@@ -57,6 +71,9 @@ class CountingQueries:
 
     def _count(self, pages: Iterator[QueryPage]) -> Iterator[QueryPage]:
         for page in pages:
+            if page.cached:
+                yield page
+                continue
             self.queries += 1
             self.items += len(page.items)
             self.scanned += page.scanned
@@ -73,6 +90,12 @@ class CountingQueries:
 
     def catalog(self, day: str) -> Iterator[QueryPage]:
         return self._count(self._inner.catalog(day))
+
+    def rollups(self, source: str, day: str) -> Iterator[QueryPage]:
+        return self._count(self._inner.rollups(source, day))
+
+    def latest(self, *args: Any, **kwargs: Any) -> Iterator[QueryPage]:
+        return self._count(self._inner.latest(*args, **kwargs))
 
     def cost(self) -> dict[str, int]:
         return {"queries": self.queries, "items": self.items, "scanned": self.scanned}
@@ -143,6 +166,24 @@ class Investigator:
             )
         return known
 
+    # -- rollups --------------------------------------------------------------------------
+    @staticmethod
+    def _rollups(
+        q: CountingQueries, source: str, window: Window, event_type: str | None
+    ) -> list[Rollup]:
+        """The rollups of ``source``'s hours that overlap ``window`` (merged over shards)."""
+        low, high = format_time(window.start)[:13], format_time(window.end)[:13]
+        found = (
+            Rollup.from_item(item)
+            for day in window.days()
+            for item in _items(q.rollups(source, day))
+        )
+        return merge_rollups(
+            r
+            for r in found
+            if low <= r.hour < high and (event_type is None or r.event_type == event_type)
+        )
+
     # -- audit ---------------------------------------------------------------------------
     def audit(
         self,
@@ -152,25 +193,42 @@ class Investigator:
         event_type: str | None = None,
         top: int = 10,
     ) -> AuditReport:
+        """Counts from the rollups of the window's whole hours; top entities and duplicate
+        storms' events from the duplicate and rejected deliveries (the first
+        ``TROUBLE_READ_LIMIT`` of them)."""
         q = CountingQueries(self._queries)
         names = self._sources(sources, window, self._catalog(q))
-        deliveries = (  # streamed: a long window is never held in memory
-            Delivery.from_item(item)
-            for source in names
-            for day in window.days()
-            for item in _items(
-                q.deliveries(
-                    source,
-                    day,
-                    window.low,
-                    window.high,
-                    event_type=event_type,
-                    attributes=DELIVERY_ATTRIBUTES,
-                )
+        hours = window.whole_hours()
+        rollups = [r for source in names for r in self._rollups(q, source, hours, event_type)]
+        troubled = list(
+            islice(
+                (
+                    Delivery.from_item(item)
+                    for source in names
+                    for day in hours.days()
+                    for item in _items(
+                        q.deliveries(
+                            source,
+                            day,
+                            hours.low,
+                            hours.high,
+                            event_type=event_type,
+                            attributes=DELIVERY_ATTRIBUTES,
+                            first_copies=False,
+                        )
+                    )
+                ),
+                TROUBLE_READ_LIMIT,
             )
         )
-        report = summarize_deliveries(
-            deliveries, window, sources=names, event_type=event_type, top=top
+        report = summarize_audit(
+            rollups,
+            troubled,
+            hours,
+            sources=names,
+            event_type=event_type,
+            top=top,
+            troubled_read=len(troubled),
         )
         report.cost = q.cost()
         return report
@@ -186,14 +244,20 @@ class Investigator:
         axis: Axis = Axis.EVENT,
         threshold: float = DEFAULT_THRESHOLD,
     ) -> GapReport:
+        """Counts per bucket from the rollups (by event hour, or by ingest hour: ``ARRIVAL``)."""
         q = CountingQueries(self._queries)
         names = self._sources(sources, window, self._catalog(q))
         width = granularity.key_width
         series: list[GapSeries] = []
         for source in names:
             per_type: dict[str, Counter[str]] = defaultdict(Counter)  # type -> bucket -> count
-            for item in self._times(q, source, window, event_type, axis):
-                per_type[str(item.get("event_type") or event_type)][item["at"][:width]] += 1
+            for r in self._rollups(q, source, window.whole_hours(), event_type):
+                if axis is Axis.EVENT:
+                    n = r.count(EVENTS)
+                else:
+                    n = r.count(ACCEPTED) + r.count(DUPLICATE) + r.count(REJECTED)
+                if n:
+                    per_type[r.event_type][r.hour[:width]] += n
             groups: list[tuple[str | None, Counter[str]]] = sorted(per_type.items())
             if event_type is not None:
                 groups = [(event_type, per_type.get(event_type, Counter()))]
@@ -202,35 +266,6 @@ class Investigator:
             for name, counts in groups:
                 series.append(gap_series(source, name, counts, window, granularity, threshold))
         return GapReport(window, granularity, axis, threshold, series, q.cost())
-
-    @staticmethod
-    def _times(
-        q: CountingQueries, source: str, window: Window, event_type: str | None, axis: Axis
-    ) -> Iterator[dict[str, Any]]:
-        """``{"at": <time text>, "event_type": ...}`` per event (or delivery) of the window."""
-        for day in window.days():
-            if axis is Axis.EVENT:
-                pages = q.events(
-                    source,
-                    day,
-                    window.low,
-                    window.high,
-                    event_type=event_type,
-                    attributes=("time_key", "event_type"),
-                )
-                for item in _items(pages):
-                    yield {"at": item["time_key"], "event_type": item.get("event_type")}
-            else:
-                pages = q.deliveries(
-                    source,
-                    day,
-                    window.low,
-                    window.high,
-                    event_type=event_type,
-                    attributes=("ingest_time", "event_type"),
-                )
-                for item in _items(pages):
-                    yield {"at": item["ingest_time"], "event_type": item.get("event_type")}
 
     # -- lag -----------------------------------------------------------------------------
     def lag(
@@ -249,43 +284,30 @@ class Investigator:
         names = self._sources(sources, window, catalog)
         if axis is Axis.ARRIVAL:
             return self._lag_by_arrival(q, window, names, event_type, latest)
-        lags: dict[tuple[str, str, str], list[int]] = {}
-        candidates: list[LateEvent] = []
+        hours = window.whole_hours()
+        latest = min(latest, LATE_KEEP)
+        lags: dict[tuple[str, str, str], Counter[int]] = defaultdict(Counter)
         for source in names:
-            types = [event_type] if event_type else catalog.event_types(source, window)
-            for name in types:
-                for day in window.days():
-                    values = [
-                        int(item["lag_ms"])
-                        for item in _items(
-                            q.lags(
-                                source,
-                                name,
-                                day,
-                                low=window.low,
-                                high=window.high,
-                                attributes=("lag_ms",),
-                            )
-                        )
-                    ]
-                    if not values:
-                        continue
-                    lags[(source, name, day)] = values
-                    if latest > 0:
-                        late = q.lags(
-                            source,
-                            name,
-                            day,
-                            low=window.low,
-                            high=window.high,
-                            largest_first=True,
-                            limit=latest,
-                            attributes=LATE_EVENT_ATTRIBUTES,
-                        )
-                        candidates.extend(LateEvent.from_item(i) for i in _items(late))
-        by_day, overall = summarize_lags(lags)
+            for r in self._rollups(q, source, hours, event_type):
+                if r.count(EVENTS):
+                    lags[(source, r.event_type, r.hour[:10])].update(r.lags())
+        candidates: list[LateEvent] = []
+        maxima: dict[tuple[str, str, str], int] = {}  # exact, where the histogram rounds
+        for key in sorted(lags):
+            pages = q.latest(*key, hours.low, hours.high, limit=max(latest, 1))
+            found = [LateEvent.from_item(i) for i in _items(pages)]
+            if found:
+                maxima[key] = max(e.lag_ms for e in found)
+            candidates.extend(found)
+        window = hours
+        by_day, overall = summarize_lags(lags, maxima)
         return LagReport(
-            window, names, by_day, overall, latest_arrivals(candidates, latest), q.cost()
+            window,
+            names,
+            by_day,
+            overall,
+            latest_arrivals(candidates, latest) if latest > 0 else [],
+            q.cost(),
         )
 
     @staticmethod

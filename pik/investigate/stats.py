@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -73,16 +73,36 @@ class LagStats:
             max_ms=ordered[-1],
         )
 
+    @classmethod
+    def of_counts(cls, counts: Mapping[int, int]) -> LagStats | None:
+        """The same from lag -> how many (a rollup's histogram), without listing the values."""
+        ordered = sorted((lag, n) for lag, n in counts.items() if n > 0)
+        total = sum(n for _, n in ordered)
+        if not total:
+            return None
+
+        def rank(q: float) -> int:
+            wanted, seen = max(math.ceil(q / 100 * total), 1), 0
+            for lag, n in ordered:
+                seen += n
+                if seen >= wanted:
+                    return lag
+            return ordered[-1][0]
+
+        return cls(total, ordered[0][0], rank(50), rank(95), rank(99), ordered[-1][0])
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def lag_histogram(values: Sequence[int]) -> list[tuple[str, int]]:
-    """Counts per ``LAG_BUCKETS`` bucket, in order (negative lags, clock skew, count as < 1 s)."""
+def lag_histogram(values: Sequence[int] | Mapping[int, int]) -> list[tuple[str, int]]:
+    """Counts per ``LAG_BUCKETS`` bucket, in order (negative lags, clock skew, count as < 1 s),
+    of lag values or of lag -> how many."""
+    pairs = values.items() if isinstance(values, Mapping) else ((v, 1) for v in values)
     counts = [0] * len(LAG_BUCKETS)
-    for value in values:
+    for value, n in pairs:
         for i, (bound, _) in enumerate(LAG_BUCKETS):
             if value < bound:
-                counts[i] += 1
+                counts[i] += n
                 break
     return [(label, n) for (_, label), n in zip(LAG_BUCKETS, counts, strict=True)]

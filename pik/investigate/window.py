@@ -57,6 +57,7 @@ def iso(value: datetime) -> str:
 
 
 MAX_WINDOW = timedelta(days=366)  # as replay: each day of a window costs Queries
+_WIDENING = timedelta(hours=2)  # what ``whole_hours`` may add to a window at the limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,7 @@ class Window:
             raise WindowError("window bounds need a UTC offset")
         if self.end <= self.start:
             raise WindowError(f"empty window: {iso(self.start)} is not before {iso(self.end)}")
-        if self.end - self.start > MAX_WINDOW:
+        if self.end - self.start > MAX_WINDOW + _WIDENING:
             raise WindowError(
                 f"window of {(self.end - self.start).days} days: at most {MAX_WINDOW.days} "
                 "(each day costs Queries); split it"
@@ -86,6 +87,12 @@ class Window:
     def high(self) -> str:
         """A sort-key bound that keeps ``end`` itself out (``<end>#<id>`` sorts after it)."""
         return format_time(self.end)
+
+    def whole_hours(self) -> Window:
+        """The window widened to whole UTC hours: what hourly rollups count."""
+        step = Granularity.HOUR.step
+        start, end = Granularity.HOUR.floor(self.start), Granularity.HOUR.floor(self.end)
+        return Window(start, end if end == self.end else end + step)
 
     def days(self) -> list[str]:
         """Every UTC day (``YYYY-MM-DD``) the window touches: the index partitions to Query."""

@@ -193,9 +193,8 @@ NOT_CALLED: dict[str, dict[str, str]] = {
         "infra.resources:Bootstrap": _BOOTSTRAP,
         "infra.schema_registry:GlueSchemaSource": _GLUE,
         "infra.archive:S3RawArchive.keys": _REINDEX,
-        "infra.index:DynamoEventIndex._transact": _INGEST,
+        "infra.index:DynamoEventIndex._commit": _INGEST,
         "infra.index:DynamoEventIndex._count": _INGEST,
-        "infra.index:DynamoEventIndex.record_occurrences": _INGEST,
         "infra.index:DynamoEventIndex.record_catalog": _INGEST,
         "infra.index:DynamoEventIndex.get": _READS,
         "infra.queue:queue_url": "only `pik process` (Kit.replay_queue) looks the "

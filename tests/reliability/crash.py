@@ -196,6 +196,8 @@ def serve_crash(
     figures.tried = events
     figures.survived = result.indexed_once - len(result.duplicates_indexed)
     figures.lost = result.lost
+    if result.rollups_off:
+        figures.fail(f"rollups differ from a recount of the archive: {result.rollups_off[:3]}")
     if len(sender.answers) != events:
         figures.fail(f"{events - len(sender.answers)} events never answered")
     if statuses.keys() - {"ACCEPTED"}:
@@ -462,6 +464,8 @@ def tap_crash(
     figures.tried = len(ids)
     figures.survived = result.indexed_once
     figures.lost = result.lost
+    if result.rollups_off:
+        figures.fail(f"rollups differ from a recount of the archive: {result.rollups_off[:3]}")
     if writer_errors:
         figures.fail(f"the producer stopped: {writer_errors[0]}")
     if len(set(ids)) != len(ids):

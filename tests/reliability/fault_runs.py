@@ -133,6 +133,8 @@ def http_ingest_under_faults(
     figures.tried = events
     figures.survived = result.indexed_once - len(result.duplicates_indexed)
     figures.lost = result.lost
+    if result.rollups_off:
+        figures.fail(f"rollups differ from a recount of the archive: {result.rollups_off[:3]}")
     if unanswered:
         figures.fail(f"{len(unanswered)} requests never answered below 500: {unanswered[:5]}")
     if statuses.keys() - {"ACCEPTED"}:
@@ -421,6 +423,8 @@ def tap_under_faults(
     figures.tried = records
     figures.survived = result.indexed_once - len(result.duplicates_indexed)
     figures.lost = result.lost
+    if result.rollups_off:
+        figures.fail(f"rollups differ from a recount of the archive: {result.rollups_off[:3]}")
     if result.duplicates_indexed:
         figures.fail(f"redeliveries indexed as duplicates: {result.duplicates_indexed[:5]}")
     figures.notes.update(

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,13 @@ from boto3.dynamodb.types import TypeDeserializer
 from infra.aws import AwsClients, AwsConfig
 from infra.clock import Clock
 from infra.faults import FaultInjector
-from infra.index import IDENTITY_ITEM
+from infra.index import IDENTITY_ITEM, OCCURRENCE_PREFIX
 from infra.keys import QUARANTINE_PREFIX, RAW_PREFIX
+from infra.rollups import ROLLUP_PREFIX, Rollup, merge_rollups, recount
 from pik.kit import Kit, build_kit
 from pik.settings import Settings
 from schemas.codec import ArchiveRecord, decode_archive
-from schemas.envelope import Event, parse_body
+from schemas.envelope import Event, format_time, parse_body
 from schemas.identity import event_id
 
 PIK = str(Path(sys.executable).with_name("pik"))
@@ -208,6 +210,9 @@ class Audit:
     duplicates_indexed: list[str] = field(default_factory=list)  # a retry counted as duplicate
     archive_copies: Counter[int] = field(default_factory=Counter)  # copies → number of events
     unexpected: int = 0  # identity items nobody sent
+    # (source, type, hour): stored rollup counters that differ from a recount of the archived
+    # records the index points at (infra.rollups: exact under retries and crashes)
+    rollups_off: list[str] = field(default_factory=list)
 
     @property
     def lost(self) -> int:
@@ -222,6 +227,7 @@ class Audit:
             "retries_indexed_as_duplicates": len(self.duplicates_indexed),
             "archive_copies": {str(k): v for k, v in sorted(self.archive_copies.items())},
             "unexpected_identities": self.unexpected,
+            "rollups_off": len(self.rollups_off),
         }
 
 
@@ -258,7 +264,48 @@ def audit(kit: Kit, expected_ids: Iterable[str]) -> Audit:
         result.indexed_once += 1
         result.archive_copies[copies[eid]] += 1
     result.unexpected = len(set(identity) - wanted)
+    for key, position, record in archived_records(kit, f"{QUARANTINE_PREFIX}/"):
+        records[(key, position)] = record
+    result.rollups_off = rollups_off(items, records)
     return result
+
+
+def rollups_off(
+    items: list[dict[str, Any]], records: dict[tuple[str, int], ArchiveRecord]
+) -> list[str]:
+    """The rollups the sink stored against a recount of every delivery the index holds (its
+    identity and occurrence items), read from the archived record each points at."""
+    stored = merge_rollups(
+        Rollup.from_item({k: int(v) if isinstance(v, Decimal) else v for k, v in i.items()})
+        for i in items
+        if str(i["event_id"]).startswith(ROLLUP_PREFIX)
+    )
+    delivered = []
+    for item in items:
+        kind = str(item["item"])
+        if kind != IDENTITY_ITEM and not kind.startswith(OCCURRENCE_PREFIX):
+            continue
+        r = records.get((str(item["archive_key"]), int(item["archive_position"])))
+        if r is None:
+            continue  # a dangling pointer: audit counts it
+        delivered.append(
+            {
+                "status": item["status"],  # the index is authoritative (a lost race)
+                "source": r.source,
+                "event_type": r.event_type,
+                "ingest_time": format_time(r.ingest_time),
+                "event_time": format_time(r.event_time) if r.event_time else None,
+                "lag_ms": r.lag_ms,
+                "reason": r.reason,
+            }
+        )
+    want = {(x.source, x.event_type, x.hour): +x.counts for x in recount(delivered)}
+    got = {(x.source, x.event_type, x.hour): +x.counts for x in stored}
+    return [
+        f"{'/'.join(k)}: stored {dict(got.get(k, {}))}, recounted {dict(want.get(k, {}))}"
+        for k in sorted(want.keys() | got.keys())
+        if want.get(k) != got.get(k)
+    ]
 
 
 def quarantined(kit: Kit) -> list[tuple[str, int, ArchiveRecord]]:

@@ -120,6 +120,8 @@ def test_the_tap_resumes_by_itself_after_a_backend_outage(
     figures.tried = len(before) + len(during)
     figures.survived = result.indexed_once - len(result.duplicates_indexed)
     figures.lost = result.lost
+    if result.rollups_off:
+        figures.fail(f"rollups differ from a recount of the archive: {result.rollups_off[:3]}")
     if result.archive_copies.keys() - {1}:
         figures.fail(f"archived more than once: {dict(result.archive_copies)}")
     if degraded["status"] != "degraded" or degraded["components"]["api"] != "ok":

@@ -1,0 +1,185 @@
+"""Investigation reads benchmark: what ``pik audit``, ``gaps`` and ``lag`` over 7 days of a
+source read from DynamoDB, at 10,000 and at 1,000,000 events.
+
+Run from the project root::
+
+    .venv/bin/python bench/investigate.py [--events 10000,1000000]
+
+For each size it starts from fresh resources on the embedded backend and ingests, through
+``kit.sink.ingest`` (the call the HTTP route and the tap make), one source's 7 days: two event
+types, 500 entities, event times spread evenly over the week and arriving 0.1-5 s later (1 % of
+them 1-30 hours later), 5 % producer resends and 2 % bad records, in batches of 1,000 with the
+clock moving with the data. Then it runs the three commands over the week with the Investigator
+the CLI uses, a ``CapacityModel`` on its DynamoDB client, and prints Queries, items read,
+items scanned and RRU per command: the counts come from the rollups, so they stay flat while the
+events grow a hundredfold. The ingest itself is not priced here (``bench/cost.py`` does that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import RESULTS_DIR, fresh_settings
+
+from consumers.ingest import Submission
+from infra.capacity import CapacityModel, TableSpec
+from infra.clock import FixedClock
+from infra.index_queries import DynamoIndexQueries
+from infra.local import EmbeddedAws
+from pik.investigate import Investigator
+from pik.kit import build_kit
+from schemas.codec import Provenance
+from schemas.envelope import format_time, parse_body
+
+START = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday; the week investigated
+WEEK = timedelta(days=7)
+BATCH = 1000
+SOURCE = "shop"
+
+
+def _records(n: int, seed: int = 5) -> Iterator[tuple[datetime, bytes]]:
+    """(arrival time, body) of ``n`` deliveries, in arrival order (near enough: batches sort)."""
+    rng = random.Random(seed)
+    step = WEEK / n
+    recent: list[bytes] = []
+    for i in range(n):
+        at = START + step * i
+        roll = rng.random()
+        if roll < 0.05 and recent:  # a producer resend of a recent event
+            yield at + timedelta(seconds=rng.uniform(0.1, 5)), rng.choice(recent)
+            continue
+        if roll < 0.07:
+            yield at, b'{"source": "shop", "event_type": "order", "entity_id": '  # cut short
+            continue
+        lag = (
+            timedelta(hours=rng.uniform(1, 30))
+            if rng.random() < 0.01
+            else timedelta(seconds=rng.uniform(0.1, 5))
+        )
+        body = json.dumps(
+            {
+                "source": SOURCE,
+                "event_type": "order" if i % 3 else "refund",
+                "entity_id": f"c{rng.randrange(500)}",
+                "event_time": format_time(at),
+                "payload": {"n": i},
+            }
+        ).encode()
+        recent = [*recent[-49:], body]
+        yield at + lag, body
+
+
+def _ingest(n: int, endpoint: str) -> tuple[Any, float]:
+    clock = FixedClock(START)
+    kit = build_kit(fresh_settings(endpoint, uuid.uuid4().hex[:8]), clock=clock)
+    kit.bootstrap().run(demo_stream=False)
+    started = time.monotonic()
+    batch: list[tuple[datetime, bytes]] = []
+    done = 0
+
+    def flush() -> None:
+        nonlocal done
+        batch.sort(key=lambda r: r[0])
+        clock.advance(seconds=max((batch[-1][0] - clock.now()).total_seconds(), 0))
+        subs = [
+            Submission(
+                raw,
+                Provenance(occurrence_id=f"bench:{done + k}", origin="http", request_id="bench"),
+                parse_body(raw),
+                str(k),
+            )
+            for k, (_, raw) in enumerate(batch)
+        ]
+        kit.sink.ingest(subs, label=f"inv-{done}")
+        done += len(batch)
+        batch.clear()
+        if done % 50_000 == 0:
+            rate = done / (time.monotonic() - started)
+            print(f"  ingested {done:,} of {n:,} ({rate:,.0f}/s)", file=sys.stderr)
+
+    for record in _records(n):
+        batch.append(record)
+        if len(batch) >= BATCH:
+            flush()
+    if batch:
+        flush()
+    return kit, time.monotonic() - started
+
+
+def measure(n: int, endpoint: str) -> dict[str, Any]:
+    kit, seconds = _ingest(n, endpoint)
+    ddb = kit.clients.dynamodb()
+    table = kit.settings.events_table
+    spec = TableSpec.from_description(ddb.describe_table(TableName=table)["Table"])
+    out: dict[str, Any] = {"events": n, "ingest_seconds": round(seconds, 1), "commands": {}}
+    runs = {
+        "audit": lambda inv, w: inv.audit(w, sources=[SOURCE]),
+        "gaps": lambda inv, w: inv.gaps(w, sources=[SOURCE]),
+        "lag": lambda inv, w: inv.lag(w, sources=[SOURCE]),
+    }
+    model = CapacityModel([spec], clock=lambda: 0.0)
+    model.install(ddb)
+    for name, run in runs.items():
+        before = model.report().get(table, {})
+        inv = Investigator(DynamoIndexQueries(ddb, table), kit.clock)  # a fresh reader: no cache
+        window = inv.window(format_time(START), format_time(START + WEEK))
+        report = run(inv, window).to_json()
+        after = model.report().get(table, {})
+        requests = {
+            op: n - before.get("requests", {}).get(op, 0)
+            for op, n in after.get("requests", {}).items()
+        }
+        out["commands"][name] = {
+            **report["cost"],
+            "rru": round(float(after.get("rru", 0.0)) - float(before.get("rru", 0.0)), 1),
+            "requests": {op: n for op, n in requests.items() if n},
+        }
+        if name == "audit":
+            out["audit_totals"] = report["totals"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", default="10000,1000000", help="sizes, comma-separated")
+    parser.add_argument("--no-save", action="store_true", help="write no results file")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.events.split(",")]
+    started = datetime.now(UTC)
+    results: dict[str, Any] = {"started": started.isoformat(), "runs": []}
+    with EmbeddedAws(port=0) as aws:
+        for n in sizes:
+            print(f"ingesting {n:,} events over 7 days ...", file=sys.stderr)
+            results["runs"].append(measure(n, aws.endpoint_url))
+    print(f"{'7 days of one source':24}" + "".join(f"{r['events']:>22,}" for r in results["runs"]))
+    print(f"{'deliveries counted':24}" + "".join(
+        f"{r['audit_totals']['deliveries']:>22,}" for r in results["runs"]
+    ))  # fmt: skip
+    for name in ("audit", "gaps", "lag"):
+        for label, key in (("Queries", "queries"), ("items read", "scanned"), ("RRU", "rru")):
+            cells = "".join(f"{r['commands'][name][key]:>22,}" for r in results["runs"])
+            print(f"{name + ' ' + label:24}{cells}")
+    if not args.no_save:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(results, indent=2, sort_keys=True) + "\n"
+        for path in (
+            RESULTS_DIR / f"investigate-{started:%Y%m%dT%H%M%SZ}.json",
+            RESULTS_DIR / "investigate-latest.json",
+        ):
+            path.write_text(text)
+            print(f"wrote {path.relative_to(RESULTS_DIR.parent.parent)}")
+
+
+if __name__ == "__main__":
+    main()

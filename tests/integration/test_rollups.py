@@ -1,0 +1,156 @@
+"""Rollups on the embedded AWS: counted in the transactions that write what they count, so they
+equal a recount of the index whatever was retried, re-run or raced (``infra.rollups``)."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from consumers.ingest import Submission
+from infra.index import IDENTITY_ITEM, OCCURRENCE_PREFIX, DynamoEventIndex, plain
+from infra.index_queries import DynamoIndexQueries
+from infra.rollups import LATE_PREFIX, ROLLUP_PREFIX, Rollup, lag_bucket, merge_rollups, recount
+from pik.kit import Kit
+from schemas.codec import Provenance
+from schemas.envelope import Status, format_time, parse_body
+from tests.integration.test_index_layout import _claim
+
+
+def _body(n: int, event_time: datetime, *, source: str = "shop") -> bytes:
+    return json.dumps(
+        {
+            "source": source,
+            "event_type": "order",
+            "entity_id": f"c{n % 5}",
+            "event_time": event_time.isoformat().replace("+00:00", "Z"),
+            "payload": {"n": n},
+        }
+    ).encode()
+
+
+def _sub(raw: bytes, occurrence: str, position: int) -> Submission:
+    prov = Provenance(occurrence_id=occurrence, origin="http", request_id=occurrence)
+    return Submission(raw, prov, parse_body(raw), str(position))
+
+
+def _items(kit: Kit) -> list[dict[str, Any]]:
+    ddb, de = kit.clients.dynamodb(), TypeDeserializer()
+    pages = ddb.get_paginator("scan").paginate(TableName=kit.names.events_table)
+    return [
+        {k: de.deserialize(v) for k, v in raw.items()} for page in pages for raw in page["Items"]
+    ]
+
+
+def _stored(kit: Kit) -> dict[tuple[str, str, str], Counter[str]]:
+    items = [plain(i) for i in _items(kit) if str(i["event_id"]).startswith(ROLLUP_PREFIX)]
+    rollups = merge_rollups(Rollup.from_item(i) for i in items)
+    return {(r.source, r.event_type, r.hour): +r.counts for r in rollups}
+
+
+def _recounted(kit: Kit) -> dict[tuple[str, str, str], Counter[str]]:
+    delivered = [
+        i
+        for i in _items(kit)
+        if i["item"] == IDENTITY_ITEM or str(i["item"]).startswith(OCCURRENCE_PREFIX)
+    ]
+    return {(r.source, r.event_type, r.hour): +r.counts for r in recount(delivered)}
+
+
+def _totals(stored: dict[tuple[str, str, str], Counter[str]]) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for counts in stored.values():
+        total.update(counts)
+    return total
+
+
+def test_rollups_count_what_the_sink_indexed_and_a_rerun_adds_nothing(kit: Kit) -> None:
+    now = kit.clock.now()
+    times = [now - timedelta(minutes=7 * n) for n in range(20)] + [now - timedelta(days=2)]
+    batch = [_sub(_body(n, t), f"http:first:{n}", n) for n, t in enumerate(times)]
+    batch += [_sub(_body(n, times[n]), f"http:retry:{n}", 100 + n) for n in range(4)]
+    batch += [_sub(b"{not json", f"http:bad:{n}", 200 + n) for n in range(3)]
+    results = kit.sink.ingest(batch, label="rollups", at=now)
+    statuses = Counter(r.status for r in results)
+    assert statuses == {Status.ACCEPTED: 21, Status.DUPLICATE: 4, Status.REJECTED: 3}
+    stored = _stored(kit)
+    assert stored == _recounted(kit)
+    totals = _totals(stored)
+    assert (totals["acc"], totals["ev"], totals["dup"], totals["rej"]) == (21, 21, 4, 3)
+    assert totals["rz_invalid_json"] == 3
+    # the late event counts by ingest hour (acc) and, two days earlier, by event hour (ev)
+    late_hour = format_time(times[-1])[:13]
+    assert stored[("shop", "order", late_hour)] == Counter(
+        {"ev": 1, f"lg_{lag_bucket(2 * 86_400_000)}": 1}
+    )
+
+    again = kit.sink.ingest(batch, label="rollups", at=now)  # the same deliveries: redeliveries
+    assert all(r.redelivery for r in again if r.status is not Status.REJECTED)
+    assert _stored(kit) == stored
+    kit.index.record_occurrences([])  # nothing to write is no request and no change
+    more = [_sub(_body(n, times[n]), f"http:third:{n}", n) for n in range(2)]
+    kit.sink.ingest(more, label="more", at=now)
+    assert _totals(_stored(kit))["dup"] == 6 and _stored(kit) == _recounted(kit)
+
+
+def test_writers_racing_for_the_same_identities_count_each_once(kit: Kit) -> None:
+    writers = [
+        DynamoEventIndex(kit.clients.dynamodb(), kit.settings.events_table) for _ in range(4)
+    ]
+    barrier = threading.Barrier(len(writers))
+    ids = [f"{n:064x}" for n in range(40)]
+
+    def claim(n: int) -> None:
+        barrier.wait()
+        writers[n].claim([_claim(e, f"occ-{n}-{e[-4:]}") for e in ids])
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(len(writers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stored = _stored(kit)
+    assert _totals(stored)["acc"] == len(ids) and stored == _recounted(kit)
+
+
+def test_a_batch_over_many_hours_keeps_every_transaction_within_100_items(kit: Kit) -> None:
+    sizes: list[int] = []
+    ddb = kit.clients.dynamodb()
+    ddb.meta.events.register(
+        "provide-client-params.dynamodb.TransactWriteItems",
+        lambda params, **_: sizes.append(len(params["TransactItems"])),
+    )
+    now = kit.clock.now()
+    batch = [_sub(_body(n, now - timedelta(hours=n)), f"http:h:{n}", n) for n in range(150)]
+    results = kit.sink.ingest(batch, label="hours", at=now)
+    assert Counter(r.status for r in results) == {Status.ACCEPTED: 150}
+    assert sizes and max(sizes) <= 100
+    stored = _stored(kit)
+    assert _totals(stored)["ev"] == 150 and stored == _recounted(kit)
+
+
+def test_the_latest_arrivals_are_exact_and_few(kit: Kit) -> None:
+    now = kit.clock.now()
+    lags = [m * 10**e for e in range(1, 5) for m in range(10, 100)]  # 360, all apart
+    random.Random(7).shuffle(lags)
+    subs = [
+        _sub(_body(n, now - timedelta(milliseconds=lag)), f"http:late:{n}", n)
+        for n, lag in enumerate(lags)
+    ]
+    for start in range(0, len(subs), 60):
+        kit.sink.ingest(subs[start : start + 60], label=f"late-{start}", at=now)
+    entries = [i for i in _items(kit) if str(i["event_id"]).startswith(LATE_PREFIX)]
+    assert len(entries) < len(lags) / 2  # a few entries more than the top, not one per event
+    queries = DynamoIndexQueries(kit.clients.dynamodb(), kit.names.events_table)
+    day = format_time(now)[:10]
+    top = [
+        i for page in queries.latest("shop", "order", day, day, day + "~", limit=10)
+        for i in page.items
+    ]  # fmt: skip
+    assert [int(i["lag_ms"]) for i in top] == sorted(lags, reverse=True)[:10]
+    assert {"entity_id", "event_time", "ingest_time", "first_occurrence"} <= set(top[0])
