@@ -477,7 +477,9 @@ class DynamoEventIndex:
         """
         failed: dict[int, dict[str, Any] | None] = {}
         no_identity: set[str] = set()  # duplicates of an identity that is not (yet) there
-        pending = list(range(len(units)))
+        # Units of one source, type and hour together: a transaction then updates one or two
+        # rollup items, not one per pair in the batch (each costs its size, twice).
+        pending = sorted(range(len(units)), key=lambda i: sorted(units[i].counts))
         attempt = 0
         while pending:
             chunk, rest = self._chunk(units, pending, no_identity)

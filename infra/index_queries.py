@@ -320,7 +320,7 @@ class DynamoIndexQueries:
         }
         found: dict[str, dict[str, Any]] = {}
         scans: list[int] = []  # one per Query: the caller counts them; the answer comes last
-        for page in self._pages(expr, kwargs, None, None):
+        for page in self._pages(expr, kwargs, None, None, page_size=max(limit, 1)):
             for item in page.items:
                 entry = late_entry(item)
                 found.setdefault(str(entry["event_id"]), entry)
@@ -386,12 +386,15 @@ class DynamoIndexQueries:
         kwargs: dict[str, Any],
         attributes: Sequence[str] | None,
         limit: int | None,
+        *,
+        page_size: int | None = None,
     ) -> Iterator[QueryPage]:
         if attributes:
             kwargs["ProjectionExpression"] = ", ".join(expr.name(a) for a in attributes)
         kwargs["ExpressionAttributeNames"] = expr.names
         kwargs["ExpressionAttributeValues"] = expr.values
-        pages = paginate(self._ddb, "Query", self.table, **kwargs, Limit=self.page_size)
+        size = page_size or self.page_size
+        pages = paginate(self._ddb, "Query", self.table, **kwargs, Limit=size)
         remaining = limit
         for out in pages:
             items = [self._load(raw) for raw in out.get("Items", [])]

@@ -20,12 +20,20 @@ re-measured when it is next set, so the check can lag by that change; the limit 
 unchanged. Limit: an operation that passes its condition but is itself invalid
 (a malformed update expression) fails after earlier operations were applied; the kit never
 sends one, and the error still reaches the caller.
+
+**Query reads its partition.** moto answers every Query by listing and sorting the whole table
+(``Table.all_items``), so a Query costs time proportional to the table, not to its partition:
+at a million items one took longer than the kit's 30 s read timeout. A Query of the table
+itself (no ``IndexName``) names its hash key; the fix hands moto's own Query code that hash
+key's items alone (sorted as ``all_items`` sorts them), so the answer is the same and the cost
+is the partition's. Queries of a GSI still read the whole table.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+import threading
 from typing import Any
 
 _APPLIED = "_pik_fixes_applied"
@@ -143,6 +151,33 @@ def _fast_size_checks() -> None:
         setattr(limited, name, forget(name))
 
 
+_PARTITION = threading.local()  # (table, hash key) of the table Query this thread is answering
+
+
+def _partition_queries(table_type: Any) -> None:
+    original_query, original_all = table_type.query, table_type.all_items
+
+    def all_items(self: Any) -> list[Any]:
+        wanted = getattr(_PARTITION, "key", None)
+        if wanted is None or wanted[0] is not self or not self.range_key_attr:
+            return original_all(self)
+        items = list(self.items.get(wanted[1], {}).values())
+        return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name or hash_key is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        _PARTITION.key = (self, hash_key)
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            _PARTITION.key = None
+
+    table_type.all_items = all_items
+    table_type.query = query
+
+
 def apply() -> None:
     from moto.dynamodb import models
     from moto.dynamodb.exceptions import TransactionCanceledException
@@ -167,6 +202,7 @@ def apply() -> None:
         original(self, transact_items)
 
     _fast_size_checks()
+    _partition_queries(Table)
     models.copy = _CopyWithoutTableBackups(Table)  # type: ignore[assignment]
     backend_type.transact_write_items = transact_write_items  # type: ignore[method-assign]
     setattr(backend_type, _APPLIED, True)
