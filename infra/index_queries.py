@@ -74,9 +74,11 @@ class IndexQueries(Protocol):
         event_type: str | None = None,
         attributes: Sequence[str] | None = None,
         first_copies: bool = True,
+        page_size: int | None = None,
     ) -> Iterator[QueryPage]:
         """Deliveries of ``source`` ingested on ``day`` with ``low <= occ_key <= high``
-        (``first_copies=False``: duplicates and rejections only)."""
+        (``first_copies=False``: duplicates and rejections only; ``page_size``: items a Query
+        reads at most, for a caller that wants only the first few)."""
         ...
 
     def events(
@@ -198,12 +200,13 @@ class DynamoIndexQueries:
         event_type: str | None = None,
         attributes: Sequence[str] | None = None,
         first_copies: bool = True,
+        page_size: int | None = None,
     ) -> Iterator[QueryPage]:
         spread = bool(self._wide({(WIDE_INGEST, source)}))
         for key in ingest_keys(source, day, wide=spread):
             for page in self._range(
                 INDEX_BY_INGEST, "op", key, "occ_key", low, high,
-                equals={"event_type": event_type},
+                equals={"event_type": event_type}, page_size=page_size,
             ):  # fmt: skip
                 items = page.items if first_copies else [
                     i for i in page.items if i["item"] != IDENTITY_ITEM
@@ -363,6 +366,7 @@ class DynamoIndexQueries:
         *,
         equals: dict[str, str | None] | None = None,
         attributes: Sequence[str] | None = None,
+        page_size: int | None = None,
     ) -> Iterator[QueryPage]:
         expr = _Expression()
         pk, sk = expr.name(partition_attr), expr.name(sort_attr)
@@ -378,7 +382,7 @@ class DynamoIndexQueries:
         ]
         if clauses:
             kwargs["FilterExpression"] = " AND ".join(clauses)
-        return self._pages(expr, kwargs, attributes, None)
+        return self._pages(expr, kwargs, attributes, None, page_size=page_size)
 
     def _pages(
         self,
@@ -440,6 +444,7 @@ class MemoryIndexQueries:
         event_type: str | None = None,
         attributes: Sequence[str] | None = None,
         first_copies: bool = True,
+        page_size: int | None = None,
     ) -> Iterator[QueryPage]:
         def delivery_key(item: dict[str, Any]) -> str:
             if item["item"] == IDENTITY_ITEM:

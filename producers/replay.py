@@ -17,8 +17,10 @@ How a replay stays exact:
   the next checkpoint: then at most the messages since that checkpoint are sent again (on a FIFO
   queue SQS drops them by deduplication id within its 5-minute window).
 * Only one runner owns a RUNNING job (conditional writes); a runner reads the job's status
-  between batches at least every second, so a cancel stops it within a second (or one batch),
-  and the job keeps its final counts and ``stopped_at``.
+  between batches: a paced run every second, so a cancel stops it within a second (or one
+  batch); a run at full speed every ``UNPACED_CHECK_BATCHES`` batches (about a second on SQS)
+  or ``UNPACED_CHECK_SECONDS``, whichever comes first, so its status reads stay a few per
+  thousand messages. The job keeps its final counts and ``stopped_at``.
 * Dry run (``dry_run`` or ``DRY_RUN=true``) plans fully, writes and sends nothing.
 
 Errors: ``InvalidReplayRequest`` / ``InvalidTarget`` (the caller's fault, 4xx), ``NotFound``,
@@ -94,8 +96,10 @@ SYNC_MAX_MESSAGES = 1_000  # the HTTP API runs a replay this small inside the re
 MAX_PLANNED_IN_MEMORY = 100_000  # a bigger plan is read again while sending (see docs)
 CHECKPOINT_EVERY = 1_000
 CHECKPOINT_SECONDS = 30.0
-STATUS_CHECK_SECONDS = 1.0  # a cancel is noticed within this (one GetItem, between batches)
-CANCEL_WAIT_SECONDS = 5.0  # how long `cancel` waits for a running job's runner to stop
+STATUS_CHECK_SECONDS = 1.0  # a paced run notices a cancel within this (one GetItem)
+UNPACED_CHECK_BATCHES = 50  # a run at full speed reads its status every this many batches
+UNPACED_CHECK_SECONDS = 10.0  # or after this long, whichever comes first
+CANCEL_WAIT_SECONDS = 12.0  # how long `cancel` waits for a running job's runner to stop
 DEFAULT_STALE_AFTER = timedelta(minutes=2)
 PROBE_MAX_PAGES = 4
 PAYLOAD_TOO_LARGE = "too_large"  # ``payload_omitted``: the message with it was over the limit
@@ -221,6 +225,7 @@ class _Run:
     stop_reason: str | None = None
     taken_over: bool = False
     status_checked: float | None = None  # monotonic time of the last status read
+    batches_unchecked: int = 0  # batches sent since then
     unlogged: list[dict[str, Any]] = field(default_factory=list)  # sent, not yet in the log
     logged_cursor: Position | None = None  # the cursor when the log last caught up
 
@@ -661,7 +666,7 @@ class ReplayService:
                 run.stop_status, run.stop_reason = JobStatus.FAILED, "interrupted"
                 return
             pacer.wait(len(batch))
-            if self._cancelled(run):
+            if self._cancelled(run, paced=pacer.paced):
                 return
             outcome = target.send_batch(batch)
             run.ahead.update(outcome.sent)
@@ -686,13 +691,26 @@ class ReplayService:
             if checkpoint.due(len(outcome.sent)) and not self._checkpoint(run):
                 return
 
-    def _cancelled(self, run: _Run) -> bool:
-        """Read the job's status (at most every ``status_check_seconds``): True when it was
-        cancelled, so the run stops before its next batch."""
+    def _cancelled(self, run: _Run, *, paced: bool) -> bool:
+        """Read the job's status when due (a paced run: every ``status_check_seconds``; one at
+        full speed: every ``UNPACED_CHECK_BATCHES`` batches or ``UNPACED_CHECK_SECONDS``):
+        True when it was cancelled, so the run stops before its next batch. The first batch
+        goes without one: a job cancelled before it started is not claimed."""
         now = self._monotonic()
-        if run.status_checked is not None and now - run.status_checked < self._status_check_seconds:
+        if run.status_checked is None:
+            run.status_checked = now
             return False
-        run.status_checked = now
+        run.batches_unchecked += 1
+        waited = now - run.status_checked
+        if paced:
+            due = waited >= self._status_check_seconds
+        else:
+            due = run.batches_unchecked >= UNPACED_CHECK_BATCHES or waited >= max(
+                UNPACED_CHECK_SECONDS, self._status_check_seconds
+            )
+        if not due:
+            return False
+        run.status_checked, run.batches_unchecked = now, 0
         if self.jobs.status(run.job.replay_id) is not JobStatus.CANCELLED:
             return False
         run.stop_status, run.stop_reason = JobStatus.CANCELLED, "cancelled"

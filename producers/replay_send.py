@@ -26,6 +26,10 @@ class Pacer:
         self._start: float | None = None
         self._count = 0
 
+    @property
+    def paced(self) -> bool:
+        return self._rate is not None
+
     def wait(self, n: int) -> None:
         if self._rate is None:
             return

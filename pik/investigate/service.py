@@ -215,6 +215,7 @@ class Investigator:
                             event_type=event_type,
                             attributes=DELIVERY_ATTRIBUTES,
                             first_copies=False,
+                            page_size=TROUBLE_READ_LIMIT,
                         )
                     )
                 ),
