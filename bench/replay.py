@@ -228,8 +228,8 @@ class PathResult:
 
     @property
     def status_polls(self) -> int:
-        """The runner's cancel checks: one GetItem a second of sending, not per message, so
-        their share of a 1,000 messages grows as the emulator's SQS slows the run down."""
+        """The runner's cancel checks: one GetItem every 50 batches or 10 s of sending (paced runs:
+        every second), not per message."""
         return int(self.requests.get("dynamodb.GetItem", 0))
 
     @property
@@ -553,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
             without = (r.total_requests - r.status_polls) * 1000 / max(r.sent, 1)
             print(
                 f"  {r.scenario}, kit replay: {r.status_polls} of its requests are the cancel "
-                f"check (one GetItem a second, {r.seconds:.1f} s of sending); without them "
+                f"check (one GetItem every 50 batches or 10 s; {r.seconds:.1f} s of sending); "
+                f"without them "
                 f"{without:.1f} per 1,000 messages"
             )
         for name, _, _ in scenarios:
