@@ -9,7 +9,7 @@ For each size it starts from fresh resources on the embedded backend and ingests
 ``kit.sink.ingest`` (the call the HTTP route and the tap make), one source's 7 days: two event
 types, 500 entities, event times spread evenly over the week and arriving 0.1-5 s later (1 % of
 them 1-30 hours later), 5 % producer resends and 2 % bad records, in batches (up to 1,000 records
-arriving within 5 minutes) with the clock moving with the data. Then it runs the three commands over the week with the Investigator
+arriving within 5 minutes) with the clock moving with the data. Then it runs the commands (`lag` by event and by arrival) over the week with the Investigator
 the CLI uses, a ``CapacityModel`` on its DynamoDB client, and prints Queries, items read,
 items scanned and RRU per command: the counts come from the rollups, so they stay flat while the
 events grow a hundredfold. The ingest itself is not priced here (``bench/cost.py`` does that).
@@ -39,7 +39,7 @@ from infra.capacity import CapacityModel, TableSpec
 from infra.clock import FixedClock
 from infra.index_queries import DynamoIndexQueries
 from infra.local import EmbeddedAws
-from pik.investigate import Investigator
+from pik.investigate import Axis, Investigator
 from pik.kit import build_kit
 from schemas.codec import Provenance
 from schemas.envelope import format_time, parse_body
@@ -141,6 +141,7 @@ def measure(n: int, endpoint: str) -> dict[str, Any]:
         "audit": lambda inv, w: inv.audit(w, sources=[SOURCE]),
         "gaps": lambda inv, w: inv.gaps(w, sources=[SOURCE]),
         "lag": lambda inv, w: inv.lag(w, sources=[SOURCE]),
+        "lag --by arrival": lambda inv, w: inv.lag(w, sources=[SOURCE], axis=Axis.ARRIVAL),
     }
     model = CapacityModel([spec], clock=lambda: 0.0)
     model.install(ddb)
@@ -164,6 +165,10 @@ def measure(n: int, endpoint: str) -> dict[str, Any]:
     return out
 
 
+def out_names(results: dict[str, Any]) -> list[str]:
+    return list(results["runs"][0]["commands"]) if results["runs"] else []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", default="10000,1000000", help="sizes, comma-separated")
@@ -176,14 +181,14 @@ def main() -> None:
         for n in sizes:
             print(f"ingesting {n:,} events over 7 days ...", file=sys.stderr)
             results["runs"].append(measure(n, aws.endpoint_url))
-    print(f"{'7 days of one source':24}" + "".join(f"{r['events']:>22,}" for r in results["runs"]))
-    print(f"{'deliveries counted':24}" + "".join(
+    print(f"{'7 days of one source':32}" + "".join(f"{r['events']:>22,}" for r in results["runs"]))
+    print(f"{'deliveries counted':32}" + "".join(
         f"{r['audit_totals']['deliveries']:>22,}" for r in results["runs"]
     ))  # fmt: skip
-    for name in ("audit", "gaps", "lag"):
+    for name in out_names(results):
         for label, key in (("Queries", "queries"), ("items read", "scanned"), ("RRU", "rru")):
             cells = "".join(f"{r['commands'][name][key]:>22,}" for r in results["runs"])
-            print(f"{name + ' ' + label:24}{cells}")
+            print(f"{name + ' ' + label:32}{cells}")
     if not args.no_save:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         text = json.dumps(results, indent=2, sort_keys=True) + "\n"

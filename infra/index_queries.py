@@ -42,6 +42,7 @@ from infra.index import (
 )
 from infra.index_layout import WIDE_INGEST, WIDE_TIME, ingest_keys, near_days, time_keys
 from infra.rollups import (
+    ARRIVAL_LAG_PREFIX,
     LATE_ATTRIBUTES,
     late_entry,
     late_partition,
@@ -114,16 +115,26 @@ class IndexQueries(Protocol):
         """Catalog items recorded for ingest ``day`` (none until the sink writes them)."""
         ...
 
-    def rollups(self, source: str, day: str) -> Iterator[QueryPage]:
+    def rollups(self, source: str, day: str, *, arrival: bool = False) -> Iterator[QueryPage]:
         """The rollup items (``infra.rollups``) of ``source``'s hours on ``day``, one per
-        (event type, hour) and writer shard: what the investigations count from."""
+        (event type, hour) and writer shard: what the investigations count from; ``arrival``:
+        the items of its ``la_`` counters (lag by ingest hour and event day) instead."""
         ...
 
     def latest(
-        self, source: str, event_type: str, day: str, low: str, high: str, *, limit: int
+        self,
+        source: str,
+        event_type: str,
+        day: str,
+        low: str,
+        high: str,
+        *,
+        limit: int,
+        by: str = "event_time",
     ) -> Iterator[QueryPage]:
         """The ``limit`` latest-arriving first copies (largest lag first) of one source, type
-        and event day with ``low <= event_time < high`` (``infra.rollups.LATE_ATTRIBUTES``)."""
+        and event day with ``low <= <by> < high`` (``by``: ``event_time`` or ``ingest_time``;
+        ``infra.rollups.LATE_ATTRIBUTES``)."""
         ...
 
 
@@ -188,7 +199,7 @@ class DynamoIndexQueries:
         self._monotonic = monotonic
         self._known: dict[tuple[str, ...], float] = {}  # mark -> when read narrow (inf: wide)
         self._catalogs: dict[str, tuple[float, list[dict[str, Any]]]] = {}  # day -> (read, items)
-        self._rollups: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
+        self._rollups: dict[tuple[str, str, bool], tuple[float, list[dict[str, Any]]]] = {}
 
     def deliveries(
         self,
@@ -296,26 +307,34 @@ class DynamoIndexQueries:
         }
         return self._pages(expr, kwargs, ("source", "event_type"), None)
 
-    def rollups(self, source: str, day: str) -> Iterator[QueryPage]:
+    def rollups(self, source: str, day: str, *, arrival: bool = False) -> Iterator[QueryPage]:
         now = self._monotonic()
-        cached = self._rollups.get((source, day))
+        cached = self._rollups.get((source, day, arrival))
         if cached is not None and now - cached[0] <= CATALOG_TTL_SECONDS:
             yield QueryPage(list(cached[1]), 0, cached=True)  # read a moment ago: no Query
             return
         expr = _Expression()
-        partition = rollup_partition(source, day)
+        partition = rollup_partition(source, day, arrival=arrival)
         kwargs = {"KeyConditionExpression": f"{expr.name('event_id')} = {expr.value(partition)}"}
         items: list[dict[str, Any]] = []
         for page in self._pages(expr, kwargs, None, None):
             items.extend(page.items)
             yield page
-        self._rollups[(source, day)] = (now, items)
+        self._rollups[(source, day, arrival)] = (now, items)
 
     def latest(
-        self, source: str, event_type: str, day: str, low: str, high: str, *, limit: int
+        self,
+        source: str,
+        event_type: str,
+        day: str,
+        low: str,
+        high: str,
+        *,
+        limit: int,
+        by: str = "event_time",
     ) -> Iterator[QueryPage]:
         expr = _Expression()
-        at = expr.name("event_time")
+        at = expr.name(by)
         partition = late_partition(source, event_type, day)
         kwargs = {
             "KeyConditionExpression": f"{expr.name('event_id')} = {expr.value(partition)}",
@@ -511,29 +530,37 @@ class MemoryIndexQueries:
         items = [i for i in self._items() if i.get("event_id") == catalog_partition(day)]
         return self._paged(items, None, ("source", "event_type"), None)
 
-    def rollups(self, source: str, day: str) -> Iterator[QueryPage]:
+    def rollups(self, source: str, day: str, *, arrival: bool = False) -> Iterator[QueryPage]:
         delivered = (
             i
             for i in self._items()
             if (i["item"] == IDENTITY_ITEM or i["item"].startswith(OCCURRENCE_PREFIX))
             and (i.get("source") or "_unknown") == source
         )
-        items = [
-            {"source": r.source, "event_type": r.event_type, "hour": r.hour, **r.counts}
-            for r in recount(delivered)
-            if r.hour[:10] == day
-        ]
+        items = []
+        for r in recount(delivered):
+            counts = {
+                k: v for k, v in r.counts.items() if k.startswith(ARRIVAL_LAG_PREFIX) == arrival
+            }
+            if r.hour[:10] == day and counts:
+                items.append(
+                    {"source": r.source, "event_type": r.event_type, "hour": r.hour, **counts}
+                )
         return self._paged(items, None, None, None)
 
     def latest(
-        self, source: str, event_type: str, day: str, low: str, high: str, *, limit: int
+        self,
+        source: str,
+        event_type: str,
+        day: str,
+        low: str,
+        high: str,
+        *,
+        limit: int,
+        by: str = "event_time",
     ) -> Iterator[QueryPage]:
         items = sorted(
-            (
-                i
-                for i in self._identities(source, event_type, day)
-                if low <= str(i["event_time"]) < high
-            ),
+            (i for i in self._identities(source, event_type, day) if low <= str(i[by]) < high),
             key=lambda i: _lag_order(i, True),
         )
         return self._paged(items, None, LATE_ATTRIBUTES, limit)

@@ -28,6 +28,11 @@ Items, under the table key (``event_id``, ``item``):
     ``rz_<reason>`` rejections by reason;
   * by event hour: ``ev`` first copies, ``lg_<lag>`` first copies by lag (event axis).
 
+* ``event_id = "roll#<source>#<day>#arrival"``, same ``item``: by ingest hour,
+  ``la_<event day>_<lag>`` first copies by the day of their event time and lag (``pik lag --by
+  arrival``: what arrived late in a window, and for which day). A partition of its own, so one
+  busy source's updates spread over two keys and the readers of the event axis do not read it.
+
   ``<lag>`` is ``lag_bucket(lag_ms)``: exact below 100 ms, two significant digits above (so an
   hour holds at most a few hundred lag counters, and a percentile read from them is within 10 %
   of the exact one, usually within 2 %).
@@ -46,6 +51,7 @@ from typing import Any
 
 __all__ = [
     "ACCEPTED",
+    "ARRIVAL_LAG_PREFIX",
     "DUPLICATE",
     "EVENTS",
     "LATE_ATTRIBUTES",
@@ -69,8 +75,9 @@ __all__ = [
     "occurrence_counts",
     "pick_shard",
     "recount",
+    "rollup_items",
     "rollup_partition",
-    "update_op",
+    "update_ops",
 ]
 
 ROLLUP_PREFIX = "roll#"
@@ -92,6 +99,8 @@ ROLLUP_SHARDS = 4  # items per source, type and hour; a writer uses one of them
 ACCEPTED, DUPLICATE, REJECTED, EVENTS = "acc", "dup", "rej", "ev"
 REASON_PREFIX = "rz_"  # rejections by reason (ingest hour)
 EVENT_LAG_PREFIX = "lg_"  # first copies by lag (event hour)
+ARRIVAL_LAG_PREFIX = "la_"  # first copies by event day and lag (ingest hour, own partition)
+ARRIVAL_SUFFIX = "#arrival"
 UNKNOWN = "_unknown"
 
 RollupKey = tuple[str, str]  # (event_id, item) of a rollup item
@@ -101,9 +110,10 @@ def pick_shard() -> int:
     return random.randrange(ROLLUP_SHARDS)
 
 
-def rollup_partition(source: str, day: str) -> str:
-    """The partition of one source's rollups of one day (every writer shard: one Query)."""
-    return f"{ROLLUP_PREFIX}{source}#{day}"
+def rollup_partition(source: str, day: str, *, arrival: bool = False) -> str:
+    """The partition of one source's rollups of one day (every writer shard: one Query);
+    ``arrival``: its ``la_`` counters'."""
+    return f"{ROLLUP_PREFIX}{source}#{day}" + (ARRIVAL_SUFFIX if arrival else "")
 
 
 def late_partition(source: str, event_type: str, day: str) -> str:
@@ -159,6 +169,14 @@ class Rollup:
         """Lag bucket -> first copies whose event time is in this hour."""
         return Counter({int(k): v for k, v in self.by_prefix(EVENT_LAG_PREFIX).items()})
 
+    def arrivals(self) -> dict[tuple[str, int], int]:
+        """(event day, lag bucket) -> first copies ingested in this hour."""
+        out: dict[tuple[str, int], int] = {}
+        for name, n in self.by_prefix(ARRIVAL_LAG_PREFIX).items():
+            day, _, bucket = name.partition("_")
+            out[(day, int(bucket))] = n
+        return out
+
     def reasons(self) -> dict[str, int]:
         return self.by_prefix(REASON_PREFIX)
 
@@ -176,7 +194,9 @@ def accepted_counts(
     source: str, event_type: str, ingest_time: str, event_time: str, lag_ms: int
 ) -> Delta:
     """What one first copy adds (times as ``format_time`` text)."""
-    at_ingest = Counter({ACCEPTED: 1})
+    at_ingest = Counter(
+        {ACCEPTED: 1, f"{ARRIVAL_LAG_PREFIX}{event_time[:10]}_{lag_bucket(lag_ms)}": 1}
+    )
     at_event = Counter({EVENTS: 1, f"{EVENT_LAG_PREFIX}{lag_bucket(lag_ms)}": 1})
     ingest_hour, event_hour = ingest_time[:13], event_time[:13]
     if ingest_hour == event_hour:
@@ -206,11 +226,39 @@ def rollup_key(source: str, event_type: str, hour: str, shard: int) -> RollupKey
     return rollup_partition(source, hour[:10]), f"{hour}#{event_type}#{shard}"
 
 
-def update_op(
+def rollup_items(counts: Mapping[str, int]) -> list[bool]:
+    """The rollup items ``counts`` updates: ``False`` the hour's, ``True`` its arrival one's."""
+    arrival = [name.startswith(ARRIVAL_LAG_PREFIX) for name in counts]
+    return sorted(set(arrival))
+
+
+def update_ops(
     table: str, source: str, event_type: str, hour: str, shard: int, counts: Counter[str]
+) -> list[dict[str, Any]]:
+    """The ``TransactWriteItems`` Updates adding ``counts`` to one hour's rollup items (the
+    ``la_`` counters to its arrival item), in ``rollup_items`` order."""
+    ops = []
+    for arrival in rollup_items(counts):
+        part = Counter(
+            {k: v for k, v in counts.items() if k.startswith(ARRIVAL_LAG_PREFIX) == arrival}
+        )
+        ops.append(_update_op(table, source, event_type, hour, shard, part, arrival=arrival))
+    return ops
+
+
+def _update_op(
+    table: str,
+    source: str,
+    event_type: str,
+    hour: str,
+    shard: int,
+    counts: Counter[str],
+    *,
+    arrival: bool,
 ) -> dict[str, Any]:
-    """A ``TransactWriteItems`` Update adding ``counts`` to one rollup item."""
     partition, item = rollup_key(source, event_type, hour, shard)
+    if arrival:
+        partition += ARRIVAL_SUFFIX
     names = {"#s": "source", "#t": "event_type", "#h": "hour"}
     values: dict[str, Any] = {":s": {"S": source}, ":t": {"S": event_type}, ":h": {"S": hour}}
     adds = []

@@ -75,6 +75,7 @@ class Kit:
     reader: ArchiveReader = field(init=False)
     _remote: dict[tuple[str, ...], RemoteSchemas[Any]] = field(init=False, default_factory=dict)
     _remote_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _decoders: dict[TapBinding, RecordDecoder] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reader = ArchiveReader(self.archive)
@@ -113,13 +114,20 @@ class Kit:
 
     def decoder(self, binding: TapBinding, registry: SchemaRegistry | None = None) -> RecordDecoder:
         """How the tap reads the binding's records: the kit's registry (or ``registry``) and,
-        with the kit's registry, the binding's remote one."""
-        return RecordDecoder(
-            binding,
-            registry if registry is not None else self.registry,
-            max_event_bytes=self.settings.max_event_bytes,
-            remote=self.remote_schemas(binding) if registry is None else None,
-        )
+        with the kit's registry, the binding's remote one. With the kit's registry, one
+        decoder per binding for the process (the Lambda tap asks for it on every batch)."""
+        if registry is not None:
+            return RecordDecoder(binding, registry, max_event_bytes=self.settings.max_event_bytes)
+        found = self._decoders.get(binding)
+        if found is None:
+            found = RecordDecoder(
+                binding,
+                self.registry,
+                max_event_bytes=self.settings.max_event_bytes,
+                remote=self.remote_schemas(binding),
+            )
+            self._decoders[binding] = found
+        return found
 
     def kinesis(self) -> BotoKinesis:
         return BotoKinesis(self.clients.kinesis())

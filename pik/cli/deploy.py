@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import SecretStr
 
 from infra.errors import ConfigError, KitError
 from pik.cli.common import commands, fail, load_settings, print_json
 from pik.config import uses_glue_registry
+from pik.settings import Settings
 
 __all__ = [
     "BUILD_DIR",
@@ -48,8 +50,18 @@ BUILD_DIR = Path("build/lambda")  # the template's CodeUri (../build/lambda from
 WHEEL_DIR = Path("build/wheels")
 DISTRIBUTION = "pipeline-investigation-kit"
 DEFAULT_STACK = "pik"
-SECRET_PARAMETERS = frozenset({"ApiToken"})
-TOKEN_PLACEHOLDER = '"$PIK_API_TOKEN"'
+# Secret template parameters and the variable each comes from: printed commands show the
+# variable (unquoted, so the shell expands it), never the value.
+SECRET_PARAMETERS = {
+    "ApiToken": "PIK_API_TOKEN",
+    "RegistryPassword": "PIK_REGISTRY_PASSWORD",
+    "RegistryToken": "PIK_REGISTRY_TOKEN",
+}
+
+
+def placeholder(parameter: str) -> str:
+    return f'"${SECRET_PARAMETERS[parameter]}"'
+
 
 CHOICES = {
     "ApiAuth": ("IAM", "TOKEN"),
@@ -134,6 +146,13 @@ class DeployPlan:
             )
         if self.parameters.get("ApiAuth") == "TOKEN" and not self.parameters.get("ApiToken"):
             raise DeployError("--api-auth TOKEN needs PIK_API_TOKEN set to the token")
+        p = self.parameters
+        if bool(p.get("RegistryUser")) != bool(p.get("RegistryPassword")):
+            raise DeployError("PIK_REGISTRY_USER and PIK_REGISTRY_PASSWORD go together")
+        if p.get("RegistryToken") and p.get("RegistryUser"):
+            raise DeployError(
+                "set PIK_REGISTRY_TOKEN or PIK_REGISTRY_USER/PIK_REGISTRY_PASSWORD, not both"
+            )
         if self.config is not None and not self.config.is_file():
             raise DeployError(f"config file {self.config} does not exist")
 
@@ -141,7 +160,7 @@ class DeployPlan:
         out = []
         for key, value in self.parameters.items():
             if key in SECRET_PARAMETERS and not reveal_secrets:
-                out.append(f"{key}={TOKEN_PLACEHOLDER}")
+                out.append(f"{key}={placeholder(key)}")
             else:
                 out.append(f"{key}={value}")
         return out
@@ -180,8 +199,7 @@ class DeployPlan:
 
     def to_json(self) -> dict[str, Any]:
         shown = {
-            k: (TOKEN_PLACEHOLDER if k in SECRET_PARAMETERS else v)
-            for k, v in self.parameters.items()
+            k: (placeholder(k) if k in SECRET_PARAMETERS else v) for k, v in self.parameters.items()
         }
         return {
             "stack_name": self.stack_name,
@@ -193,8 +211,22 @@ class DeployPlan:
 
 
 def _shell_line(argv: list[str]) -> str:
-    # The token placeholder stays unquoted so that the shell expands it.
-    return " ".join(a if a.endswith(TOKEN_PLACEHOLDER) else shlex.quote(a) for a in argv)
+    # A secret's placeholder stays unquoted so that the shell expands it.
+    shown = tuple(placeholder(k) for k in SECRET_PARAMETERS)
+    return " ".join(a if a.endswith(shown) else shlex.quote(a) for a in argv)
+
+
+def _registry_parameters(settings: Settings) -> dict[str, str]:
+    """The tap's schema registry credentials, from the same variables ``pik tap`` reads."""
+    given = {
+        "RegistryUser": settings.registry_user,
+        "RegistryPassword": settings.registry_password,
+        "RegistryToken": settings.registry_token,
+        "RegistryLogicalCluster": settings.registry_logical_cluster,
+    }
+    return {
+        k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in given.items() if v
+    }
 
 
 def _arn_region(arn: str) -> str | None:
@@ -278,6 +310,7 @@ def deploy(
         params["AlarmTopicArn"] = alarm_topic_arn
     if params["ApiAuth"] == "TOKEN" and settings.api_token is not None:
         params["ApiToken"] = settings.api_token.get_secret_value()
+    params.update(_registry_parameters(settings))
     try:
         params.update(_extra_parameters(parameter or []))
         plan = DeployPlan(
@@ -310,10 +343,9 @@ def deploy(
 
 
 def _masked(argv: list[str], plan: DeployPlan) -> list[str]:
-    secrets = {plan.parameters[k] for k in SECRET_PARAMETERS if plan.parameters.get(k)}
-    return [
-        a.split("=", 1)[0] + "=" + TOKEN_PLACEHOLDER
-        if "=" in a and a.split("=", 1)[1] in secrets
-        else a
-        for a in argv
-    ]
+    secrets = {plan.parameters[k]: k for k in SECRET_PARAMETERS if plan.parameters.get(k)}
+    out = []
+    for a in argv:
+        name, _, value = a.partition("=")
+        out.append(f"{name}={placeholder(secrets[value])}" if value in secrets else a)
+    return out

@@ -40,7 +40,6 @@ from pik.investigate.gaps import (
     gap_series,
 )
 from pik.investigate.lag import (
-    LATE_EVENT_ATTRIBUTES,
     LagReport,
     LateEvent,
     latest_arrivals,
@@ -91,8 +90,8 @@ class CountingQueries:
     def catalog(self, day: str) -> Iterator[QueryPage]:
         return self._count(self._inner.catalog(day))
 
-    def rollups(self, source: str, day: str) -> Iterator[QueryPage]:
-        return self._count(self._inner.rollups(source, day))
+    def rollups(self, source: str, day: str, *, arrival: bool = False) -> Iterator[QueryPage]:
+        return self._count(self._inner.rollups(source, day, arrival=arrival))
 
     def latest(self, *args: Any, **kwargs: Any) -> Iterator[QueryPage]:
         return self._count(self._inner.latest(*args, **kwargs))
@@ -169,14 +168,20 @@ class Investigator:
     # -- rollups --------------------------------------------------------------------------
     @staticmethod
     def _rollups(
-        q: CountingQueries, source: str, window: Window, event_type: str | None
+        q: CountingQueries,
+        source: str,
+        window: Window,
+        event_type: str | None,
+        *,
+        arrival: bool = False,
     ) -> list[Rollup]:
-        """The rollups of ``source``'s hours that overlap ``window`` (merged over shards)."""
+        """The rollups of ``source``'s hours that overlap ``window`` (merged over shards);
+        ``arrival``: their arrival items (``la_`` counters)."""
         low, high = format_time(window.start)[:13], format_time(window.end)[:13]
         found = (
             Rollup.from_item(item)
             for day in window.days()
-            for item in _items(q.rollups(source, day))
+            for item in _items(q.rollups(source, day, arrival=arrival))
         )
         return merge_rollups(
             r
@@ -311,45 +316,40 @@ class Investigator:
             q.cost(),
         )
 
-    @staticmethod
     def _lag_by_arrival(
+        self,
         q: CountingQueries,
         window: Window,
         names: list[str],
         event_type: str | None,
         latest: int,
     ) -> LagReport:
-        """First deliveries ingested in the window, grouped by their event day."""
-        lags: dict[tuple[str, str, str], list[int]] = defaultdict(list)
-        candidates: list[LateEvent] = []
+        """First copies ingested in the window's whole hours, grouped by their event day: the
+        arrival rollups' histograms; the latest of them from each event day's latest-arrivals
+        list, those that arrived in the window."""
+        hours = window.whole_hours()
+        latest = min(latest, LATE_KEEP)
+        low, high = format_time(hours.start), format_time(hours.end)
+        lags: dict[tuple[str, str, str], Counter[int]] = defaultdict(Counter)
         for source in names:
-            for day in window.days():
-                pages = q.deliveries(
-                    source,
-                    day,
-                    window.low,
-                    window.high,
-                    event_type=event_type,
-                    attributes=(*LATE_EVENT_ATTRIBUTES, "status"),
-                )
-                for item in _items(pages):
-                    if item.get("status") != "ACCEPTED" or item.get("lag_ms") is None:
-                        continue
-                    event = LateEvent.from_item(item)
-                    lags[(event.source, event.event_type, event.event_time[:10])].append(
-                        event.lag_ms
-                    )
-                    if latest > 0:
-                        candidates.append(event)
-                        if len(candidates) > 4 * latest:  # keep memory bounded
-                            candidates = latest_arrivals(candidates, latest)
-        by_day, overall = summarize_lags(lags)
+            for r in self._rollups(q, source, hours, event_type, arrival=True):
+                for (day, bucket), n in r.arrivals().items():
+                    lags[(source, r.event_type, day)][bucket] += n
+        candidates: list[LateEvent] = []
+        maxima: dict[tuple[str, str, str], int] = {}
+        for key in sorted(lags):
+            pages = q.latest(*key, low, high, limit=max(latest, 1), by="ingest_time")
+            found = [LateEvent.from_item(i) for i in _items(pages)]
+            if found:
+                maxima[key] = max(e.lag_ms for e in found)
+            candidates.extend(found)
+        by_day, overall = summarize_lags(lags, maxima)
         return LagReport(
-            window,
+            hours,
             names,
             by_day,
             overall,
-            latest_arrivals(candidates, latest),
+            latest_arrivals(candidates, latest) if latest > 0 else [],
             q.cost(),
             axis=Axis.ARRIVAL,
         )

@@ -18,7 +18,7 @@ from infra.clock import FixedClock
 from infra.index_queries import DynamoIndexQueries, MemoryIndexQueries
 from infra.local import EmbeddedAws
 from pik.http import create_app
-from pik.investigate import Investigator
+from pik.investigate import Axis, Investigator
 from pik.kit import Kit, build_kit
 from tests.conftest import fresh_settings
 from tests.unit.test_investigate_data import (
@@ -99,6 +99,7 @@ def test_dynamo_answers_equal_the_in_memory_ones_by_query_alone(
         lambda inv: inv.audit(window, sources=[SOURCE], event_type="paid"),
         lambda inv: inv.gaps(window, sources=[SOURCE]),
         lambda inv: inv.lag(window, sources=[SOURCE], latest=5),
+        lambda inv: inv.lag(window, sources=[SOURCE], latest=5, axis=Axis.ARRIVAL),
     ):
         got = run(dynamo).to_json()
         assert comparable(got) == comparable(run(memory).to_json())

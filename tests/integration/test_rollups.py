@@ -154,3 +154,37 @@ def test_the_latest_arrivals_are_exact_and_few(kit: Kit) -> None:
     ]  # fmt: skip
     assert [int(i["lag_ms"]) for i in top] == sorted(lags, reverse=True)[:10]
     assert {"entity_id", "event_time", "ingest_time", "first_occurrence"} <= set(top[0])
+
+
+def test_a_new_writer_starts_from_the_stored_latest_arrivals(kit: Kit) -> None:
+    """A restarted tap or a Lambda cold start reads the day's list (one Query) instead of
+    writing an entry for each of its own first 50 claims."""
+    from dataclasses import replace
+
+    def claims(first: int, lags: list[int]) -> list[Any]:
+        return [
+            replace(_claim(f"{n:064x}", f"http:w:{n}"), lag_ms=lag)
+            for n, lag in enumerate(lags, first)
+        ]
+
+    def entries() -> int:
+        return sum(str(i["event_id"]).startswith(LATE_PREFIX) for i in _items(kit))
+
+    table = kit.settings.events_table
+    DynamoEventIndex(kit.clients.dynamodb(), table).claim(
+        claims(0, [1_000 * (n + 10) for n in range(60)])
+    )
+    assert entries() == 60  # one writer's first claims are all among its 50 largest
+    queries: list[str] = []
+    ddb = kit.clients.dynamodb()
+    ddb.meta.events.register(
+        "provide-client-params.dynamodb.Query",
+        lambda params, **_: queries.append(str(params["ExpressionAttributeValues"])),
+    )
+    restarted = DynamoEventIndex(ddb, table)
+    restarted.claim(claims(100, [100 * (n + 10) for n in range(60)]))  # all below the stored top
+    assert entries() == 60 and len(queries) == 1 and "late#s#t#2025-12-29" in queries[0]
+    restarted.claim(claims(200, [99_000]))  # above it: listed, and no second Query
+    assert entries() == 61 and len(queries) == 1
+    got = DynamoIndexQueries(ddb, table).latest("s", "t", "2025-12-29", "", "~", limit=1)
+    assert [int(i["lag_ms"]) for page in got for i in page.items] == [99_000]

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from consumers.ingest import IngestResult, IngestSink, Submission
+from consumers.tap.binding import TapBinding
 from infra.archive import ArchiveReader
 from infra.errors import BackendError
 from pik.cli.schemas import demo_registry_folder
@@ -215,3 +216,30 @@ def test_a_record_whose_registry_is_down_is_retried_from_and_what_precedes_it_is
         retry = {"Records": event["Records"][1:]}
         assert run(retry) == {"batchItemFailures": []}
     assert (kit.metrics.counter("IngestCount"), kit.metrics.counter("RejectedCount")) == (3, 0)
+
+
+def test_the_handler_reuses_one_decoder_per_binding(kit: Kit) -> None:
+    """The Lambda tap asks the kit for a decoder on every batch: it is built once."""
+    binding = CONFIG.binding_for("orders")
+    assert binding is not None
+    built: list[TapBinding] = []
+    original = lambda_tap.RecordDecoder.__init__
+
+    def counting(self: Any, b: TapBinding, *args: Any, **kwargs: Any) -> None:
+        built.append(b)
+        original(self, b, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lambda_tap.RecordDecoder, "__init__", counting)
+        for _ in range(3):
+            out = lambda_tap.handle_kinesis_event(
+                kinesis_event(),
+                sink=kit.sink,
+                config=CONFIG,
+                registry=kit.registry,
+                max_event_bytes=kit.settings.max_event_bytes,
+                decoders=kit.decoder,
+            )
+            assert out == {"batchItemFailures": []}
+    assert built == [binding]
+    assert kit.decoder(binding) is kit.decoder(binding)

@@ -55,6 +55,9 @@ EVERYTHING_ON: dict[str, str] = {
     "ApiToken": "a-token-of-at-least-thirty-two-characters",
     "ConfigFile": "pik.toml",
     "AlarmTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:pik-alarms",
+    "RegistryUser": "registry-api-key",
+    "RegistryPassword": "registry-api-secret",
+    "RegistryLogicalCluster": "lsrc-12345",
 }
 CONFIGURATIONS = {"defaults": DEFAULTS, "everything-on": EVERYTHING_ON}
 
@@ -415,12 +418,69 @@ def test_the_http_api_serves_ingest_replay_and_events_with_auth_and_throttling(
 
 
 def test_token_auth_without_a_token_is_refused_by_a_rule() -> None:
-    [rule] = sam_template()["Rules"].values()
+    rule = sam_template()["Rules"]["TokenAuthNeedsAToken"]
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "TOKEN"]}
     assert rule["Assertions"][0]["Assert"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "ApiToken"}, ""]}]
     }
     assert sam_template()["Parameters"]["ApiToken"]["NoEcho"] is True
+
+
+def _holds(node: Any, params: dict[str, str]) -> Any:
+    """A rule assertion's value for ``params`` (the functions the template's rules use)."""
+    if isinstance(node, dict) and len(node) == 1:
+        ((fn, args),) = node.items()
+        if fn == "Ref":
+            return params.get(args, "")
+        values = [_holds(a, params) for a in args]
+        ops = {
+            "Fn::Equals": lambda v: v[0] == v[1],
+            "Fn::Not": lambda v: not v[0],
+            "Fn::And": all,
+            "Fn::Or": any,
+        }
+        return ops[fn](values)
+    return node
+
+
+@pytest.mark.parametrize(
+    ("given", "accepted"),
+    [
+        ({}, True),
+        ({"RegistryUser": "key", "RegistryPassword": "secret"}, True),
+        ({"RegistryToken": "token"}, True),
+        ({"RegistryUser": "key"}, False),
+        ({"RegistryPassword": "secret"}, False),
+        ({"RegistryToken": "token", "RegistryUser": "key", "RegistryPassword": "secret"}, False),
+    ],
+)
+def test_registry_credentials_are_refused_by_a_rule_when_incomplete(
+    given: dict[str, str], accepted: bool
+) -> None:
+    rule = sam_template()["Rules"]["RegistryUserNeedsAPassword"]
+    assert all(_holds(a["Assert"], given) for a in rule["Assertions"]) is accepted
+    for name in ("RegistryPassword", "RegistryToken"):
+        assert sam_template()["Parameters"][name]["NoEcho"] is True
+
+
+def test_the_tap_gets_the_registry_credentials_it_is_given() -> None:
+    def tap_env(params: dict[str, str]) -> dict[str, Any]:
+        functions = of_type(deployed({**DEFAULTS, **params}), "AWS::Lambda::Function")
+        [tap] = [
+            f for f in functions.values() if f["Properties"]["Handler"].endswith("tap.handler")
+        ]
+        return {
+            k: v
+            for k, v in tap["Properties"]["Environment"]["Variables"].items()
+            if "REGISTRY" in k
+        }
+
+    assert tap_env({}) == {}
+    assert tap_env({"RegistryToken": "t"}) == {"PIK_REGISTRY_TOKEN": {"Ref": "RegistryToken"}}
+    assert tap_env({"RegistryUser": "u", "RegistryPassword": "p"}) == {
+        "PIK_REGISTRY_USER": {"Ref": "RegistryUser"},
+        "PIK_REGISTRY_PASSWORD": {"Ref": "RegistryPassword"},
+    }
 
 
 def _handler_defined(handler: str) -> bool | None:
@@ -554,6 +614,25 @@ def test_pik_deploy_prints_the_build_and_deploy_commands(monkeypatch: pytest.Mon
         assert part in deploy
     assert 'ApiToken="$PIK_API_TOKEN"' in deploy
     assert "s3cret" not in result.output
+
+
+def test_pik_deploy_passes_the_registry_credentials_without_printing_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pik.cli import app
+
+    arn = "arn:aws:kinesis:eu-west-1:123456789012:stream/orders"
+    monkeypatch.setenv("PIK_REGISTRY_USER", "sr-key")
+    monkeypatch.setenv("PIK_REGISTRY_PASSWORD", "sr-secret-never-printed")
+    result = CliRunner().invoke(app, ["deploy", "--stream-arn", arn])
+    assert result.exit_code == 0, result.output
+    [deploy] = [line for line in result.output.splitlines() if line.startswith("sam deploy")]
+    assert "RegistryUser=sr-key" in deploy
+    assert 'RegistryPassword="$PIK_REGISTRY_PASSWORD"' in deploy
+    assert "sr-secret" not in result.output
+    monkeypatch.setenv("PIK_REGISTRY_TOKEN", "sr-token")
+    refused = CliRunner().invoke(app, ["deploy", "--stream-arn", arn])
+    assert refused.exit_code == 2 and "not both" in refused.output
 
 
 def test_pik_deploy_json_and_refusals(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -116,6 +116,7 @@ HANDLER_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
         "dynamodb:TransactWriteItems": ("EventsTable",),  # claims, duplicates
         "dynamodb:BatchWriteItem": ("EventsTable",),
         "dynamodb:BatchGetItem": ("EventsTable",),
+        "dynamodb:Query": ("EventsTable",),  # a day's latest arrivals, once per key
         # avro-glue bindings: writer schemas by version UUID, in any registry of the account
         "glue:GetSchemaVersion": ("registry/*", "schema/*"),
     },

@@ -13,6 +13,7 @@ from infra.index_queries import MemoryIndexQueries, catalog_partition
 from infra.rollups import lag_bucket
 from pik.investigate import Axis, Granularity, Investigator, SourceRequired
 from pik.investigate.gaps import GapKind
+from schemas.envelope import format_time
 from tests.unit.test_investigate_data import (
     ACCEPTED,
     DUPLICATES,
@@ -146,6 +147,28 @@ def test_lag_percentiles_and_the_latest_arrivals(inv: Investigator, seeded: Memo
     by_day = {(g.event_type, g.day): g.stats.max_ms for g in report.by_day}
     assert by_day[("created", "2025-12-27")] == LATE_LAG_MS
     assert by_day[("created", "2025-12-28")] < 60 * MIN
+
+
+def test_lag_by_arrival_groups_what_arrived_in_the_window_by_its_event_day(
+    inv: Investigator, seeded: MemoryIncident
+) -> None:
+    window = inv.window("2025-12-28T12:00:00Z", UNTIL)
+    report = inv.lag(window, sources=[SOURCE], axis=Axis.ARRIVAL, latest=3)
+    low, high = format_time(report.window.start), format_time(report.window.end)
+    arrived: dict[tuple[str, str], list[int]] = {}
+    for item in seeded.index.items.values():
+        if item["item"] == "event" and low <= item["ingest_time"] < high:
+            key = (item["event_type"], item["event_time"][:10])
+            arrived.setdefault(key, []).append(int(item["lag_ms"]))
+    assert len(arrived) > 1  # the late events of the day before arrived in the window too
+    got = {(g.event_type, g.day): g.stats for g in report.by_day}
+    assert got.keys() == arrived.keys()
+    for key, lags in arrived.items():
+        assert (got[key].count, got[key].max_ms) == (len(lags), max(lags))
+        assert got[key].p50_ms == lag_bucket(got[key].p50_ms)  # read from the histogram
+    top = sorted((lag for lags in arrived.values() for lag in lags), reverse=True)[:3]
+    assert [e.lag_ms for e in report.latest] == top
+    assert report.axis is Axis.ARRIVAL and report.cost["queries"] < 20
 
 
 def test_lag_since_a_time_leaves_earlier_events_out(inv: Investigator) -> None:

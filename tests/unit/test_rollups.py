@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from infra.rollups import (
     merge_rollups,
     occurrence_counts,
     recount,
-    update_op,
+    update_ops,
 )
 from pik.investigate.stats import LagStats, lag_histogram
 
@@ -37,10 +38,14 @@ def test_a_bucket_is_within_ten_percent_below_the_lag() -> None:
 
 def test_a_first_copy_counts_at_its_ingest_hour_and_at_its_event_hour() -> None:
     same = accepted_counts("s", "t", "2025-12-28T05:10:00Z", "2025-12-28T05:00:00Z", 600_000)
-    assert same == {("s", "t", "2025-12-28T05"): Counter({"acc": 1, "ev": 1, "lg_600000": 1})}
+    assert same == {
+        ("s", "t", "2025-12-28T05"): Counter(
+            {"acc": 1, "la_2025-12-28_600000": 1, "ev": 1, "lg_600000": 1}
+        )
+    }
     late = accepted_counts("s", "t", "2025-12-28T05:10:00Z", "2025-12-27T23:00:00Z", 1)
     assert late == {
-        ("s", "t", "2025-12-28T05"): Counter({"acc": 1}),
+        ("s", "t", "2025-12-28T05"): Counter({"acc": 1, "la_2025-12-27_1": 1}),
         ("s", "t", "2025-12-27T23"): Counter({"ev": 1, "lg_1": 1}),
     }
 
@@ -54,22 +59,48 @@ def test_a_rejection_without_source_counts_under_unknown_with_its_reason() -> No
     assert dup == {("s", "t", "2025-12-28T05"): Counter({"dup": 1})}
 
 
-def test_the_update_adds_every_counter_to_the_writers_item_of_its_hour() -> None:
-    op = update_op("events", "s", "t", "2025-12-28T05", 3, Counter({"acc": 2, "lg_1200": 1}))
-    update = op["Update"]
-    assert update["Key"] == {
-        "event_id": {"S": "roll#s#2025-12-28"},
-        "item": {"S": "2025-12-28T05#t#3"},
-    }
+def _added(update: dict[str, Any]) -> dict[str, str]:
     assert update["UpdateExpression"].startswith("SET #s = :s, #t = :t, #h = :h ADD ")
-    added = {
+    return {
         update["ExpressionAttributeNames"][name]: update["ExpressionAttributeValues"][value]["N"]
         for name, value in (
             pair.split() for pair in update["UpdateExpression"].split(" ADD ")[1].split(", ")
         )
     }
-    assert added == {"acc": "2", "lg_1200": "1"}
+
+
+def test_the_update_adds_every_counter_to_the_writers_item_of_its_hour() -> None:
+    (op,) = update_ops("events", "s", "t", "2025-12-28T05", 3, Counter({"acc": 2, "lg_1200": 1}))
+    update = op["Update"]
+    assert update["Key"] == {
+        "event_id": {"S": "roll#s#2025-12-28"},
+        "item": {"S": "2025-12-28T05#t#3"},
+    }
+    assert _added(update) == {"acc": "2", "lg_1200": "1"}
     assert "ConditionExpression" not in update  # counters never fail a transaction
+
+
+def test_arrival_counters_go_to_the_hours_arrival_item() -> None:
+    counts = Counter({"acc": 2, "la_2025-12-27_1200": 2})
+    hour, arrival = (
+        op["Update"] for op in update_ops("events", "s", "t", "2025-12-28T05", 1, counts)
+    )
+    assert hour["Key"]["event_id"] == {"S": "roll#s#2025-12-28"}
+    assert arrival["Key"] == {
+        "event_id": {"S": "roll#s#2025-12-28#arrival"},
+        "item": {"S": "2025-12-28T05#t#1"},
+    }
+    assert _added(hour) == {"acc": "2"} and _added(arrival) == {"la_2025-12-27_1200": "2"}
+    stored = Rollup.from_item(
+        {
+            "source": "s",
+            "event_type": "t",
+            "hour": "2025-12-28T05",
+            "la_2025-12-27_1200": 2,
+            "la_2025-12-28_-5": 1,
+        }
+    )
+    assert stored.arrivals() == {("2025-12-27", 1200): 2, ("2025-12-28", -5): 1}
 
 
 def test_shards_merge_into_one_rollup_per_hour() -> None:
@@ -105,7 +136,7 @@ def test_a_recount_of_items_counts_each_delivery_once() -> None:
     ]  # fmt: skip
     got = {(r.source, r.hour): dict(r.counts) for r in recount(items)}
     assert got == {
-        ("s", "2025-12-28T05"): {"acc": 1, "ev": 1, "lg_1000": 1},
+        ("s", "2025-12-28T05"): {"acc": 1, "ev": 1, "lg_1000": 1, "la_2025-12-28_1000": 1},
         ("s", "2025-12-28T06"): {"dup": 1},
         ("_unknown", "2025-12-28T06"): {"rej": 1, "rz_too_large": 1},
     }
