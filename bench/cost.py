@@ -38,8 +38,10 @@ from tap import binding_for
 
 from consumers.ingest import Submission
 from infra.capacity import PARTITION_WCU, CapacityModel, TableSpec, item_size
+from infra.index_layout import CATALOG_PARTITION_PREFIX, WIDE_PARTITION
 from infra.kinesis_boto import BotoKinesis
 from infra.local import EmbeddedAws
+from infra.rollups import LATE_PREFIX, ROLLUP_PREFIX
 from pik.kit import Kit, build_kit
 from producers.produce import Producer, ProduceSpec
 from schemas.codec import Provenance
@@ -72,9 +74,13 @@ class S3Counter:
             self.counts[event_name.rsplit(".", 1)[-1]] += 1
 
 
-def _kit(endpoint: str, *, stream: bool = False) -> tuple[Kit, CapacityModel, S3Counter]:
-    kit = build_kit(fresh_settings(endpoint, uuid.uuid4().hex[:8]))
-    kit.bootstrap().run(demo_stream=stream)
+def _kit(
+    endpoint: str, *, stream: bool = False, tag: str | None = None
+) -> tuple[Kit, CapacityModel, S3Counter]:
+    """A kit on fresh resources, or (``tag``) a new process's kit on those of an earlier one."""
+    kit = build_kit(fresh_settings(endpoint, tag or uuid.uuid4().hex[:8]))
+    if tag is None:
+        kit.bootstrap().run(demo_stream=stream)
     dynamodb = kit.clients.dynamodb()
     tables = [
         TableSpec.from_description(dynamodb.describe_table(TableName=name)["Table"])
@@ -91,19 +97,21 @@ def _kit(endpoint: str, *, stream: bool = False) -> tuple[Kit, CapacityModel, S3
     return kit, model, s3
 
 
-def _ingest(kit: Kit, raws: list[bytes], batch: int = 500) -> None:
+def _ingest(kit: Kit, raws: list[bytes], batch: int = 500, label: str = "cost") -> None:
     for start in range(0, len(raws), batch):
         kit.sink.ingest(
             [
                 Submission(
                     raw,
-                    Provenance(occurrence_id=f"cost:{i}", origin="http", request_id=f"c{start}"),
+                    Provenance(
+                        occurrence_id=f"{label}:{i}", origin="http", request_id=f"{label}{start}"
+                    ),
                     parse_body(raw),
                     str(i),
                 )
                 for i, raw in enumerate(raws[start : start + batch], start)
             ],
-            label=f"cost-{start}",
+            label=f"{label}-{start}",
         )
 
 
@@ -116,12 +124,19 @@ def _dollars(wru: float, rru: float, puts: float, gets: float) -> float:
     )  # per million events, given per-event figures
 
 
-def measure(endpoint: str, n: int) -> dict[str, Any]:
-    """HTTP ingest: ``bench/ingest.py``'s workload through ``kit.sink.ingest``."""
+def measure(endpoint: str, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """HTTP ingest: ``bench/ingest.py``'s workload through ``kit.sink.ingest``, on a fresh
+    table, then as many new events from a new writer (a restart, a Lambda cold start) on the
+    table the first one filled: the second is what a long-running pipeline pays per event (its
+    latest-arrivals lists already hold the day's top, so the writer adds few)."""
     workload = make_workload(n)
     kit, model, s3 = _kit(endpoint)
     _ingest(kit, workload.raws)
-    return _priced(kit, model, s3, n, workload.kinds.count(OK))
+    fresh = _priced(kit, model, s3, n, workload.kinds.count(OK))
+    more = make_workload(n, first=n)
+    kit, model, s3 = _kit(endpoint, tag=kit.settings.events_table.rsplit("-", 1)[-1])
+    _ingest(kit, more.raws, label="warm")
+    return fresh, _priced(kit, model, s3, n, more.kinds.count(OK))
 
 
 def measure_tap(endpoint: str, n: int) -> dict[str, Any]:
@@ -164,11 +179,34 @@ def _priced(kit: Kit, model: CapacityModel, s3: S3Counter, n: int, accepted: int
             if isinstance(v, dict)
             for t, u in v["wru_by_target"].items()
         },
+        "wru_by_item_kind_per_event": {
+            k: u / n for k, u in sorted(_by_kind(model.write_units_by_key(events_table)).items())
+        },
         "s3_requests_per_1000": {op: c * 1000 / n for op, c in sorted(s3.counts.items())},
         "bytes_per_event": sum(stored.values()) / max(accepted, 1),
         "bytes_by_target_per_event": {t: b / max(accepted, 1) for t, b in stored.items()},
         "dollars_per_million": _dollars(wru / n, rru / n, puts / n, gets / n),
     }
+
+
+def item_kind(partition: str) -> str:
+    """What an events-table partition key holds (``docs/index.md``)."""
+    if partition.startswith(ROLLUP_PREFIX):
+        return "rollups (arrival)" if partition.endswith("#arrival") else "rollups"
+    if partition.startswith(LATE_PREFIX):
+        return "latest arrivals"
+    if partition.startswith(CATALOG_PARTITION_PREFIX):
+        return "catalog"
+    if partition == WIDE_PARTITION:
+        return "wide marks"
+    return "claims, occurrences"
+
+
+def _by_kind(units: dict[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, n in units.items():
+        out[item_kind(key)] = out.get(item_kind(key), 0.0) + n
+    return out
 
 
 def seed_shape(n: int) -> dict[str, Any]:
@@ -231,8 +269,10 @@ def hot_keys(endpoint: str, n: int, *, constant_entity: bool = False) -> dict[st
 
 def _print(results: dict[str, Any]) -> None:
     http, tap, seed = results["http"], results["tap"], results["seed_shape"]
+    warm = results["http_warm"]
     print(f"prices: {json.dumps(PRICES)} (us-east-1 on-demand list prices, 2026-12-03)")
-    print(f"{'':28}{'HTTP ingest':>14}{'tap':>14}{'seed shape':>14}")
+    print("HTTP: a fresh table; HTTP warm: as many more events, a new writer, the same table")
+    print(f"{'':24}{'HTTP':>10}{'HTTP warm':>11}{'tap':>10}{'seed shape':>11}")
     for label, key in (
         ("WRU per event", "wru_per_event"),
         ("WRU per accepted event", "wru_per_accepted_event"),
@@ -240,15 +280,25 @@ def _print(results: dict[str, Any]) -> None:
         ("bytes stored per event", "bytes_per_event"),
         ("$ per million events", "dollars_per_million"),
     ):
-        cells = [f"{r[key]:>14.2f}" if key in r else f"{'-':>14}" for r in (http, tap, seed)]
-        print(f"{label:28}{''.join(cells)}")
-    cells = [f"{sum(r['s3_requests_per_1000'].values()):>14.1f}" for r in (http, tap, seed)]
-    print(f"{'S3 requests per 1,000':28}{''.join(cells)}")
+        cells = [
+            f"{r[key]:>{w}.2f}" if key in r else f"{'-':>{w}}"
+            for r, w in ((http, 10), (warm, 11), (tap, 10), (seed, 11))
+        ]
+        print(f"{label:24}{''.join(cells)}")
+    cells = [
+        f"{sum(r['s3_requests_per_1000'].values()):>{w}.1f}"
+        for r, w in ((http, 10), (warm, 11), (tap, 10), (seed, 11))
+    ]
+    print(f"{'S3 requests per 1,000':24}{''.join(cells)}")
     print(f"tap statuses match the workload: {tap['statuses_match_workload']}")
     for name, run in (("HTTP ingest", http), ("tap", tap)):
         print(f"WRU per event by target ({name}):")
         for target, units in sorted(run["wru_by_target_per_event"].items()):
             print(f"  {target:60}{units:8.2f}")
+    for name, run in (("HTTP", http), ("HTTP warm", warm), ("tap", tap)):
+        print(f"WRU per event on the events table by item kind ({name}):")
+        for kind, units in run["wru_by_item_kind_per_event"].items():
+            print(f"  {kind:60}{units:8.2f}")
     print("bytes stored per accepted event by target (HTTP ingest):")
     for target, size in sorted(http["bytes_by_target_per_event"].items()):
         print(f"  {target:60}{size:8.0f}")
@@ -279,7 +329,7 @@ def main() -> None:
     started = datetime.now(UTC)
     results: dict[str, Any] = {"started": started.isoformat(), "args": vars(args)}
     with EmbeddedAws(port=0) as aws:
-        results["http"] = measure(aws.endpoint_url, args.events)
+        results["http"], results["http_warm"] = measure(aws.endpoint_url, args.events)
         results["tap"] = measure_tap(aws.endpoint_url, args.tap_events)
         results["hot"] = hot_keys(aws.endpoint_url, args.hot_events)
         results["hot_constant_entity"] = hot_keys(

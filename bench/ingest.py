@@ -125,7 +125,9 @@ def _bad(rng: random.Random, envelope: dict[str, Any]) -> bytes:
     return json.dumps(missing).encode()
 
 
-def make_workload(n: int, seed: int = SEED) -> Workload:
+def make_workload(n: int, seed: int = SEED, *, first: int = 0) -> Workload:
+    """``n`` records; ``first``: the number of the first (a second workload from ``first = n``
+    shares no identity with the first one)."""
     rng = random.Random(seed)
     n_dup, n_bad = round(n * DUPLICATE_SHARE), round(n * BAD_SHARE)
     kinds = [DUP] * n_dup + [BAD] * n_bad + [OK] * (n - n_dup - n_bad)
@@ -140,7 +142,7 @@ def make_workload(n: int, seed: int = SEED) -> Workload:
         if kind == DUP:
             raws.append(rng.choice(originals[-RESEND_WINDOW:]))
             continue
-        envelope = _envelope(rng, i, now)
+        envelope = _envelope(rng, first + i, now)
         if kind == BAD:
             raws.append(_bad(rng, envelope))
             continue

@@ -483,6 +483,16 @@ class CapacityModel:
         with self._lock:
             return sum(1 for t, _ in self._shadow if t == table)
 
+    def write_units_by_key(self, target: str) -> dict[str, float]:
+        """Write units per partition key value of ``target`` (a table, or ``table:index``),
+        summed over every second."""
+        out: dict[str, float] = defaultdict(float)
+        with self._lock:
+            for (_, name, key), units in self._wcu.items():
+                if name == target:
+                    out[key] += units
+        return dict(out)
+
     def report(self) -> dict[str, Any]:
         with self._lock:
             return {

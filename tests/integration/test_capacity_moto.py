@@ -55,6 +55,9 @@ def test_requests_are_priced_through_the_client_hook(settings: Settings) -> None
     assert usage["rru"] == 0.5 + 1  # eventually consistent GetItem, consistent Query
     assert usage["requests"] == {"PutItem": 2, "GetItem": 1, "Query": 1}
     assert model.stored_bytes(spec.name)[f"{spec.name}:by_g"] == len("pk") + 1 + 1 + 1 + 100
+    # per partition key: the table's under "a", the index's under each g it was written to
+    assert model.write_units_by_key(spec.name) == {"a": 6}
+    assert model.write_units_by_key(f"{spec.name}:by_g") == {"h": 2, "k": 1}
 
 
 def test_strict_mode_throttles_a_hot_partition_key_with_aws_error(settings: Settings) -> None:
