@@ -116,6 +116,7 @@ log = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 8
 AWS_TRANSACTION_MAX_ITEMS = 100
 LEGACY_TRANSACTION_MAX_ITEMS = 25  # older emulators still enforce the pre-2022 limit
+LATE_SEEDS_PER_BATCH = 8  # latest-arrivals lists a claim call reads, at most
 AFTER_ANY_SUFFIX = "~"  # sorts after every character of a time key, so "k~" > k and < its successor
 
 CatalogEntry = tuple[str, str, str, str]  # (ingest or event day, source, type, event day or "")
@@ -609,10 +610,11 @@ class DynamoEventIndex:
     def _seed_late(self, claims: Sequence[Claim]) -> None:
         """One Query of the stored latest arrivals (their lags) per (source, type, event day)
         this process has not written yet: ~2 RRU instead of up to ``LATE_KEEP`` entries written
-        by every new writer (a Lambda cold start, a restarted tap)."""
-        for key in sorted({_late_key(c) for c in claims}):
-            if self._late.known(key):
-                continue
+        by every new writer (a Lambda cold start, a restarted tap). At most
+        ``LATE_SEEDS_PER_BATCH`` a batch: a producer clock that makes up hundreds of event days
+        costs a few entries more, not a Query per day."""
+        new = sorted({_late_key(c) for c in claims if not self._late.known(_late_key(c))})
+        for key in new[:LATE_SEEDS_PER_BATCH]:
             lags: list[int] = []
             try:
                 with dynamo_errors(self.table, "Query"):

@@ -7,13 +7,20 @@ import json
 import random
 import threading
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
 from consumers.ingest import Submission
-from infra.index import IDENTITY_ITEM, OCCURRENCE_PREFIX, DynamoEventIndex, plain
+from infra.index import (
+    IDENTITY_ITEM,
+    LATE_SEEDS_PER_BATCH,
+    OCCURRENCE_PREFIX,
+    DynamoEventIndex,
+    plain,
+)
 from infra.index_queries import DynamoIndexQueries
 from infra.rollups import LATE_PREFIX, ROLLUP_PREFIX, Rollup, lag_bucket, merge_rollups, recount
 from pik.kit import Kit
@@ -159,7 +166,6 @@ def test_the_latest_arrivals_are_exact_and_few(kit: Kit) -> None:
 def test_a_new_writer_starts_from_the_stored_latest_arrivals(kit: Kit) -> None:
     """A restarted tap or a Lambda cold start reads the day's list (one Query) instead of
     writing an entry for each of its own first 50 claims."""
-    from dataclasses import replace
 
     def claims(first: int, lags: list[int]) -> list[Any]:
         return [
@@ -188,3 +194,22 @@ def test_a_new_writer_starts_from_the_stored_latest_arrivals(kit: Kit) -> None:
     assert entries() == 61 and len(queries) == 1
     got = DynamoIndexQueries(ddb, table).latest("s", "t", "2025-12-29", "", "~", limit=1)
     assert [int(i["lag_ms"]) for page in got for i in page.items] == [99_000]
+
+
+def test_a_batch_over_many_event_days_reads_only_a_few_lists(kit: Kit) -> None:
+    base = _claim("0" * 64, "x")
+    claims = [
+        replace(
+            _claim(f"{n:064x}", f"http:d:{n}"),
+            event_time=base.event_time - timedelta(days=n),
+            lag_ms=n * 86_400_000,
+        )
+        for n in range(3 * LATE_SEEDS_PER_BATCH)
+    ]
+    queries: list[int] = []
+    ddb = kit.clients.dynamodb()
+    ddb.meta.events.register("provide-client-params.dynamodb.Query", lambda **_: queries.append(1))
+    DynamoEventIndex(ddb, kit.settings.events_table).claim(claims)
+    assert len(queries) == LATE_SEEDS_PER_BATCH
+    entries = [i for i in _items(kit) if str(i["event_id"]).startswith(LATE_PREFIX)]
+    assert len(entries) == len(claims)  # every day's list got its first entry all the same
