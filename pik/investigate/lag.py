@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from infra.rollups import lag_bucket
 from pik.investigate.gaps import Axis
 from pik.investigate.stats import LagStats, lag_histogram
 from pik.investigate.window import Window
@@ -117,7 +118,9 @@ def summarize_lags(
         if stats is None:
             continue
         exact = (maxima or {}).get((source, event_type, day))
-        if exact is not None and exact >= stats.max_ms:
+        # the largest entry read is the max when it falls in the histogram's top bucket (below
+        # it for a negative lag: buckets round toward zero)
+        if exact is not None and (exact >= stats.max_ms or lag_bucket(exact) == stats.max_ms):
             stats = replace(stats, max_ms=exact)
         pair = (source, event_type)
         pooled_max[pair] = max(pooled_max.get(pair, stats.max_ms), stats.max_ms)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from infra.rollups import lag_bucket
 from pik.investigate.audit import Delivery, HourCounts, find_storms, summarize_deliveries
 from pik.investigate.gaps import Bucket, GapKind, count_buckets, find_gaps, gap_series
 from pik.investigate.lag import LateEvent, latest_arrivals, summarize_lags
@@ -231,6 +232,23 @@ def test_lags_pool_per_source_and_type_over_days() -> None:
     [pooled] = overall
     assert (pooled.stats.count, pooled.stats.p50_ms, pooled.stats.max_ms) == (4, 2, 10)
     assert "histogram" in pooled.to_json() and "histogram" not in by_day[0].to_json()
+
+
+def test_the_exact_max_replaces_its_bucket_also_when_the_clock_is_ahead() -> None:
+    """Histograms hold lags to two significant digits, toward zero; the latest-arrivals entries
+    give the exact largest one, negative (a producer clock ahead) included."""
+    late, ahead = 127_812_345, -127_812_345  # buckets 120,000,000 and -120,000,000
+    by_day, _ = summarize_lags(
+        {
+            ("s", "t", "2025-12-27"): Counter({lag_bucket(late): 1}),
+            ("s", "t", "2025-12-28"): Counter({lag_bucket(ahead): 1}),
+        },
+        {("s", "t", "2025-12-27"): late, ("s", "t", "2025-12-28"): ahead},
+    )
+    assert [g.stats.max_ms for g in by_day] == [late, ahead]
+    # an entry from outside the top bucket is not the max
+    by_day, _ = summarize_lags({("s", "t", "d"): Counter({5_000: 1})}, {("s", "t", "d"): -7})
+    assert by_day[0].stats.max_ms == 5_000
 
 
 def test_latest_arrivals_merge_partitions_latest_first() -> None:
