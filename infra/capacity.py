@@ -7,7 +7,9 @@ tracks consumption per partition key value per second, on the table and on each 
   1 byte per 2 significant digits + 1, booleans and nulls 1 byte, lists and maps 3 bytes + 1 byte
   per element, sets the sum of their elements;
 - writes: 1 WRU per 1 KB (rounded up) of the larger of the old and new item, 2x inside
-  ``TransactWriteItems``; a failed condition still costs the write;
+  ``TransactWriteItems``; a failed condition still costs the write; ``BatchExecuteStatement``
+  prices each ``INSERT`` of ``infra.partiql``'s shape as a put (1x; one that fails with
+  ``DuplicateItem`` still costs it), other PartiQL statements are not priced;
 - reads: 1 RRU per 4 KB (rounded up), half of that when eventually consistent, 2x inside
   ``TransactGetItems``; ``Query``/``Scan`` sum the sizes of the items they return, then round;
 - each GSI write costs 1 WRU per 1 KB of the *projected* item; an update that changes the index
@@ -38,6 +40,8 @@ from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from infra.partiql import parse_insert
 
 WRITE_UNIT = 1024
 READ_UNIT = 4096
@@ -318,6 +322,14 @@ class CapacityModel:
                         key = request["DeleteRequest"]["Key"]
                         out.append((table, self._old(table, key), None, False))
             return out
+        if operation == "BatchExecuteStatement":  # the INSERTs of infra.partiql
+            out = []
+            for statement in params.get("Statements", ()):
+                parsed = parse_insert(statement.get("Statement", ""), statement.get("Parameters"))
+                if parsed is not None:
+                    table, new = parsed
+                    out.append((table, self._old(table, new), new, False))
+            return out
         if operation == "TransactWriteItems":
             out = []
             for entry in params["TransactItems"]:
@@ -436,7 +448,7 @@ class CapacityModel:
                 self.peak_rcu[target] = max(self.peak_rcu[target], self._rcu[slot])
             if failed:
                 return
-            for table, old, new, _ in self._writes_applied(operation, request):
+            for table, old, new, _ in self._writes_applied(operation, request, parsed):
                 spec = self.tables.get(table)
                 if spec is None:
                     continue
@@ -447,8 +459,18 @@ class CapacityModel:
                     self._shadow[(table, primary)] = dict(new)
 
     def _writes_applied(
-        self, operation: str, request: Mapping[str, Any]
+        self, operation: str, request: Mapping[str, Any], parsed: Mapping[str, Any]
     ) -> list[tuple[str, Any, Any, bool]]:
+        if operation == "BatchExecuteStatement":  # a DuplicateItem statement wrote nothing
+            writes = iter(self._writes(operation, request))  # one per statement of ours
+            applied = []
+            responses = parsed.get("Responses", ())
+            for statement, response in zip(request.get("Statements", ()), responses, strict=False):
+                if parse_insert(statement.get("Statement", ""), statement.get("Parameters")):
+                    write = next(writes)
+                    if "Error" not in response:
+                        applied.append(write)
+            return applied
         if operation == "TransactWriteItems":
             return [
                 w
@@ -529,6 +551,11 @@ def _tables(operation: str, request: Mapping[str, Any]) -> list[str]:
         return [request["TableName"]]
     if "RequestItems" in request:
         return list(request["RequestItems"])
+    if "Statements" in request:
+        parsed = (
+            parse_insert(s.get("Statement", ""), s.get("Parameters")) for s in request["Statements"]
+        )
+        return sorted({p[0] for p in parsed if p is not None})
     if "TransactItems" in request:
         return sorted({next(iter(e.values()))["TableName"] for e in request["TransactItems"]})
     return []

@@ -27,6 +27,13 @@ at a million items one took longer than the kit's 30 s read timeout. A Query of 
 itself (no ``IndexName``) names its hash key; the fix hands moto's own Query code that hash
 key's items alone (sorted as ``all_items`` sorts them), so the answer is the same and the cost
 is the partition's. Queries of a GSI still read the whole table.
+
+**PartiQL INSERT.** moto runs every PartiQL statement by handing its parser a copy of every
+item of every table (time proportional to everything stored, per statement), and its ``INSERT``
+overwrites an item whose key exists, where AWS fails the statement with ``DuplicateItem``. For
+the one shape the kit writes (``infra.partiql``: every value a parameter) the fix inserts the
+item itself, or answers ``DuplicateItem`` for that statement alone as AWS does; any other
+statement still goes to moto.
 """
 
 from __future__ import annotations
@@ -178,6 +185,45 @@ def _partition_queries(table_type: Any) -> None:
     table_type.query = query
 
 
+def _partiql_inserts(backend_type: Any) -> None:
+    from infra.partiql import DUPLICATE_ITEM, MAX_BATCH_STATEMENTS, parse_insert
+
+    original = backend_type.batch_execute_statement
+
+    def one(self: Any, statement: dict[str, Any]) -> dict[str, Any]:
+        parsed = parse_insert(statement.get("Statement", ""), statement.get("Parameters"))
+        if parsed is None:
+            return dict(original(self, [statement])[0])
+        name, item = parsed
+        if name not in self.tables:
+            message = "Requested resource not found"
+            return {"Error": {"Code": "ResourceNotFound", "Message": message}}
+        table = self.tables[name]
+        keys = [k for k in (table.hash_key_attr, table.range_key_attr) if k is not None]
+        if any(k not in item for k in keys):
+            message = f"One or more parameter values were invalid: missing the key {keys}"
+            return {"TableName": name, "Error": {"Code": "ValidationError", "Message": message}}
+        if self.get_item(name, {k: item[k] for k in keys}) is not None:
+            message = "Duplicate primary key exists in table"
+            return {"TableName": name, "Error": {"Code": DUPLICATE_ITEM, "Message": message}}
+        table.put_item(item)
+        return {"TableName": name}
+
+    def batch_execute_statement(
+        self: Any, statements: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        from moto.dynamodb.exceptions import MockValidationException
+
+        if not 1 <= len(statements) <= MAX_BATCH_STATEMENTS:  # AWS's own check
+            raise MockValidationException(
+                f"1 validation error detected: Value at 'statements' failed to satisfy "
+                f"constraint: Member must have length between 1 and {MAX_BATCH_STATEMENTS}"
+            )
+        return [one(self, statement) for statement in statements]
+
+    backend_type.batch_execute_statement = batch_execute_statement
+
+
 def apply() -> None:
     from moto.dynamodb import models
     from moto.dynamodb.exceptions import TransactionCanceledException
@@ -203,6 +249,7 @@ def apply() -> None:
 
     _fast_size_checks()
     _partition_queries(Table)
+    _partiql_inserts(backend_type)
     models.copy = _CopyWithoutTableBackups(Table)  # type: ignore[assignment]
     backend_type.transact_write_items = transact_write_items  # type: ignore[method-assign]
     setattr(backend_type, _APPLIED, True)

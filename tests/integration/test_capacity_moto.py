@@ -8,6 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infra.capacity import CapacityModel, TableSpec
+from infra.partiql import DUPLICATE_ITEM, insert_statement
 from pik.kit import build_kit
 from pik.settings import Settings
 
@@ -75,3 +76,36 @@ def test_strict_mode_throttles_a_hot_partition_key_with_aws_error(settings: Sett
     now[0] = 1.0  # the next second has its budget back
     client.put_item(TableName=spec.name, Item={"pk": {"S": "p9"}, "g": {"S": "hot"}})
     assert model.throttled == 1
+
+
+def test_partiql_inserts_are_conditional_puts_priced_once(settings: Settings) -> None:
+    """On the embedded AWS (with infra.moto_fixes): an INSERT of a key that exists fails that
+    statement alone with DuplicateItem and leaves the item as it was; each INSERT is priced
+    as one put at 1x, not 2x as in a transaction."""
+    dynamodb, spec = _table(settings)
+    model = CapacityModel([spec], clock=lambda: 0.0)
+    client = model.install(dynamodb)
+
+    def item(pk: str, g: str) -> dict[str, dict[str, str]]:
+        return {"pk": {"S": pk}, "g": {"S": g}, "v": {"S": "x" * 1500}}
+
+    first = client.batch_execute_statement(
+        Statements=[insert_statement(spec.name, item(f"k{n}", "a")) for n in range(3)]
+    )
+    assert [r.get("Error") for r in first["Responses"]] == [None] * 3
+    again = client.batch_execute_statement(
+        Statements=[
+            insert_statement(spec.name, item("k1", "changed")),
+            insert_statement(spec.name, item("k9", "a")),
+        ]
+    )
+    assert [r.get("Error", {}).get("Code") for r in again["Responses"]] == [DUPLICATE_ITEM, None]
+    kept = client.get_item(TableName=spec.name, Key={"pk": {"S": "k1"}})["Item"]
+    assert kept["g"] == {"S": "a"}  # the duplicate overwrote nothing
+    usage = model.report()[spec.name]
+    assert usage["wru_by_target"][spec.name] == 5 * 2  # 1.5 KB items: 2 WRU each, 1x
+    assert usage["requests"]["BatchExecuteStatement"] == 2
+    with pytest.raises(ClientError, match="length between 1 and 25"):
+        client.batch_execute_statement(
+            Statements=[insert_statement(spec.name, item(f"m{n}", "a")) for n in range(26)]
+        )

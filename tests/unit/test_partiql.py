@@ -1,0 +1,42 @@
+"""The one PartiQL shape the kit writes: every attribute named, every value a parameter."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.partiql import insert_statement, parse_insert
+
+
+def test_an_insert_names_every_attribute_and_passes_every_value() -> None:
+    item = {
+        "event_id": {"S": "e1"},
+        "it's": {"S": "a 'quoted' value"},
+        "tags": {"SS": ["a", "b"]},
+        "m": {"M": {"n": {"N": "1"}}},
+    }
+    entry = insert_statement("pik-events", item)
+    assert entry["Statement"] == (
+        "INSERT INTO \"pik-events\" VALUE {'event_id': ?, 'it''s': ?, 'tags': ?, 'm': ?}"
+    )
+    assert "quoted" not in entry["Statement"]  # values never become PartiQL text
+    assert parse_insert(entry["Statement"], entry["Parameters"]) == ("pik-events", item)
+
+
+@pytest.mark.parametrize(
+    ("statement", "parameters"),
+    [
+        ('SELECT * FROM "t" WHERE event_id = ?', [{"S": "x"}]),
+        ("INSERT INTO \"t\" VALUE {'a': 'literal'}", []),
+        ("INSERT INTO \"t\" VALUE {'a': ?, 'b': ?}", [{"S": "x"}]),  # a value missing
+        ('UPDATE "t" SET a = ? WHERE event_id = ?', [{"S": "x"}, {"S": "y"}]),
+    ],
+)
+def test_statements_of_another_shape_are_not_read_as_ours(
+    statement: str, parameters: list[dict[str, str]]
+) -> None:
+    assert parse_insert(statement, parameters) is None
+
+
+def test_a_table_name_that_is_not_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="table name"):
+        insert_statement('t" VALUE {}; --', {"a": {"S": "x"}})
