@@ -12,6 +12,7 @@ from infra.index import Selection
 from infra.local import EmbeddedAws
 from infra.replay_queries import DynamoReplayQueries
 from pik.explain import explain
+from pik.investigate import Axis
 from pik.kit import Kit, build_kit
 from schemas.envelope import parse_time
 from tests.conftest import fresh_settings
@@ -62,6 +63,9 @@ def _answers(kit: Kit, incident: Incident) -> dict[str, Any]:
         "audit": bare(inv.audit(window, sources=[SOURCE, "_unknown"]).to_json()),
         "gaps": bare(inv.gaps(window, sources=[SOURCE]).to_json()),
         "lag": bare(inv.lag(window, sources=[SOURCE], latest=5).to_json()),
+        "lag by arrival": bare(
+            inv.lag(window, sources=[SOURCE], latest=5, axis=Axis.ARRIVAL).to_json()
+        ),
         "replay": {"source": selected, "entity": entity, "rejected": sorted(rejected)},
     }
 
