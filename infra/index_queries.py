@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer
@@ -45,10 +46,12 @@ from infra.rollups import (
     ARRIVAL_LAG_PREFIX,
     LATE_ATTRIBUTES,
     late_entry,
+    late_key_range,
     late_partition,
     recount,
     rollup_partition,
 )
+from schemas.envelope import parse_time
 
 __all__ = [
     "CATALOG_PARTITION_PREFIX",
@@ -155,6 +158,13 @@ class _Expression:
         kind = "N" if isinstance(value, int) else "S"
         self.values[placeholder] = {kind: str(value)}
         return placeholder
+
+
+_DAY = timedelta(days=1)
+
+
+def _ms(delta: timedelta) -> int:
+    return math.floor(delta.total_seconds() * 1000)
 
 
 def _day_bounds(day: str, low: str, high: str) -> tuple[str, str]:
@@ -336,8 +346,14 @@ class DynamoIndexQueries:
         expr = _Expression()
         at = expr.name(by)
         partition = late_partition(source, event_type, day)
+        key = f"{expr.name('event_id')} = {expr.value(partition)}"
+        if by == "ingest_time":  # arrived in [low, high), event time on `day`: lags between
+            start = parse_time(day + "T00:00:00Z")
+            first, last = _ms(parse_time(low) - start - _DAY), _ms(parse_time(high) - start)
+            lo, hi = late_key_range(first - 1, last + 1)
+            key += f" AND {expr.name('item')} BETWEEN {expr.value(lo)} AND {expr.value(hi)}"
         kwargs = {
-            "KeyConditionExpression": f"{expr.name('event_id')} = {expr.value(partition)}",
+            "KeyConditionExpression": key,
             "FilterExpression": f"{at} >= {expr.value(low)} AND {at} < {expr.value(high)}",
         }
         found: dict[str, dict[str, Any]] = {}

@@ -70,6 +70,7 @@ __all__ = [
     "lag_counts",
     "late_entry",
     "late_item",
+    "late_key_range",
     "late_partition",
     "merge_rollups",
     "occurrence_counts",
@@ -130,9 +131,18 @@ def late_item(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **{a: fields[a] for a in LATE_ATTRIBUTES},
         "event_id": partition,
-        "item": f"{min(max(_LAG_SPAN - lag, 0), 10 * _LAG_SPAN - 1):016d}#{fields['event_id']}",
+        "item": f"{_inverted(lag):016d}#{fields['event_id']}",
         "late_event_id": fields["event_id"],
     }
+
+
+def _inverted(lag: int) -> int:
+    return min(max(_LAG_SPAN - lag, 0), 10 * _LAG_SPAN - 1)
+
+
+def late_key_range(min_lag: int, max_lag: int) -> tuple[str, str]:
+    """The sort keys between which the entries with ``min_lag <= lag <= max_lag`` lie."""
+    return f"{_inverted(max_lag):016d}", f"{_inverted(min_lag):016d}~"
 
 
 def late_entry(item: Mapping[str, Any]) -> dict[str, Any]:

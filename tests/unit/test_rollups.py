@@ -15,6 +15,7 @@ from infra.rollups import (
     accepted_counts,
     lag_bucket,
     late_item,
+    late_key_range,
     merge_rollups,
     occurrence_counts,
     recount,
@@ -158,3 +159,8 @@ def test_latest_arrival_keys_sort_the_largest_lag_first() -> None:
 
     keys = [item(5, "b"), item(3_600_000, "a"), item(-20, "c"), item(5, "a")]
     assert sorted(keys) == [keys[1], keys[3], keys[0], keys[2]]
+    lags = [-20, 0, 5, 99, 100, 3_600_000, 10**15 + 7]
+    for low, high in ((0, 99), (-20, 5), (100, 10**16), (-(10**16), -21)):
+        lo, hi = late_key_range(low, high)
+        inside = [lag for lag in lags if lo <= item(lag, "x" * 64) <= hi]
+        assert inside == [lag for lag in lags if low <= lag <= high], (low, high)
