@@ -31,7 +31,13 @@ from infra.clock import Clock
 from infra.index import CatalogEntry, Claim, EventIndex, Holder, Occurrence
 from infra.keys import archive_key
 from infra.metrics import Metrics
-from schemas.codec import ArchiveRecord, Provenance, encode_archive, new_archive_record
+from schemas.codec import (
+    ArchiveRecord,
+    Provenance,
+    decode_archive,
+    encode_archive,
+    new_archive_record,
+)
 from schemas.envelope import Event, Rejection, Status, format_time
 from schemas.identity import canonical_json, event_id, rejected_event_id
 from schemas.validation import PayloadValidator
@@ -98,6 +104,7 @@ class _Row:
     first_occurrence: str | None = None
     payload: str | None = None  # canonical JSON of an event's payload
     copies_first: bool = False  # the same delivery as an earlier row of this batch
+    archived_at: datetime | None = None  # its record's ingest time, when an earlier run wrote it
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +159,9 @@ class IngestSink:
                 body = encode_archive([self._record(row, ingest_time) for row in members])
                 if not self._archive.put_file(key, body):
                     log.info("archive file already present", extra={"key": key})
+                    self._adopt(key, members)
             claims = [
-                self._claim_for(row, ingest_time)
+                self._claim_for(row, row.archived_at or ingest_time)
                 for row in firsts.values()
                 if row.status is Status.ACCEPTED and not row.redelivery
             ]
@@ -217,6 +225,21 @@ class IngestSink:
             first = firsts[row.event_id]
             row.status, row.first_occurrence = first.status, first.first_occurrence
             row.pointer, row.lag_ms = first.pointer, first.lag_ms
+
+    def _adopt(self, key: str, members: list[_Row]) -> None:
+        """A re-run of a batch whose file an earlier run wrote (and then stopped before it was
+        indexed): that file is the record, so what the index says of its rows (ingest time,
+        lag, and the rollup hours and lag buckets they count in) is read from it, not from now.
+        One download, only when a batch is run again."""
+        records = list(decode_archive(self._archive.get_file(key)))
+        for row, record in zip(members, records, strict=False):
+            if record.event_id != row.event_id:
+                log.warning("archive file holds other records", extra={"key": key})
+                return
+        for row, record in zip(members, records, strict=False):
+            row.archived_at = record.ingest_time
+            if record.lag_ms is not None:
+                row.lag_ms = record.lag_ms
 
     def _claim_for(self, row: _Row, ingest_time: datetime) -> Claim:
         event = row.sub.parsed
@@ -332,8 +355,8 @@ class IngestSink:
         with each event day that arrived (readers by ingest day follow them to the events) and,
         for a valid event, on its event day too: any window's own days then name every pair."""
         entries: set[CatalogEntry] = set()
-        ingest_day = format_time(ingest_time)[:10]
         for row in rows:
+            ingest_day = format_time(row.archived_at or ingest_time)[:10]
             parsed = row.sub.parsed
             pair = (parsed.source or UNKNOWN, parsed.event_type or UNKNOWN)
             if isinstance(parsed, Event):
@@ -358,7 +381,7 @@ class IngestSink:
                 Occurrence(
                     event_id=row.event_id,
                     status=row.status.value,
-                    ingest_time=ingest_time,
+                    ingest_time=row.archived_at or ingest_time,
                     provenance=row.sub.provenance,
                     pointer=row.pointer,
                     reason=rejection.reason.value if rejection else None,

@@ -11,9 +11,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
 from consumers.ingest import Submission
+from infra.archive import ArchiveReader
 from infra.index import (
     IDENTITY_ITEM,
     LATE_SEEDS_PER_BATCH,
@@ -213,3 +215,38 @@ def test_a_batch_over_many_event_days_reads_only_a_few_lists(kit: Kit) -> None:
     assert len(queries) == LATE_SEEDS_PER_BATCH
     entries = [i for i in _items(kit) if str(i["event_id"]).startswith(LATE_PREFIX)]
     assert len(entries) == len(claims)  # every day's list got its first entry all the same
+
+
+def test_a_batch_run_again_after_a_stop_between_archive_and_index_counts_as_archived(
+    kit: Kit,
+) -> None:
+    """The first run wrote the archive file and stopped before the claims (a SIGKILL); the
+    second run, hours later, finds the file there: the index and the rollups take the ingest
+    time and lag the file holds, so they agree with a recount of the archive."""
+    now = kit.clock.now()
+    batch = [_sub(_body(n, now - timedelta(seconds=n)), f"kinesis:s:0:{n}:0", n) for n in range(20)]
+    real_claim = kit.index.claim
+
+    def stopped(claims: Any) -> Any:
+        raise SystemExit("killed")
+
+    kit.index.claim = stopped  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        kit.sink.ingest(batch, label="shard-0", at=now)
+    kit.index.claim = real_claim  # type: ignore[method-assign]
+    kit.clock.advance(hours=3)  # type: ignore[attr-defined]
+    results = kit.sink.ingest(batch, label="shard-0", at=now)
+    assert Counter(r.status for r in results) == {Status.ACCEPTED: 20}
+    records = {
+        r.event_id: r
+        for key in {r.archive.key for r in results if r.archive is not None}
+        for r in ArchiveReader(kit.archive).records(key)
+    }
+    for item in _items(kit):
+        if item["item"] == IDENTITY_ITEM:
+            record = records[str(item["event_id"])]
+            assert item["ingest_time"] == format_time(record.ingest_time)
+            assert int(item["lag_ms"]) == record.lag_ms
+    stored = _stored(kit)
+    assert {hour for (_, _, hour), c in stored.items() if c["acc"]} == {format_time(now)[:13]}
+    assert stored == _recounted(kit)
