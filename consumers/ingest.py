@@ -232,11 +232,10 @@ class IngestSink:
         lag, and the rollup hours and lag buckets they count in) is read from it, not from now.
         One download, only when a batch is run again."""
         records = list(decode_archive(self._archive.get_file(key)))
-        for row, record in zip(members, records, strict=False):
-            if record.event_id != row.event_id:
-                log.warning("archive file holds other records", extra={"key": key})
-                return
-        for row, record in zip(members, records, strict=False):
+        if [r.event_id for r in records] != [row.event_id for row in members]:
+            log.warning("archive file holds other records", extra={"key": key})
+            return
+        for row, record in zip(members, records, strict=True):
             row.archived_at = record.ingest_time
             if record.lag_ms is not None:
                 row.lag_ms = record.lag_ms
