@@ -6,7 +6,8 @@ Run from the project root::
 
 In one process it starts the embedded backend (moto behind ``EmbeddedAws(port=0)``), bootstraps
 fresh resources and writes ``--events`` identity items straight into the events table with
-BatchWriteItem (shaped by ``infra.index.claim_item``, with archive pointers; no archive files:
+BatchWriteItem (shaped by ``infra.index.claim_item``, with archive pointers, and the time bundles
+of ``infra.bundles`` the sink writes with them; no archive files:
 nothing here reads payloads). The workload spreads events over ``--days`` days, five sources and
 a hundred entities, with one busy entity (``user_042``, 4 % of events) and one small source
 (``partner_api``, 8 %). Then, for two selections on the last day,
@@ -52,6 +53,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 
 from infra.archive import ArchivePointer
+from infra.bundles import bundle_item, group_key
 from infra.index import BATCH_WRITE_MAX_ITEMS, Claim, claim_item
 from infra.local import EmbeddedAws
 from pik.kit import Kit, build_kit
@@ -168,11 +170,26 @@ def identity_items(workload: Workload, bucket: str) -> list[dict[str, Any]]:
     return items
 
 
+def with_bundles(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items and the time bundles the sink writes with them: one per (source, type, event
+    hour) of each run of 99 claims (one transaction's)."""
+    bundles = []
+    for start in range(0, len(items), 99):
+        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for item in items[start : start + 99]:
+            groups.setdefault(group_key(item), []).append(item)
+        bundles += [bundle_item(group, 0) for _, group in sorted(groups.items())]
+    return items + bundles
+
+
 def load_index(kit: Kit, items: list[dict[str, Any]]) -> float:
-    """BatchWriteItem of 25, retrying unprocessed items; the seconds it took."""
+    """BatchWriteItem of 25 (the items and their time bundles), retrying unprocessed items;
+    the seconds it took."""
     ddb = kit.clients.dynamodb()
     ser = TypeSerializer()
     began = time.perf_counter()
+    identities = items
+    items = with_bundles(items)
     for start in range(0, len(items), BATCH_WRITE_MAX_ITEMS):
         requests = [
             {"PutRequest": {"Item": {k: ser.serialize(v) for k, v in item.items()}}}
@@ -185,7 +202,7 @@ def load_index(kit: Kit, items: list[dict[str, Any]]) -> float:
     kit.index.record_catalog(
         {
             entry
-            for item in items
+            for item in identities
             for entry in (
                 (item["event_time"][:10], item["source"], item["event_type"], ""),
                 (item["ingest_time"][:10], item["source"], item["event_type"],

@@ -35,6 +35,14 @@ from typing import Any, Protocol
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from infra.archive import ArchivePointer
+from infra.bundles import (
+    BUNDLE_ATTRIBUTES,
+    bundle_item,
+    bundle_partition,
+    bundle_range,
+    group_key,
+    merge_bundles,
+)
 from infra.dynamo import (
     BATCH_GET_MAX_KEYS,
     BATCH_WRITE_MAX_ITEMS,
@@ -50,12 +58,12 @@ from infra.index_layout import (
     IDENTITY_ITEM,
     INDEX_BY_ENTITY,
     INDEX_BY_INGEST,
-    INDEX_BY_TIME,
     OCCURRENCE_PREFIX,
     SELECT_ATTRIBUTES,
     WIDE_ENTITY,
     WIDE_INGEST,
     WIDE_RATE,
+    WIDE_SHARDS,
     WIDE_TIME,
     catalog_item,
     catalog_partition,
@@ -64,7 +72,7 @@ from infra.index_layout import (
     merge_sorted,
     occurrence_keys,
     provenance_map,
-    time_keys,
+    shard_of,
     wide_item,
     wide_key,
 )
@@ -94,7 +102,6 @@ __all__ = [
     "IDENTITY_ITEM",
     "INDEX_BY_ENTITY",
     "INDEX_BY_INGEST",
-    "INDEX_BY_TIME",
     "OCCURRENCE_PREFIX",
     "CatalogEntry",
     "Claim",
@@ -117,6 +124,7 @@ MAX_CONFLICT_RETRIES = 8
 AWS_TRANSACTION_MAX_ITEMS = 100
 LEGACY_TRANSACTION_MAX_ITEMS = 25  # older emulators still enforce the pre-2022 limit
 LATE_SEEDS_PER_BATCH = 8  # latest-arrivals lists a claim call reads, at most
+BUNDLES_PER_PAGE = 200  # time bundles a Query page holds at most (~100 entries each)
 AFTER_ANY_SUFFIX = "~"  # sorts after every character of a time key, so "k~" > k and < its successor
 
 CatalogEntry = tuple[str, str, str, str]  # (ingest or event day, source, type, event day or "")
@@ -248,9 +256,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-def claim_item(c: Claim, *, wide_entity: bool = False, wide_time: bool = False) -> dict[str, Any]:
-    """The identity item of a claim; ``wide_*``: its entity's / its source and type's index keys
-    are spread over shards (``infra.index_layout``)."""
+def claim_item(c: Claim, *, wide_entity: bool = False) -> dict[str, Any]:
+    """The identity item of a claim; ``wide_entity``: its entity's index keys are spread over
+    shards (``infra.index_layout``)."""
     event_time = format_time(c.event_time)
     item: dict[str, Any] = {
         "event_id": c.event_id,
@@ -273,7 +281,6 @@ def claim_item(c: Claim, *, wide_entity: bool = False, wide_time: bool = False) 
             format_time(c.ingest_time),
             c.occurrence_id,
             wide_entity=wide_entity,
-            wide_time=wide_time,
         ),
         "archive_bucket": c.pointer.bucket,
         "archive_key": c.pointer.key,
@@ -324,6 +331,7 @@ class _Unit:
     counts: Delta
     duplicate: tuple[str, str] | None = None
     extra: tuple[dict[str, Any], ...] = ()  # unconditional puts that go with it (late entries)
+    entry: Mapping[str, Any] | None = None  # a claim's identity item: its time-bundle entry
 
 
 class _LatestSeen:
@@ -514,6 +522,7 @@ class DynamoEventIndex:
                 for (s, t, h), c in sorted(rolled.items())
                 for op in update_ops(self.table, s, t, h, self._rollup_shard, c)
             ]
+            ops += self._bundle_ops([units[i].entry for i in chunk])
             try:
                 with dynamo_errors(self.table, "TransactWriteItems"):
                     self._ddb.transact_write_items(TransactItems=ops)
@@ -568,6 +577,8 @@ class DynamoEventIndex:
             }
             if unit.duplicate is not None and unit.duplicate[0] not in no_identity:
                 more.add(("d", unit.duplicate[0]))
+            if unit.entry is not None:
+                more.add(("b", *group_key(unit.entry)))
             size = len(chunk) + 1 + extra + len(unit.extra) + len(implied | more)
             if chunk and size > self._transaction_size:
                 return chunk, pending[n:]
@@ -575,6 +586,22 @@ class DynamoEventIndex:
             implied |= more
             extra += len(unit.extra)
         return chunk, []
+
+    def _bundle_ops(self, entries: Sequence[Mapping[str, Any] | None]) -> list[dict[str, Any]]:
+        """One put per time bundle (``infra.bundles``) of the claims in a transaction: the
+        entries of exactly the claims it writes. A wide source and type's bundles are spread
+        over its shards."""
+        groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+        for entry in entries:
+            if entry is not None:
+                groups.setdefault(group_key(entry), []).append(entry)
+        ops = []
+        for (source, event_type, _), items in sorted(groups.items()):
+            wide = (WIDE_TIME, source, event_type) in self._wide
+            shard = shard_of(min(str(i["event_id"]) for i in items), WIDE_SHARDS) if wide else 0
+            bundle = bundle_item(items, shard)
+            ops.append({"Put": {"TableName": self.table, "Item": self._dump(bundle)}})
+        return ops
 
     def _dup_op(self, event_id: str, occurrences: list[str]) -> dict[str, Any]:
         return {
@@ -637,11 +664,7 @@ class DynamoEventIndex:
         units = []
         late_ones = self._late.candidates([(_late_key(c), c.lag_ms) for c in claims])
         for c, is_late in zip(claims, late_ones, strict=True):
-            item = claim_item(
-                c,
-                wide_entity=(WIDE_ENTITY, c.entity_id) in wide,
-                wide_time=(WIDE_TIME, c.source, c.event_type) in wide,
-            )
+            item = claim_item(c, wide_entity=(WIDE_ENTITY, c.entity_id) in wide)
             op = {
                 "Put": {
                     "TableName": self.table,
@@ -654,7 +677,7 @@ class DynamoEventIndex:
             if is_late:
                 entry = late_item(item)
                 late = ({"Put": {"TableName": self.table, "Item": self._dump(entry)}},)
-            units.append(_Unit(op, claim_counts(c), extra=late))
+            units.append(_Unit(op, claim_counts(c), extra=late, entry=item))
         failed = self._commit(units)
         for i, c in enumerate(claims):
             if i not in failed:
@@ -748,8 +771,8 @@ class DynamoEventIndex:
             for item in page.items
         ]
 
-    def _partitions(self, sel: Selection, day: str) -> list[tuple[str, str, str]]:
-        """(index, key attribute, key value) of every shard that may hold ``sel`` on ``day``."""
+    def _partitions(self, sel: Selection, day: str) -> list[str]:
+        """The time-bundle partition of every shard that may hold ``sel`` on ``day``."""
         if sel.source is not None and sel.event_type is not None:
             pairs = {(sel.source, sel.event_type)}
         else:
@@ -761,11 +784,9 @@ class DynamoEventIndex:
             }
         wide = self.wide_marks([(WIDE_TIME, s, t) for s, t in pairs])
         return [
-            (INDEX_BY_TIME, "tp", key)
+            bundle_partition(source, event_type, day, shard)
             for source, event_type in sorted(pairs)
-            for key in time_keys(
-                source, event_type, day, wide=(WIDE_TIME, source, event_type) in wide
-            )
+            for shard in range(WIDE_SHARDS if (WIDE_TIME, source, event_type) in wide else 1)
         ]
 
     def wide_marks(self, marks: Sequence[tuple[str, ...]]) -> set[tuple[str, ...]]:
@@ -788,22 +809,29 @@ class DynamoEventIndex:
         """
         sel.validate()
         low, high = _low(sel, after), format_time(sel.end)
+        by_entity = sel.entity_id is not None
+        groups: list[list[str]]
         if sel.entity_id is not None:
             wide = bool(self.wide_marks([(WIDE_ENTITY, sel.entity_id)]))
-            keys = entity_keys(sel.entity_id, wide=wide)
-            groups = [[(INDEX_BY_ENTITY, "ek", key) for key in keys]]
+            groups = [entity_keys(sel.entity_id, wide=wide)]
         else:
             groups = [self._partitions(sel, day) for day in sel.days()]
-        # The indexes carry what selections read; anything else is read from the table by key.
+        # by_entity and the time bundles carry what selections read; anything else is read
+        # from the table by key (a bundle has no dup_occurrences: they change after it).
+        carried = SELECT_ATTRIBUTES if by_entity else BUNDLE_ATTRIBUTES
         wanted: list[str] | None = None
-        if attributes is not None and not set(attributes) <= SELECT_ATTRIBUTES:
+        if attributes is not None and not set(attributes) <= carried:
             wanted = list(attributes)
             wanted += [a for a in ("event_id", "source", "event_type", "entity_id", "lag_ms")
                        if a not in wanted]  # fmt: skip
         for partitions in groups:
             scanned = [0]
-            streams = [self._keys(index, attr, value, low, high, scanned, page_size)
-                       for index, attr, value in partitions]  # fmt: skip
+            streams = [
+                self._keys(INDEX_BY_ENTITY, "ek", key, low, high, scanned, page_size)
+                if by_entity
+                else merge_bundles(self._bundles(key, low, high, page_size), low, high, scanned)
+                for key in partitions
+            ]
             batch: list[dict[str, Any]] = []
             for entry in merge_sorted(streams, key=_time_key):
                 batch.append(entry)
@@ -864,6 +892,22 @@ class DynamoEventIndex:
             Limit=page_size,
         ):
             scanned[0] += page.scanned
+            yield from page.items
+
+    def _bundles(self, partition: str, low: str, high: str, page_size: int) -> Iterator[Any]:
+        """The time bundles of one partition that may hold a ``time_key`` in ``[low, high]``,
+        in ``item`` order (their entries are counted as scanned when decoded)."""
+        first, last = bundle_range(low, high)
+        for page in self._pages(
+            KeyConditionExpression="event_id = :p AND #i BETWEEN :low AND :high",
+            ExpressionAttributeNames={"#i": "item"},
+            ExpressionAttributeValues={
+                ":p": {"S": partition},
+                ":low": {"S": first},
+                ":high": {"S": last},
+            },
+            Limit=BUNDLES_PER_PAGE,
+        ):
             yield from page.items
 
     def _pages(self, **kwargs: Any) -> Iterator[QueryPage]:

@@ -14,22 +14,23 @@ mark stay on shard 0, which the readers of a wide key read too.
 Items under the table key (``event_id``, ``item``):
 
 * ``item = "event"``: one per event identity, claimed by a conditional put (in a transaction
-  of up to 100 claims). Index keys:
-  ``ek`` = ``<entity>#<shard>`` (``by_entity``, sorted by ``time_key``) and ``tp`` =
-  ``<source>#<type>#<event day>#<shard>`` (``by_time``, sorted by ``time_key``).
+  of up to 100 claims). Index key: ``ek`` = ``<entity>#<shard>`` (``by_entity``, sorted by
+  ``time_key``). Selections by source and event type read time bundles instead
+  (``infra.bundles``: one item per transaction, source, type and event hour), whose partitions
+  are sharded the same way (``WIDE_TIME`` marks).
 * ``item = "occ#<occurrence id>"``: one per duplicate or rejected delivery, with ``op`` =
   ``<source>#<ingest day>#<shard>`` (``by_ingest``, sorted by ``occ_key``). Identity items have
   no ``op`` unless their event day is more than ``NEAR_DAYS`` before their ingest day (or after
   it), so the index is sparse: it holds what is not a first copy, and very late first copies.
 * ``event_id = "catalog#<ingest day>"``: which (source, type, event day) arrived that day.
 * ``event_id = "wide"``, ``item = "e#<hash>"`` / ``"t#<hash>"`` / ``"i#<hash>"``: an entity, a
-  source and event type, or a source's duplicates and rejections, whose index keys are spread
-  over ``WIDE_SHARDS`` shards.
+  source and event type (its time bundles), or a source's duplicates and rejections, whose
+  keys are spread over ``WIDE_SHARDS`` shards.
 
-GSIs project only what their readers use: ``by_entity`` and ``by_time`` ``INCLUDE`` the
-``SELECT_INCLUDES`` (what a replay message, a processor window and the investigations read, so
-a selection needs no read of the table after its Queries), and ``by_ingest`` holds the whole
-occurrence (duplicates and rejections are a few percent of deliveries).
+GSIs project only what their readers use: ``by_entity`` ``INCLUDE``s the ``SELECT_INCLUDES``
+(what a replay message, a processor window and the investigations read, so a selection needs
+no read of the table after its Queries), and ``by_ingest`` holds the whole occurrence
+(duplicates and rejections are a few percent of deliveries).
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ from schemas.envelope import format_time
 __all__ = [
     "INDEX_BY_ENTITY",
     "INDEX_BY_INGEST",
-    "INDEX_BY_TIME",
     "LAYOUT_VERSION",
     "SELECT_ATTRIBUTES",
     "SHARD_KEYS",
@@ -58,26 +58,24 @@ __all__ = [
     "ingest_keys",
     "merge_sorted",
     "shard_of",
-    "time_keys",
     "wide_item",
     "wide_key",
 ]
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 IDENTITY_ITEM = "event"
 OCCURRENCE_PREFIX = "occ#"
 CATALOG_PARTITION_PREFIX = "catalog#"  # catalog#<ingest day>: (source, type, event day) seen
 CATALOG_ITEM_PREFIX = "cat#"
 
 INDEX_BY_ENTITY = "by_entity"  # ek = entity#shard, time_key
-INDEX_BY_TIME = "by_time"  # tp = source#type#event day#shard, time_key
 INDEX_BY_INGEST = "by_ingest"  # op = source#ingest day#shard, occ_key (occurrences only)
 WIDE_SHARDS = 16  # a wide key at 10,000 events/s: 625 WCU/s on each shard
 WIDE_RATE = 100  # events/s one writer puts on a narrow key before it makes the key wide
 WIDE_PARTITION = "wide"
-WIDE_ENTITY, WIDE_TIME, WIDE_INGEST = "e", "t", "i"  # by_entity, by_time, by_ingest keys
-NEAR_DAYS = 2  # a first copy up to this many days late is read from by_time by ingest day
-# What both selection indexes carry besides their keys: all a replay message, a processor
+WIDE_ENTITY, WIDE_TIME, WIDE_INGEST = "e", "t", "i"  # by_entity, time bundles, by_ingest keys
+NEAR_DAYS = 2  # a first copy up to this many days late is read from its bundles by ingest day
+# What the entity index carries besides their keys: all a replay message, a processor
 # window read and the investigations need, so a selection is Queries alone (no BatchGetItem of
 # identity items after them). Provenance, idempotency key and fingerprint stay on the table.
 SELECT_INCLUDES = (
@@ -94,10 +92,10 @@ SELECT_INCLUDES = (
     "archive_position",
     "dup_occurrences",
 )
-SHARD_KEYS = frozenset({"ek", "tp", "op"})  # index keys that carry a shard number
-SELECT_ATTRIBUTES = frozenset({"event_id", "item", "time_key", "ek", "tp", *SELECT_INCLUDES})
-LEGACY_INDEXES = frozenset(  # the turn-1 layout's GSIs: `pik bootstrap` names them
-    {"by_source_type_day", "by_source_day", "by_type_day", "by_lag", "by_ingest_day"}
+SHARD_KEYS = frozenset({"ek", "op"})  # index keys that carry a shard number
+SELECT_ATTRIBUTES = frozenset({"event_id", "item", "time_key", "ek", *SELECT_INCLUDES})
+LEGACY_INDEXES = frozenset(  # older layouts' GSIs (1: the first five, 2: by_time): bootstrap
+    {"by_source_type_day", "by_source_day", "by_type_day", "by_lag", "by_ingest_day", "by_time"}
 )
 
 
@@ -116,10 +114,6 @@ def _shards(wide: bool) -> range:
 
 def entity_keys(entity_id: str, *, wide: bool = False) -> list[str]:
     return [_join(entity_id, n) for n in _shards(wide)]
-
-
-def time_keys(source: str, event_type: str, day: str, *, wide: bool = False) -> list[str]:
-    return [_join(source, event_type, day, n) for n in _shards(wide)]
 
 
 def wide_key(kind: str, *names: str) -> dict[str, str]:
@@ -157,19 +151,13 @@ def identity_keys(
     first_occurrence: str,
     *,
     wide_entity: bool = False,
-    wide_time: bool = False,
 ) -> dict[str, str]:
     """The index keys of an identity item (times as ``format_time`` text): shard 0 of a narrow
-    key, the identity's own shard of a wide one. A first copy whose event day is not one of its
+    entity, the identity's own shard of a wide one. A first copy whose event day is not one of its
     ingest day's ``near_days`` is in ``by_ingest`` too, so that reading one ingest day's
     deliveries never needs a Query per event day a broken producer clock may have made up."""
     entity_shard = shard_of(event_id, WIDE_SHARDS) if wide_entity else 0
-    time_shard = shard_of(event_id, WIDE_SHARDS) if wide_time else 0
-    keys = {
-        "time_key": f"{event_time}#{event_id}",
-        "ek": _join(entity_id, entity_shard),
-        "tp": _join(source, event_type, event_time[:10], time_shard),
-    }
+    keys = {"time_key": f"{event_time}#{event_id}", "ek": _join(entity_id, entity_shard)}
     if event_time[:10] not in near_days(ingest_time[:10]):  # very late, or from the future
         keys |= occurrence_keys(source, ingest_time, first_occurrence)
     return keys
@@ -177,7 +165,7 @@ def identity_keys(
 
 def near_days(ingest_day: str) -> list[str]:
     """The event days whose first copies ingested on ``ingest_day`` the readers of deliveries
-    find in ``by_time`` (``NEAR_DAYS`` before it, and the day itself)."""
+    find in the time bundles (``NEAR_DAYS`` before it, and the day itself)."""
     day = date.fromisoformat(ingest_day)
     return [str(day - timedelta(days=n)) for n in range(NEAR_DAYS, -1, -1)]
 
@@ -229,11 +217,10 @@ def gsi_specs() -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     select = {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(SELECT_INCLUDES)}
     attrs = [
         {"AttributeName": name, "AttributeType": "S"}
-        for name in ("ek", "tp", "time_key", "op", "occ_key")
+        for name in ("ek", "time_key", "op", "occ_key")
     ]
     indexes = [
         gsi(INDEX_BY_ENTITY, "ek", "time_key", select),
-        gsi(INDEX_BY_TIME, "tp", "time_key", select),
         gsi(INDEX_BY_INGEST, "op", "occ_key", {"ProjectionType": "ALL"}),
     ]
     return attrs, indexes

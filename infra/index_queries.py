@@ -8,11 +8,11 @@ the bare ``format_time`` text of ``[start, end)``, an item at exactly ``start`` 
 
 * ``deliveries``: every delivery of a source ingested on a day: duplicate / rejected occurrence
   items and very late first copies from ``by_ingest``, and the other first copies (identity
-  items, ACCEPTED) from ``by_time`` of the ``near_days`` the catalog says arrived that day, kept
+  items, ACCEPTED) from the time bundles (``infra.bundles``) of the ``near_days`` the catalog says arrived that day, kept
   by ingest time: at most three event days per type, whatever event times producers sent.
-* ``events``: identity items by event time from ``by_time`` (each of the source's types).
+* ``events``: identity items by event time from the time bundles (each of the source's types).
 * ``lags``: identity items of one source, type and event day in lag order, smallest or largest
-  first (``by_time`` carries ``lag_ms``).
+  first (a bundle entry carries ``lag_ms``).
 * ``catalog``: the (source, event type) pairs recorded for one day (catalog items).
 
 ``MemoryIndexQueries`` answers the same over a ``MemoryEventIndex`` for unit tests.
@@ -28,12 +28,12 @@ from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from infra.bundles import bundle_partition, bundle_range, merge_pages
 from infra.dynamo import paginate
 from infra.index import (
     CATALOG_PARTITION_PREFIX,
     IDENTITY_ITEM,
     INDEX_BY_INGEST,
-    INDEX_BY_TIME,
     OCCURRENCE_PREFIX,
     MemoryEventIndex,
     QueryPage,
@@ -41,7 +41,7 @@ from infra.index import (
     plain,
     read_wide_marks,
 )
-from infra.index_layout import WIDE_INGEST, WIDE_TIME, ingest_keys, near_days, time_keys
+from infra.index_layout import WIDE_INGEST, WIDE_SHARDS, WIDE_TIME, ingest_keys, near_days
 from infra.rollups import (
     ARRIVAL_LAG_PREFIX,
     LATE_ATTRIBUTES,
@@ -172,15 +172,6 @@ def _day_bounds(day: str, low: str, high: str) -> tuple[str, str]:
     return max(low, day), min(high, day + "~")
 
 
-def _identity(item: dict[str, Any], source: str, event_type: str) -> dict[str, Any]:
-    """A ``by_time`` entry as the identity item it stands for (what the key already says)."""
-    item.setdefault("source", source)
-    item.setdefault("event_type", event_type)
-    item.setdefault("status", "ACCEPTED")
-    item.setdefault("event_time", str(item["time_key"]).rsplit("#", 1)[0])
-    return item
-
-
 def _lag_order(item: dict[str, Any], largest_first: bool) -> tuple[int, str]:
     """Lag order, ties by event id: the same answer whatever shard an entry was read from."""
     lag = int(item["lag_ms"])
@@ -250,17 +241,10 @@ class DynamoIndexQueries:
         )
         wide = self._wide({(WIDE_TIME, source, name) for name, _ in arrived})
         for name, event_day in arrived:
-            for key in time_keys(source, name, event_day, wide=(WIDE_TIME, source, name) in wide):
-                expr = _Expression()
-                at = expr.name("ingest_time")
-                kwargs: dict[str, Any] = {
-                    "IndexName": INDEX_BY_TIME,
-                    "KeyConditionExpression": f"{expr.name('tp')} = {expr.value(key)}",
-                    "FilterExpression": f"{at} >= {expr.value(lo)} AND {at} < {expr.value(hi)}",
-                }
-                for page in self._pages(expr, kwargs, None, None):
-                    items = [_identity(i, source, name) for i in page.items]
-                    yield QueryPage(_project(items, attributes), page.scanned)
+            spread = (WIDE_TIME, source, name) in wide
+            for page in self._bundles(source, name, event_day, "", "~", wide=spread):
+                items = [i for i in page.items if lo <= str(i["ingest_time"]) < hi]
+                yield QueryPage(_project(items, attributes), page.scanned)
 
     def events(
         self,
@@ -279,10 +263,9 @@ class DynamoIndexQueries:
             names = sorted({str(i["event_type"]) for i in catalog if i.get("source") == source})
         wide = self._wide({(WIDE_TIME, source, name) for name in names})
         for name in names:
-            for key in time_keys(source, name, day, wide=(WIDE_TIME, source, name) in wide):
-                for page in self._range(INDEX_BY_TIME, "tp", key, "time_key", low, high):
-                    items = [_identity(i, source, name) for i in page.items]
-                    yield QueryPage(_project(items, attributes), page.scanned)
+            spread = (WIDE_TIME, source, name) in wide
+            for page in self._bundles(source, name, day, low, high, wide=spread):
+                yield QueryPage(_project(page.items, attributes), page.scanned)
 
     def lags(
         self,
@@ -296,7 +279,7 @@ class DynamoIndexQueries:
         limit: int | None = None,
         attributes: Sequence[str] | None = None,
     ) -> Iterator[QueryPage]:
-        # by_time is in time order: the shards' entries are sorted by lag here (one day of one
+        # Bundles are in time order: the shards' entries are sorted by lag here (one day of one
         # source and type; the rollups answer percentiles without reading events).
         # Each Query is one page (what the caller counts); its items come in the last one.
         found: list[dict[str, Any]] = []
@@ -390,6 +373,24 @@ class DynamoIndexQueries:
         into.extend(items)
 
     # -- plumbing ------------------------------------------------------------------------
+    def _bundles(
+        self, source: str, event_type: str, day: str, low: str, high: str, *, wide: bool
+    ) -> Iterator[QueryPage]:
+        """The first copies of one source, type and event day with ``low <= time_key <= high``
+        from its time bundles (``infra.bundles``), one page per Query, in time order per shard;
+        ``scanned``: the entries decoded."""
+        first, last = bundle_range(low, high)
+        for shard in range(WIDE_SHARDS if wide else 1):
+            expr = _Expression()
+            partition = bundle_partition(source, event_type, day, shard)
+            kwargs = {
+                "KeyConditionExpression": f"{expr.name('event_id')} = {expr.value(partition)} "
+                f"AND {expr.name('item')} BETWEEN {expr.value(first)} AND {expr.value(last)}"
+            }
+            raw = (p.items for p in self._pages(expr, kwargs, None, None, page_size=200))
+            for entries, scanned in merge_pages(raw, low, high):
+                yield QueryPage(entries, scanned)
+
     def _range(
         self,
         index: str,

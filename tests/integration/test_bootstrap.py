@@ -41,11 +41,10 @@ def test_events_table_has_the_query_paths(settings: Settings) -> None:
     }
     assert indexes == {
         "by_entity": ["ek", "time_key"],
-        "by_time": ["tp", "time_key"],
         "by_ingest": ["op", "occ_key"],
     }
     projections = {i["IndexName"]: i["Projection"] for i in table["GlobalSecondaryIndexes"]}
-    for name in ("by_entity", "by_time"):  # what selections read, not the whole item
+    for name in ("by_entity",):  # what selections read, not the whole item
         assert projections[name]["ProjectionType"] == "INCLUDE"
         assert "archive_key" in projections[name]["NonKeyAttributes"]
         assert "provenance" not in projections[name]["NonKeyAttributes"]
