@@ -37,7 +37,9 @@ from ingest import OK, RESULTS_DIR, fresh_settings, make_workload
 from tap import binding_for
 
 from consumers.ingest import Submission
+from infra.bundles import BUNDLE_PREFIX
 from infra.capacity import PARTITION_WCU, CapacityModel, TableSpec, item_size
+from infra.claims import COUNTED_PREFIX, PENDING_PREFIX
 from infra.index_layout import CATALOG_PARTITION_PREFIX, WIDE_PARTITION
 from infra.kinesis_boto import BotoKinesis
 from infra.local import EmbeddedAws
@@ -199,6 +201,10 @@ def item_kind(partition: str) -> str:
         return "catalog"
     if partition == WIDE_PARTITION:
         return "wide marks"
+    if partition.startswith(BUNDLE_PREFIX):
+        return "time bundles"
+    if partition.startswith((PENDING_PREFIX, COUNTED_PREFIX)):
+        return "pending notes, counted marks"
     return "claims, occurrences"
 
 

@@ -31,7 +31,7 @@ from infra.keys import QUARANTINE_PREFIX, RAW_PREFIX, escape_segment
 from schemas.codec import ArchiveRecord, decode_archive
 from schemas.envelope import Status, format_time
 
-__all__ = ["ArchiveFiles", "ReindexReport", "Reindexer"]
+__all__ = ["ArchiveFiles", "ReindexReport", "Reindexer", "file_claims"]
 
 UNKNOWN = "_unknown"
 _MICROSECOND = timedelta(microseconds=1)
@@ -163,6 +163,16 @@ class Reindexer:
                 report.rejected += 1
         self._index.record_occurrences(occurrences)
         self._index.record_catalog(_catalog(r for r, _ in records))
+
+
+def file_claims(bucket: str, key: str, body: bytes) -> list[Claim]:
+    """The claims an archive file's ACCEPTED records made when it was written: what the index
+    needs to finish a file whose writer stopped before counting it (``infra.claims``)."""
+    return [
+        _claim(record, ArchivePointer(bucket, key, position))
+        for position, record in enumerate(decode_archive(body))
+        if record.status == Status.ACCEPTED.value
+    ]
 
 
 def _claim(r: ArchiveRecord, pointer: ArchivePointer) -> Claim:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import random
 import threading
 import time
@@ -43,6 +44,7 @@ from infra.bundles import (
     group_key,
     merge_bundles,
 )
+from infra.claims import PENDING_LEASE_S, SWEEP_INTERVAL_S, ClaimLog
 from infra.dynamo import (
     BATCH_GET_MAX_KEYS,
     BATCH_WRITE_MAX_ITEMS,
@@ -51,7 +53,7 @@ from infra.dynamo import (
     dynamo_errors,
     paginate,
 )
-from infra.errors import BackendError, Throttled, TransactionCanceled
+from infra.errors import BackendError, KitError, Throttled, TransactionCanceled
 from infra.index_layout import (
     CATALOG_ITEM_PREFIX,
     CATALOG_PARTITION_PREFIX,
@@ -124,6 +126,7 @@ MAX_CONFLICT_RETRIES = 8
 AWS_TRANSACTION_MAX_ITEMS = 100
 LEGACY_TRANSACTION_MAX_ITEMS = 25  # older emulators still enforce the pre-2022 limit
 LATE_SEEDS_PER_BATCH = 8  # latest-arrivals lists a claim call reads, at most
+BUNDLE_MAX_ENTRIES = 1000  # entries of one time bundle (~60 KB; an item holds 400 KB)
 BUNDLES_PER_PAGE = 200  # time bundles a Query page holds at most (~100 entries each)
 AFTER_ANY_SUFFIX = "~"  # sorts after every character of a time key, so "k~" > k and < its successor
 
@@ -330,8 +333,6 @@ class _Unit:
     op: dict[str, Any]
     counts: Delta
     duplicate: tuple[str, str] | None = None
-    extra: tuple[dict[str, Any], ...] = ()  # unconditional puts that go with it (late entries)
-    entry: Mapping[str, Any] | None = None  # a claim's identity item: its time-bundle entry
 
 
 class _LatestSeen:
@@ -400,6 +401,31 @@ def _late_key(c: Claim) -> tuple[str, str, str]:
     return c.source, c.event_type, format_time(c.event_time)[:10]
 
 
+def _late_key_of(item: Mapping[str, Any]) -> tuple[str, str, str]:
+    return str(item["source"]), str(item["event_type"]), str(item["event_time"])[:10]
+
+
+def _item_counts(item: Mapping[str, Any]) -> Delta:
+    """The rollup counts of a stored identity item (what counts is what was written)."""
+    return accepted_counts(
+        str(item["source"]),
+        str(item["event_type"]),
+        str(item["ingest_time"]),
+        str(item["event_time"]),
+        int(item["lag_ms"]),
+    )
+
+
+def _held_by(item: Mapping[str, Any], c: Claim) -> bool:
+    """Whether a stored identity item is ``c`` itself: the same delivery, from the same archive
+    file (an earlier run of this file's batch, or a sweep of it, wrote it)."""
+    return (
+        item.get("first_occurrence") == c.occurrence_id
+        and item.get("archive_bucket") == c.pointer.bucket
+        and item.get("archive_key") == c.pointer.key
+    )
+
+
 def claim_counts(c: Claim) -> Delta:
     """The rollup counts of a first copy."""
     return accepted_counts(
@@ -458,12 +484,26 @@ def read_wide_marks(
     return found
 
 
+Recover = Callable[[str, str], Sequence[Claim] | None]  # (bucket, key) -> that file's claims
+
+
 class DynamoEventIndex:
     def __init__(
-        self, dynamodb_client: Any, table: str, *, clock: Callable[[], float] = time.monotonic
+        self,
+        dynamodb_client: Any,
+        table: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        recover: Recover | None = None,
     ) -> None:
+        """``recover`` reads an archive file's claims back (``consumers.reindex.file_claims``):
+        with it, this writer finishes what a stopped writer left pending (``infra.claims``)."""
         self._ddb = dynamodb_client
         self.table = table
+        self._log = ClaimLog(dynamodb_client, table, wall=wall)
+        self._recover = recover
+        self._last_sweep = -math.inf
         self._ser = TypeSerializer()
         self._de = TypeDeserializer()
         self._catalogued: set[CatalogEntry] = set()  # written by this process already
@@ -487,12 +527,11 @@ class DynamoEventIndex:
 
     # -- transactions --------------------------------------------------------------------
     def _commit(self, units: Sequence[_Unit]) -> dict[int, dict[str, Any] | None]:
-        """Write ``units`` in transactions of up to 100 items; return {index: current item}
-        of those whose condition failed (their rollup counts are not added).
+        """Write ``units`` (occurrence items) in transactions of up to 100 items; return
+        {index: current item} of those whose condition failed (their counts are not added).
 
-        A transaction is the only batched conditional write DynamoDB offers (PutItem is one
-        item a call), so a tap batch of 1,000 claims is ten requests, not a thousand. Each
-        carries, besides its units' conditional puts, the updates they imply: one per rollup
+        Duplicates and rejections are a few percent of deliveries: their conditional puts go
+        up to 100 to a transaction (not one PutItem each), so that each transaction carries, besides its units' conditional puts, the updates they imply: one per rollup
         item (``infra.rollups``: the counts of exactly the units in it) and, for duplicates, one
         per identity (its ``dup_occurrences``). It is all-or-nothing: a chunk whose conditions
         partly fail is sent again without the failed units (and with its counts recomputed)
@@ -514,15 +553,12 @@ class DynamoEventIndex:
                     dups.setdefault(unit.duplicate[0], []).append(unit.duplicate[1])
                 add_into(rolled, unit.counts)
             ops = [units[i].op for i in chunk]
-            extras = [op for i in chunk for op in units[i].extra]
-            ops += extras
             ops += [self._dup_op(event_id, occs) for event_id, occs in sorted(dups.items())]
             ops += [
                 op
                 for (s, t, h), c in sorted(rolled.items())
                 for op in update_ops(self.table, s, t, h, self._rollup_shard, c)
             ]
-            ops += self._bundle_ops([units[i].entry for i in chunk])
             try:
                 with dynamo_errors(self.table, "TransactWriteItems"):
                     self._ddb.transact_write_items(TransactItems=ops)
@@ -542,7 +578,7 @@ class DynamoEventIndex:
                         item = reason.get("Item")
                         failed[chunk[n]] = self._load(item) if item else None
                     elif code == "ConditionalCheckFailed":  # only dup_occurrences updates
-                        no_identity.add(dup_ids[n - len(chunk) - len(extras)])
+                        no_identity.add(dup_ids[n - len(chunk)])
                     elif code not in ("None", ""):
                         retry = True  # TransactionConflict, ThrottlingError: try again
                 pending = [i for i in chunk if i not in failed] + rest
@@ -567,7 +603,6 @@ class DynamoEventIndex:
         """The next transaction's units: as many as fit with the updates they imply."""
         chunk: list[int] = []
         implied: set[tuple[str, ...]] = set()
-        extra = 0
         for n, i in enumerate(pending):
             unit = units[i]
             more: set[tuple[str, ...]] = {
@@ -577,31 +612,12 @@ class DynamoEventIndex:
             }
             if unit.duplicate is not None and unit.duplicate[0] not in no_identity:
                 more.add(("d", unit.duplicate[0]))
-            if unit.entry is not None:
-                more.add(("b", *group_key(unit.entry)))
-            size = len(chunk) + 1 + extra + len(unit.extra) + len(implied | more)
+            size = len(chunk) + 1 + len(implied | more)
             if chunk and size > self._transaction_size:
                 return chunk, pending[n:]
             chunk.append(i)
             implied |= more
-            extra += len(unit.extra)
         return chunk, []
-
-    def _bundle_ops(self, entries: Sequence[Mapping[str, Any] | None]) -> list[dict[str, Any]]:
-        """One put per time bundle (``infra.bundles``) of the claims in a transaction: the
-        entries of exactly the claims it writes. A wide source and type's bundles are spread
-        over its shards."""
-        groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
-        for entry in entries:
-            if entry is not None:
-                groups.setdefault(group_key(entry), []).append(entry)
-        ops = []
-        for (source, event_type, _), items in sorted(groups.items()):
-            wide = (WIDE_TIME, source, event_type) in self._wide
-            shard = shard_of(min(str(i["event_id"]) for i in items), WIDE_SHARDS) if wide else 0
-            bundle = bundle_item(items, shard)
-            ops.append({"Put": {"TableName": self.table, "Item": self._dump(bundle)}})
-        return ops
 
     def _dup_op(self, event_id: str, occurrences: list[str]) -> dict[str, Any]:
         return {
@@ -658,34 +674,123 @@ class DynamoEventIndex:
             self._late.seed(key, lags)
 
     def claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
+        """Claim each identity by the write-ahead protocol of ``infra.claims``: a pending note
+        per archive file, the ``INSERT``s (1x), then per file its rollup counts and time
+        bundles in a transaction guarded by its counted mark. Returns the holder of every
+        identity that was taken (by another delivery, or by this one in an earlier run)."""
+        if not claims:
+            return {}
         self._widen(claims)
         self._seed_late(claims)
+        self._sweep_due()
+        return self._claim(claims)
+
+    def _claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
         wide = self._wide
-        units = []
-        late_ones = self._late.candidates([(_late_key(c), c.lag_ms) for c in claims])
-        for c, is_late in zip(claims, late_ones, strict=True):
-            item = claim_item(c, wide_entity=(WIDE_ENTITY, c.entity_id) in wide)
-            op = {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": self._dump(item),
-                    "ConditionExpression": "attribute_not_exists(event_id)",
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }
-            }
-            late: tuple[dict[str, Any], ...] = ()
-            if is_late:
-                entry = late_item(item)
-                late = ({"Put": {"TableName": self.table, "Item": self._dump(entry)}},)
-            units.append(_Unit(op, claim_counts(c), extra=late, entry=item))
-        failed = self._commit(units)
-        for i, c in enumerate(claims):
-            if i not in failed:
-                self._late.seen(_late_key(c), c.lag_ms)
-        return {
-            claims[i].event_id: _holder(claims[i].event_id, item or {})
-            for i, item in failed.items()
+        first: dict[str, int] = {}
+        lost: dict[str, Holder] = {}
+        todo: list[tuple[Claim, dict[str, Any]]] = []
+        for n, c in enumerate(claims):
+            if first.setdefault(c.event_id, n) != n:  # a second claim of one identity: the first's
+                held = claims[first[c.event_id]]
+                lost[c.event_id] = Holder(c.event_id, held.occurrence_id)
+                continue
+            todo.append((c, claim_item(c, wide_entity=(WIDE_ENTITY, c.entity_id) in wide)))
+        files = sorted({(c.pointer.bucket, c.pointer.key) for c, _ in todo})
+        self._log.note(files)
+        taken = self._log.insert([self._dump(item) for _, item in todo])
+        stored = {
+            str(i["event_id"]): i
+            for i in self._batch_get(
+                [self._key(todo[n][0].event_id) for n in sorted(taken)], consistent=True
+            )
         }
+        own: dict[tuple[str, str], list[dict[str, Any]]] = {f: [] for f in files}
+        mine: list[dict[str, Any]] = []  # in the order claimed
+        for n, (c, item) in enumerate(todo):
+            if n in taken:
+                item = stored.get(c.event_id) or {}
+                lost[c.event_id] = _holder(c.event_id, item)
+                if not _held_by(item, c):
+                    continue
+            own[(c.pointer.bucket, c.pointer.key)].append(item)
+            mine.append(item)
+        self._write_late(mine)
+        for file in files:
+            self._log.settle(file, self._pieces(own[file]))
+        self._log.done(files)
+        for item in mine:
+            self._late.seen(_late_key_of(item), int(item["lag_ms"]))
+        return lost
+
+    def _write_late(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """The latest-arrivals entries of first copies (idempotent puts, before their counts:
+        a redo writes the same again)."""
+        late = self._late.candidates([(_late_key_of(i), int(i["lag_ms"])) for i in items])
+        requests = [
+            {"PutRequest": {"Item": self._dump(late_item(item))}}
+            for item, is_late in zip(items, late, strict=True)
+            if is_late
+        ]
+        batch_write(self._ddb, self.table, requests)
+
+    def _pieces(self, items: Sequence[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
+        """What one archive file's own claims add, as transaction ops in a fixed order (the
+        same for whichever writer settles the file): each rollup hour's updates, then each time
+        bundle (up to ``BUNDLE_MAX_ENTRIES`` entries)."""
+        rolled: Delta = {}
+        groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+        for item in items:
+            add_into(rolled, _item_counts(item))
+            groups.setdefault(group_key(item), []).append(item)
+        pieces = [
+            update_ops(self.table, s, t, h, self._rollup_shard, counts)
+            for (s, t, h), counts in sorted(rolled.items())
+        ]
+        for (source, event_type, _), group in sorted(groups.items()):
+            group = sorted(group, key=_time_key)
+            wide = (WIDE_TIME, source, event_type) in self._wide
+            for chunk in _chunks(group, BUNDLE_MAX_ENTRIES):
+                shard = shard_of(str(chunk[0]["event_id"]), WIDE_SHARDS) if wide else 0
+                bundle = bundle_item(chunk, shard)
+                pieces.append([{"Put": {"TableName": self.table, "Item": self._dump(bundle)}}])
+        return pieces
+
+    def sweep(self, *, older_than: float = PENDING_LEASE_S) -> int:
+        """Finish the archive files whose pending notes are older than ``older_than`` seconds
+        (their writer stopped, or is stuck): each is read back from the archive and claimed,
+        counted and bundled again, which adds what its writer did not (``infra.claims``).
+        Returns the files finished."""
+        if self._recover is None:
+            return 0
+        finished = 0
+        for pending in self._log.stale(older_than):
+            try:
+                claims = self._recover(*pending.file)
+            except KitError as exc:
+                log.warning(
+                    "pending file not read", extra={"key": pending.file[1], "error": str(exc)}
+                )
+                continue
+            if claims is None:
+                continue  # another archive's file: its own writers finish it
+            if claims:
+                self._claim(claims)
+            else:
+                self._log.done([pending.file])
+            finished += 1
+            log.info("pending file finished", extra={"key": pending.file[1]})
+        return finished
+
+    def _sweep_due(self) -> None:
+        now = self._clock()
+        if self._recover is None or now - self._last_sweep < SWEEP_INTERVAL_S:
+            return
+        self._last_sweep = now
+        try:
+            self.sweep()
+        except BackendError as exc:  # the next sweep tries again; claims need not wait
+            log.warning("pending files not swept", extra={"error": str(exc)})
 
     def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None:
         """One occurrence item per duplicate or rejected delivery (a conditional put: one that

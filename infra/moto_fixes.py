@@ -185,6 +185,9 @@ def _partition_queries(table_type: Any) -> None:
     table_type.query = query
 
 
+_INSERT_LOCK = threading.Lock()
+
+
 def _partiql_inserts(backend_type: Any) -> None:
     from infra.partiql import DUPLICATE_ITEM, MAX_BATCH_STATEMENTS, parse_insert
 
@@ -203,10 +206,11 @@ def _partiql_inserts(backend_type: Any) -> None:
         if any(k not in item for k in keys):
             message = f"One or more parameter values were invalid: missing the key {keys}"
             return {"TableName": name, "Error": {"Code": "ValidationError", "Message": message}}
-        if self.get_item(name, {k: item[k] for k in keys}) is not None:
-            message = "Duplicate primary key exists in table"
-            return {"TableName": name, "Error": {"Code": DUPLICATE_ITEM, "Message": message}}
-        table.put_item(item)
+        with _INSERT_LOCK:  # the server answers requests on threads: check and put as one
+            if self.get_item(name, {k: item[k] for k in keys}) is not None:
+                message = "Duplicate primary key exists in table"
+                return {"TableName": name, "Error": {"Code": DUPLICATE_ITEM, "Message": message}}
+            table.put_item(item)
         return {"TableName": name}
 
     def batch_execute_statement(

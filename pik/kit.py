@@ -15,6 +15,7 @@ from typing import Any
 
 from consumers.ingest import IngestSink
 from consumers.processor import Processor
+from consumers.reindex import file_claims
 from consumers.tap.binding import Format, TapBinding, stream_name
 from consumers.tap.decode import RecordDecoder
 from consumers.tap.fanout import DEFAULT_CONSUMER_NAME, FanOut
@@ -24,7 +25,7 @@ from infra.archive import ArchiveReader, S3RawArchive
 from infra.aws import AwsClients
 from infra.clock import Clock, SystemClock
 from infra.errors import ConfigError
-from infra.index import DynamoEventIndex
+from infra.index import Claim, DynamoEventIndex
 from infra.index_queries import DynamoIndexQueries
 from infra.kinesis_boto import BotoKinesis
 from infra.leases import DryRunLeaseStore, LeaseStore
@@ -298,6 +299,17 @@ def registry_credentials(settings: Settings) -> RegistryCredentials:
     )
 
 
+def _recover(archive: S3RawArchive) -> Callable[[str, str], list[Claim] | None]:
+    """How the index reads back a pending archive file's claims (files of this kit's bucket)."""
+
+    def recover(bucket: str, key: str) -> list[Claim] | None:
+        if bucket != archive.bucket:
+            return None
+        return file_claims(bucket, key, archive.get_file(key))
+
+    return recover
+
+
 def build_kit(
     settings: Settings,
     clock: Clock | None = None,
@@ -312,7 +324,7 @@ def build_kit(
     clients = clients or AwsClients(settings.aws())
     names = settings.names()
     archive = S3RawArchive(clients.s3(), names.bucket)
-    index = DynamoEventIndex(clients.dynamodb(), names.events_table)
+    index = DynamoEventIndex(clients.dynamodb(), names.events_table, recover=_recover(archive))
     metrics = Metrics()
     clock = clock or SystemClock()
     try:

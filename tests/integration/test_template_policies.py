@@ -69,8 +69,11 @@ IAM_ACTIONS: dict[str, tuple[str, ...]] = {
     "s3:GetObject": ("s3:GetObject",),
     "s3:ListObjectsV2": ("s3:ListBucket",),
     # Each item of a transaction is authorised as its own operation. The index writes Put items
-    # (claims) and Update items (duplicates), never Delete or ConditionCheck items.
+    # (occurrences, counted marks, time bundles) and Update items (rollups, duplicates), never
+    # Delete or ConditionCheck items.
     "dynamodb:TransactWriteItems": ("dynamodb:PutItem", "dynamodb:UpdateItem"),
+    # Each statement of a batch is authorised by its kind: the index only INSERTs (claims).
+    "dynamodb:BatchExecuteStatement": ("dynamodb:PartiQLInsert",),
     "dynamodb:BatchWriteItem": ("dynamodb:BatchWriteItem",),
     "dynamodb:BatchGetItem": ("dynamodb:BatchGetItem",),
     "dynamodb:GetItem": ("dynamodb:GetItem",),
@@ -104,7 +107,8 @@ HANDLER_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
             "ReplayJobsTable/index/by_created",  # recent jobs
             "AggregatesTable",  # explain: an entity's aggregate versions
         ),
-        "dynamodb:TransactWriteItems": ("EventsTable",),  # claims, duplicates
+        "dynamodb:TransactWriteItems": ("EventsTable",),  # duplicates, rollups, bundles
+        "dynamodb:BatchExecuteStatement": ("EventsTable",),  # claims (PartiQL INSERT)
         "dynamodb:PutItem": ("ReplayJobsTable",),  # a new job
         "dynamodb:UpdateItem": ("ReplayJobsTable",),  # progress
         "sqs:SendMessageBatch": ("ReplayQueue",),  # replay messages
@@ -113,10 +117,14 @@ HANDLER_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "pik.lambdas.tap": {
         "s3:PutObject": ARCHIVE,
-        "dynamodb:TransactWriteItems": ("EventsTable",),  # claims, duplicates
+        # a re-run batch's archive file; the files of pending claims a writer finishes
+        "s3:GetObject": ARCHIVE,
+        "dynamodb:TransactWriteItems": ("EventsTable",),  # duplicates, rollups, bundles
+        "dynamodb:BatchExecuteStatement": ("EventsTable",),  # claims (PartiQL INSERT)
         "dynamodb:BatchWriteItem": ("EventsTable",),
         "dynamodb:BatchGetItem": ("EventsTable",),
-        "dynamodb:Query": ("EventsTable",),  # a day's latest arrivals, once per key
+        # a day's latest arrivals, once per key; pending claims, once a minute
+        "dynamodb:Query": ("EventsTable",),
         # avro-glue bindings: writer schemas by version UUID, in any registry of the account
         "glue:GetSchemaVersion": ("registry/*", "schema/*"),
     },
@@ -183,7 +191,6 @@ NOT_CALLED: dict[str, dict[str, str]] = {
         "infra.resources:Bootstrap": _BOOTSTRAP,
         "infra.schema_registry:GlueSchemaSource.schema_names": "pik schemas check only",
         "infra.schema_registry:GlueSchemaSource.compatibility": "pik schemas check only",
-        "infra.archive:S3RawArchive.get_file": _READS,
         "infra.archive:S3RawArchive.keys": _REINDEX,
         "infra.index:DynamoEventIndex.get": _READS,
         "infra.index:DynamoEventIndex._pages": _READS,
@@ -195,6 +202,8 @@ NOT_CALLED: dict[str, dict[str, str]] = {
         "infra.schema_registry:GlueSchemaSource": _GLUE,
         "infra.archive:S3RawArchive.keys": _REINDEX,
         "infra.index:DynamoEventIndex._commit": _INGEST,
+        "infra.claims:ClaimLog": _INGEST,
+        "infra.index:DynamoEventIndex._write_late": _INGEST,
         "infra.index:DynamoEventIndex._count": _INGEST,
         "infra.index:DynamoEventIndex.record_catalog": _INGEST,
         "infra.index:DynamoEventIndex.get": _READS,

@@ -66,7 +66,7 @@ def backend_state(kit: Kit) -> dict[str, Any]:
         kit.names.aggregates_table,
     ):
         items = ddb.get_paginator("scan").paginate(TableName=table).build_full_result()["Items"]
-        state[table] = sorted(json.dumps(i, sort_keys=True) for i in items)
+        state[table] = sorted(json.dumps(i, sort_keys=True, default=bytes.hex) for i in items)
     for queue in (kit.names.replay_queue, kit.names.replay_dlq):
         url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
         attrs = sqs.get_queue_attributes(

@@ -1,0 +1,145 @@
+"""Claims outside transactions (infra.claims) on the embedded AWS: counted exactly once when a
+writer stops between its claims and their counts, and when a sweep races the live writer."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from consumers.ingest import Submission
+from infra.bundles import BUNDLE_PREFIX
+from infra.claims import COUNTED_PREFIX, PENDING_PREFIX, ClaimLog
+from infra.index import DynamoEventIndex, Selection
+from infra.index_queries import DynamoIndexQueries
+from infra.rollups import Rollup, merge_rollups
+from pik.kit import Kit, _recover
+from schemas.codec import Provenance
+from schemas.envelope import Status, parse_body
+
+EVENTS = 30
+AT = datetime(2025, 12, 29, 3, 0, tzinfo=UTC)
+
+
+class Stopped(Exception):
+    """The writer was killed here."""
+
+
+def _batch(start: datetime) -> list[Submission]:
+    subs = []
+    for i in range(EVENTS):
+        raw = json.dumps(
+            {
+                "source": "orders",
+                "event_type": "order_placed",
+                "entity_id": f"user_{i % 4}",
+                "event_time": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
+                "payload": {"n": i},
+            }
+        ).encode()
+        prov = Provenance(occurrence_id=f"http:claims:{i}", origin="http", request_id="claims")
+        subs.append(Submission(raw, prov, parse_body(raw), str(i)))
+    return subs
+
+
+def _accepted(kit: Kit) -> int:
+    queries = DynamoIndexQueries(kit.clients.dynamodb(), kit.names.events_table)
+    day = kit.clock.now().date().isoformat()
+    items = [i for page in queries.rollups("orders", day) for i in page.items]
+    return sum(r.count("acc") for r in merge_rollups(Rollup.from_item(i) for i in items))
+
+
+def _bundled(kit: Kit, start: datetime) -> int:
+    sel = Selection(start, start + timedelta(hours=1), source="orders", event_type="order_placed")
+    return sum(len(page.items) for page in kit.index.select(sel))
+
+
+def _kinds(kit: Kit) -> Counter[str]:
+    ddb = kit.clients.dynamodb()
+    out: Counter[str] = Counter()
+    for page in ddb.get_paginator("scan").paginate(TableName=kit.names.events_table):
+        for raw in page["Items"]:
+            pk = raw["event_id"]["S"]
+            for prefix in (PENDING_PREFIX, COUNTED_PREFIX, BUNDLE_PREFIX):
+                out[prefix] += pk.startswith(prefix)
+            out["event"] += raw["item"]["S"] == "event"
+    return out
+
+
+def _writer(kit: Kit) -> DynamoEventIndex:
+    """Another writer process on the same table (a restarted tap, another Lambda)."""
+    return DynamoEventIndex(
+        kit.clients.dynamodb(), kit.names.events_table, recover=_recover(kit.archive)
+    )
+
+
+def test_a_writer_stopped_after_its_claims_is_finished_by_a_sweep(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = kit.clock.now() - timedelta(minutes=5)
+    subs = _batch(start)
+
+    def killed(self: ClaimLog, *args: Any) -> int:
+        raise Stopped
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ClaimLog, "settle", killed)
+        with pytest.raises(Stopped):
+            kit.sink.ingest(subs, label="claims", at=AT)
+    # the claims are in, their counts and bundle are not, and a note says so
+    assert _kinds(kit)["event"] == EVENTS
+    assert _accepted(kit) == 0 and _bundled(kit, start) == 0
+    assert _kinds(kit)[PENDING_PREFIX] == 1
+
+    other = _writer(kit)
+    assert other.sweep(older_than=3600) == 0  # a fresh note is its writer's
+    assert other.sweep(older_than=0) == 1
+    assert _accepted(kit) == EVENTS and _bundled(kit, start) == EVENTS
+    assert _kinds(kit)[PENDING_PREFIX] == 0
+    assert other.sweep(older_than=0) == 0
+
+    # the batch run again (the tap reading its shard from the checkpoint): nothing added
+    results = kit.sink.ingest(subs, label="claims", at=AT)
+    assert Counter(r.status for r in results) == {Status.ACCEPTED: EVENTS}
+    assert _accepted(kit) == EVENTS and _bundled(kit, start) == EVENTS
+    kinds = _kinds(kit)
+    assert kinds[PENDING_PREFIX] == 0 and kinds[BUNDLE_PREFIX] == 1 and kinds[COUNTED_PREFIX] == 1
+
+
+def test_a_sweep_racing_the_live_writer_counts_once(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = kit.clock.now() - timedelta(minutes=5)
+    other = _writer(kit)
+    settle = ClaimLog.settle
+    swept: list[int] = []
+    racing_now: list[bool] = []
+
+    def racing(self: ClaimLog, *args: Any) -> int:
+        if not racing_now:  # another writer sweeps while this one is between claims and counts
+            racing_now.append(True)
+            swept.append(other.sweep(older_than=0))
+        return settle(self, *args)
+
+    monkeypatch.setattr(ClaimLog, "settle", racing)
+    results = kit.sink.ingest(_batch(start), label="race", at=AT)
+    assert Counter(r.status for r in results) == {Status.ACCEPTED: EVENTS}
+    assert swept == [1]
+    assert _accepted(kit) == EVENTS and _bundled(kit, start) == EVENTS
+    assert _kinds(kit)[PENDING_PREFIX] == 0
+
+
+def test_claims_cost_one_write_each_outside_transactions(kit: Kit) -> None:
+    ddb = kit.clients.dynamodb()
+    calls: Counter[str] = Counter()
+    ddb.meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.update([model.name])
+    )
+    kit.sink.ingest(_batch(kit.clock.now() - timedelta(minutes=5)), label="cost", at=AT)
+    # 30 claims: 2 BatchExecuteStatement of 25, one settling transaction, no PutItem
+    assert calls["BatchExecuteStatement"] == 2
+    assert calls["TransactWriteItems"] == 1
+    assert calls["PutItem"] == 0
