@@ -748,12 +748,18 @@ class DynamoEventIndex:
             for (s, t, h), counts in sorted(rolled.items())
         ]
         for (source, event_type, _), group in sorted(groups.items()):
-            group = sorted(group, key=_time_key)
+            # A wide source and type's entries are spread over its shards by event id, as
+            # index entries are: every shard takes an even share of a busy pair's bundles.
             wide = (WIDE_TIME, source, event_type) in self._wide
-            for chunk in _chunks(group, BUNDLE_MAX_ENTRIES):
-                shard = shard_of(str(chunk[0]["event_id"]), WIDE_SHARDS) if wide else 0
-                bundle = bundle_item(chunk, shard)
-                pieces.append([{"Put": {"TableName": self.table, "Item": self._dump(bundle)}}])
+            shards: dict[int, list[Mapping[str, Any]]] = {}
+            for item in group:
+                shard = shard_of(str(item["event_id"]), WIDE_SHARDS) if wide else 0
+                shards.setdefault(shard, []).append(item)
+            for shard, entries in sorted(shards.items()):
+                for chunk in _chunks(sorted(entries, key=_time_key), BUNDLE_MAX_ENTRIES):
+                    bundle = bundle_item(chunk, shard)
+                    item_op = {"TableName": self.table, "Item": self._dump(bundle)}
+                    pieces.append([{"Put": item_op}])
         return pieces
 
     def sweep(self, *, older_than: float = PENDING_LEASE_S) -> int:

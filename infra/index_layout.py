@@ -90,7 +90,6 @@ SELECT_INCLUDES = (
     "archive_bucket",
     "archive_key",
     "archive_position",
-    "dup_occurrences",
 )
 SHARD_KEYS = frozenset({"ek", "op"})  # index keys that carry a shard number
 SELECT_ATTRIBUTES = frozenset({"event_id", "item", "time_key", "ek", *SELECT_INCLUDES})

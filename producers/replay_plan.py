@@ -5,8 +5,8 @@ replay's cursor once that message is known sent:
 
 1. **events** — identity items of the selection from ``EventIndex.select`` (event-time order,
    ``[start, end)``), one message each. With ``include_duplicates``, each is followed by its
-   recorded duplicate occurrences (``dup_occurrences``, fetched by key in batches; a source or
-   type selection reads that list from the identity items, by key, too), in ingest
+   recorded duplicate occurrences (``dup_occurrences``, read from the identity items by key,
+   then the occurrences by key, in batches), in ingest
    order; each carries its own archive pointer. Position: ``["e", time_key]`` or
    ``["e", time_key, occ_key]`` for an occurrence.
 2. **rejected** (``include_rejected``) — rejected deliveries from the ``by_ingest_day`` index, per
@@ -229,7 +229,7 @@ class Planner:
         for page in self._index.select(sel, after=after, page_size=page_size):
             stats.scanned += page.scanned
             items = [item for item in page.items if self._ready(item, stats, partial)]
-            if spec.include_duplicates and sel.entity_id is None:
+            if spec.include_duplicates:
                 items = self._with_duplicates(items)
             occurrences = self._occurrences(items, stats) if spec.include_duplicates else {}
             for item in items:
@@ -253,8 +253,9 @@ class Planner:
         return True
 
     def _with_duplicates(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """A time bundle's entries do not say which events have duplicates (they arrive after
-        it is written): their identity items do, read by key (100 a request)."""
+        """Neither the time bundles nor ``by_entity`` say which events have duplicates (they
+        arrive later; projecting them would make each duplicate rewrite an index entry): the
+        identity items do, read by key (100 a request)."""
         holders = self._index.lookup([str(i["event_id"]) for i in items])
         for item in items:
             holder = holders.get(str(item["event_id"]))
