@@ -12,12 +12,15 @@ archive file, by this protocol:
 2. **claims**: the ``INSERT``s. A claim whose key exists was written by this same file when the
    holder points at this file and is this delivery (an earlier run of the batch that stopped,
    or a concurrent sweep): it counts as the file's own;
-3. **settle**: a transaction per up to ~95 updates: a *counted mark* for the file (``counted#``,
-   a conditional put: ``attribute_not_exists``), the rollup ``ADD``s of the file's own claims,
-   and their time bundles. A mark that exists means it was counted: nothing is added twice;
-4. the pending note is deleted.
+3. **bundles**: the time bundles of the file's own claims, plain puts (1x). Their keys are
+   fixed by the claims and by the note (which pairs spread over shards), so a redo writes the
+   very same items again;
+4. **settle**: a transaction per up to ~95 updates: a *counted mark* for the file (``counted#``,
+   a conditional put: ``attribute_not_exists``) and the rollup ``ADD``s of the file's own
+   claims. A mark that exists means it was counted: nothing is added twice;
+5. the pending note is deleted.
 
-A writer that stops between 1 and 4 leaves its note. Every writer sweeps, once a minute, the
+A writer that stops between 1 and 5 leaves its note. Every writer sweeps, once a minute, the
 notes older than ``PENDING_LEASE_S`` and *redoes* their files: it reads the file from the
 archive (the one truth; the note is written only once the file is durable), inserts every
 claim it holds (so no claim of that file can appear after the count), counts the file's own and
@@ -93,6 +96,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 class Pending:
     file: ArchiveFile
     written_at: float  # epoch seconds
+    spread: tuple[tuple[str, str], ...] = ()  # pairs whose time bundles it spreads over shards
 
 
 class ClaimLog:
@@ -107,7 +111,9 @@ class ClaimLog:
         self._wall = wall
 
     # -- 1 and 4: the pending notes ------------------------------------------------------
-    def note(self, files: Sequence[ArchiveFile]) -> None:
+    def note(self, files: Mapping[ArchiveFile, Sequence[tuple[str, str]]]) -> None:
+        """A note per file, with the (source, type) pairs whose time bundles it spreads over
+        shards: whoever finishes the file writes the same bundle keys."""
         now = int(self._wall())
         requests = [
             {
@@ -117,10 +123,11 @@ class ClaimLog:
                         "bucket": {"S": f[0]},
                         "key": {"S": f[1]},
                         "at": {"N": str(now)},
+                        "spread": {"L": [{"L": [{"S": s}, {"S": t}]} for s, t in spread]},
                     }
                 }
             }
-            for f in sorted(set(files))
+            for f, spread in sorted(files.items())
         ]
         batch_write(self._ddb, self.table, requests)
 
@@ -146,7 +153,11 @@ class ClaimLog:
                 for raw in page.get("Items", []):
                     at = float(raw["at"]["N"])
                     if at <= limit:
-                        found.append(Pending((raw["bucket"]["S"], raw["key"]["S"]), at))
+                        spread = tuple(
+                            (str(p["L"][0]["S"]), str(p["L"][1]["S"]))
+                            for p in raw.get("spread", {}).get("L", [])
+                        )
+                        found.append(Pending((raw["bucket"]["S"], raw["key"]["S"]), at, spread))
         return sorted(found, key=lambda p: (p.written_at, p.file))
 
     # -- 2: the claims -------------------------------------------------------------------
@@ -200,7 +211,7 @@ class ClaimLog:
     # -- 3: settle -----------------------------------------------------------------------
     def settle(self, file: ArchiveFile, pieces: Sequence[Sequence[dict[str, Any]]]) -> int:
         """Write ``pieces`` (each a list of transaction ops that belong together: one rollup
-        hour's updates, one bundle) in parts of up to ``SETTLE_MAX_OPS`` ops, each with its
+        hour's updates) in parts of up to ``SETTLE_MAX_OPS`` ops, each with its
         counted mark. The parts are the same whoever settles (``pieces`` in a fixed order), so a
         part counted by another writer is recognised by its mark. Returns the parts written."""
         parts: list[list[dict[str, Any]]] = [[]]

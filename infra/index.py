@@ -44,7 +44,7 @@ from infra.bundles import (
     group_key,
     merge_bundles,
 )
-from infra.claims import PENDING_LEASE_S, SWEEP_INTERVAL_S, ClaimLog
+from infra.claims import PENDING_LEASE_S, SWEEP_INTERVAL_S, ArchiveFile, ClaimLog
 from infra.dynamo import (
     BATCH_GET_MAX_KEYS,
     BATCH_WRITE_MAX_ITEMS,
@@ -74,6 +74,7 @@ from infra.index_layout import (
     merge_sorted,
     occurrence_keys,
     provenance_map,
+    restore_entry,
     shard_of,
     wide_item,
     wide_key,
@@ -485,6 +486,7 @@ def read_wide_marks(
 
 
 Recover = Callable[[str, str], Sequence[Claim] | None]  # (bucket, key) -> that file's claims
+Pair = tuple[str, str]  # (source, event type)
 
 
 class DynamoEventIndex:
@@ -685,7 +687,11 @@ class DynamoEventIndex:
         self._sweep_due()
         return self._claim(claims)
 
-    def _claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
+    def _claim(
+        self, claims: Sequence[Claim], spread: Mapping[ArchiveFile, Sequence[Pair]] | None = None
+    ) -> dict[str, Holder]:
+        """``spread``: per file, the (source, type) pairs whose bundles it spreads over shards
+        (a sweep's, from the note: the same bundle keys as the file's first writer chose)."""
         wide = self._wide
         first: dict[str, int] = {}
         lost: dict[str, Holder] = {}
@@ -696,8 +702,13 @@ class DynamoEventIndex:
                 lost[c.event_id] = Holder(c.event_id, held.occurrence_id)
                 continue
             todo.append((c, claim_item(c, wide_entity=(WIDE_ENTITY, c.entity_id) in wide)))
-        files = sorted({(c.pointer.bucket, c.pointer.key) for c, _ in todo})
-        self._log.note(files)
+        pairs: dict[ArchiveFile, set[Pair]] = {}
+        for c, _ in todo:
+            pairs.setdefault((c.pointer.bucket, c.pointer.key), set()).add((c.source, c.event_type))
+        files = sorted(pairs)
+        if spread is None:
+            spread = {f: sorted(p for p in pairs[f] if (WIDE_TIME, *p) in wide) for f in files}
+        self._log.note({f: spread.get(f, ()) for f in files})
         taken = self._log.insert([self._dump(item) for _, item in todo])
         stored = {
             str(i["event_id"]): i
@@ -716,6 +727,9 @@ class DynamoEventIndex:
             own[(c.pointer.bucket, c.pointer.key)].append(item)
             mine.append(item)
         self._write_late(mine)
+        bundles = [b for f in files for b in self._bundles_of(own[f], spread.get(f, ()))]
+        # deterministic keys (the note fixes the shards): a redo writes the same items again
+        batch_write(self._ddb, self.table, [{"PutRequest": {"Item": b}} for b in bundles])
         for file in files:
             self._log.settle(file, self._pieces(own[file]))
         self._log.done(files)
@@ -735,32 +749,34 @@ class DynamoEventIndex:
         batch_write(self._ddb, self.table, requests)
 
     def _pieces(self, items: Sequence[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
-        """What one archive file's own claims add, as transaction ops in a fixed order (the
-        same for whichever writer settles the file): each rollup hour's updates, then each time
-        bundle (up to ``BUNDLE_MAX_ENTRIES`` entries)."""
+        """The rollup updates one archive file's own claims add, as transaction ops in a fixed
+        order (the same for whichever writer settles the file): each hour's updates."""
         rolled: Delta = {}
-        groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
         for item in items:
             add_into(rolled, _item_counts(item))
-            groups.setdefault(group_key(item), []).append(item)
-        pieces = [
+        return [
             update_ops(self.table, s, t, h, self._rollup_shard, counts)
             for (s, t, h), counts in sorted(rolled.items())
         ]
-        for (source, event_type, _), group in sorted(groups.items()):
-            # A wide source and type's entries are spread over its shards by event id, as
-            # index entries are: every shard takes an even share of a busy pair's bundles.
-            wide = (WIDE_TIME, source, event_type) in self._wide
-            shards: dict[int, list[Mapping[str, Any]]] = {}
-            for item in group:
-                shard = shard_of(str(item["event_id"]), WIDE_SHARDS) if wide else 0
-                shards.setdefault(shard, []).append(item)
-            for shard, entries in sorted(shards.items()):
-                for chunk in _chunks(sorted(entries, key=_time_key), BUNDLE_MAX_ENTRIES):
-                    bundle = bundle_item(chunk, shard)
-                    item_op = {"TableName": self.table, "Item": self._dump(bundle)}
-                    pieces.append([{"Put": item_op}])
-        return pieces
+
+    def _bundles_of(
+        self, items: Sequence[Mapping[str, Any]], spread: Sequence[Pair]
+    ) -> list[dict[str, Any]]:
+        """The time bundles of one file's own claims (serialised): per event hour and shard, up
+        to ``BUNDLE_MAX_ENTRIES`` each. A pair in ``spread`` has its entries spread over its
+        shards by event id, as index entries are: each shard takes an even share."""
+        wide = {tuple(p) for p in spread}
+        groups: dict[tuple[str, str, str, int], list[Mapping[str, Any]]] = {}
+        for item in items:
+            source, event_type, hour = group_key(item)
+            on = (source, event_type) in wide
+            shard = shard_of(str(item["event_id"]), WIDE_SHARDS) if on else 0
+            groups.setdefault((source, event_type, hour, shard), []).append(item)
+        return [
+            self._dump(bundle_item(chunk, key[3]))
+            for key, group in sorted(groups.items())
+            for chunk in _chunks(sorted(group, key=_time_key), BUNDLE_MAX_ENTRIES)
+        ]
 
     def sweep(self, *, older_than: float = PENDING_LEASE_S) -> int:
         """Finish the archive files whose pending notes are older than ``older_than`` seconds
@@ -781,7 +797,7 @@ class DynamoEventIndex:
             if claims is None:
                 continue  # another archive's file: its own writers finish it
             if claims:
-                self._claim(claims)
+                self._claim(claims, {pending.file: pending.spread})
             else:
                 self._log.done([pending.file])
             finished += 1
@@ -1003,7 +1019,7 @@ class DynamoEventIndex:
             Limit=page_size,
         ):
             scanned[0] += page.scanned
-            yield from page.items
+            yield from (restore_entry(i) for i in page.items)
 
     def _bundles(self, partition: str, low: str, high: str, page_size: int) -> Iterator[Any]:
         """The time bundles of one partition that may hold a ``time_key`` in ``[low, high]``,

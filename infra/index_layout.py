@@ -57,6 +57,7 @@ __all__ = [
     "gsi_specs",
     "ingest_keys",
     "merge_sorted",
+    "restore_entry",
     "shard_of",
     "wide_item",
     "wide_key",
@@ -81,18 +82,18 @@ NEAR_DAYS = 2  # a first copy up to this many days late is read from its bundles
 SELECT_INCLUDES = (
     "source",
     "event_type",
-    "entity_id",
-    "event_time",
     "ingest_time",
     "lag_ms",
-    "status",
     "payload_bytes",
     "archive_bucket",
     "archive_key",
     "archive_position",
 )
+# What an entry's keys already say, which a reader puts back (``restore_entry``): the event
+# time (``time_key``), the entity (``ek``) and the status (an identity item is ACCEPTED).
+DERIVED = ("entity_id", "event_time", "status")
 SHARD_KEYS = frozenset({"ek", "op"})  # index keys that carry a shard number
-SELECT_ATTRIBUTES = frozenset({"event_id", "item", "time_key", "ek", *SELECT_INCLUDES})
+SELECT_ATTRIBUTES = frozenset({"event_id", "item", "time_key", "ek", *SELECT_INCLUDES, *DERIVED})
 LEGACY_INDEXES = frozenset(  # older layouts' GSIs (1: the first five, 2: by_time): bootstrap
     {"by_source_type_day", "by_source_day", "by_type_day", "by_lag", "by_ingest_day", "by_time"}
 )
@@ -124,6 +125,14 @@ def wide_key(kind: str, *names: str) -> dict[str, str]:
 
 def wide_item(kind: str, *names: str) -> dict[str, Any]:
     return {**wide_key(kind, *names), "kind": kind, "names": list(names)}
+
+
+def restore_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """A ``by_entity`` entry with the ``DERIVED`` attributes its keys carry."""
+    entry.setdefault("event_time", str(entry["time_key"]).rsplit("#", 1)[0])
+    entry.setdefault("entity_id", str(entry["ek"]).rsplit("#", 1)[0])
+    entry.setdefault("status", "ACCEPTED")
+    return entry
 
 
 def ingest_keys(source: str, day: str, *, wide: bool = False) -> list[str]:

@@ -89,16 +89,16 @@ def test_a_writer_stopped_after_its_claims_is_finished_by_a_sweep(
         patch.setattr(ClaimLog, "settle", killed)
         with pytest.raises(Stopped):
             kit.sink.ingest(subs, label="claims", at=AT)
-    # the claims are in, their counts and bundle are not, and a note says so
+    # the claims and their bundle are in, their counts are not, and a note says so
     assert _kinds(kit)["event"] == EVENTS
-    assert _accepted(kit) == 0 and _bundled(kit, start) == 0
-    assert _kinds(kit)[PENDING_PREFIX] == 1
+    assert _accepted(kit) == 0 and _bundled(kit, start) == EVENTS
+    assert _kinds(kit)[PENDING_PREFIX] == 1 and _kinds(kit)[BUNDLE_PREFIX] == 1
 
     other = _writer(kit)
     assert other.sweep(older_than=3600) == 0  # a fresh note is its writer's
     assert other.sweep(older_than=0) == 1
-    assert _accepted(kit) == EVENTS and _bundled(kit, start) == EVENTS
-    assert _kinds(kit)[PENDING_PREFIX] == 0
+    assert _accepted(kit) == EVENTS and _bundled(kit, start) == EVENTS  # the same bundle again
+    assert _kinds(kit)[PENDING_PREFIX] == 0 and _kinds(kit)[BUNDLE_PREFIX] == 1
     assert other.sweep(older_than=0) == 0
 
     # the batch run again (the tap reading its shard from the checkpoint): nothing added
@@ -143,3 +143,46 @@ def test_claims_cost_one_write_each_outside_transactions(kit: Kit) -> None:
     assert calls["BatchExecuteStatement"] == 2
     assert calls["TransactWriteItems"] == 1
     assert calls["PutItem"] == 0
+
+
+def test_a_sweep_writes_a_wide_pairs_bundles_under_the_same_keys(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stopped writer had made the pair wide; the sweeping writer has not seen it busy.
+    The note says which pairs were spread, so the sweep rewrites the same bundles, and every
+    event is selected once."""
+    start = kit.clock.now() - timedelta(minutes=5)
+    subs = []
+    for n in range(300):
+        raw = json.dumps(
+            {
+                "source": "orders",
+                "event_type": "order_placed",
+                "entity_id": f"user_{n % 4}",
+                "event_time": (start + timedelta(milliseconds=n))
+                .isoformat()
+                .replace("+00:00", "Z"),
+                "payload": {"n": n},
+            }
+        ).encode()
+        subs.append(
+            Submission(
+                raw, Provenance(occurrence_id=f"wide:{n}", origin="http"), parse_body(raw), str(n)
+            )
+        )
+
+    def killed(self: ClaimLog, *args: Any) -> int:
+        raise Stopped
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ClaimLog, "settle", killed)
+        with pytest.raises(Stopped):
+            kit.sink.ingest(subs, label="wide", at=AT)
+    before = _kinds(kit)[BUNDLE_PREFIX]
+    assert before > 1  # spread over shards
+    assert _writer(kit).sweep(older_than=0) == 1
+    assert _kinds(kit)[BUNDLE_PREFIX] == before
+    assert _accepted(kit) == 300
+    sel = Selection(start, start + timedelta(hours=1), source="orders", event_type="order_placed")
+    ids = [i["event_id"] for page in _writer(kit).select(sel) for i in page.items]
+    assert len(ids) == len(set(ids)) == 300

@@ -204,6 +204,7 @@ NOT_CALLED: dict[str, dict[str, str]] = {
         "infra.index:DynamoEventIndex._commit": _INGEST,
         "infra.claims:ClaimLog": _INGEST,
         "infra.index:DynamoEventIndex._write_late": _INGEST,
+        "infra.index:DynamoEventIndex._claim": _INGEST,
         "infra.index:DynamoEventIndex._count": _INGEST,
         "infra.index:DynamoEventIndex.record_catalog": _INGEST,
         "infra.index:DynamoEventIndex.get": _READS,
