@@ -86,7 +86,8 @@ from infra.rollups import (
     accepted_counts,
     add_into,
     lag_bucket,
-    late_item,
+    late_bundle,
+    late_entries,
     late_partition,
     occurrence_counts,
     pick_shard,
@@ -100,6 +101,7 @@ __all__ = [
     "AFTER_ANY_SUFFIX",
     "BATCH_GET_MAX_KEYS",
     "BATCH_WRITE_MAX_ITEMS",
+    "BUNDLES_PER_PAGE",
     "CATALOG_ITEM_PREFIX",
     "CATALOG_PARTITION_PREFIX",
     "IDENTITY_ITEM",
@@ -128,7 +130,7 @@ AWS_TRANSACTION_MAX_ITEMS = 100
 LEGACY_TRANSACTION_MAX_ITEMS = 25  # older emulators still enforce the pre-2022 limit
 LATE_SEEDS_PER_BATCH = 8  # latest-arrivals lists a claim call reads, at most
 BUNDLE_MAX_ENTRIES = 1000  # entries of one time bundle (~60 KB; an item holds 400 KB)
-BUNDLES_PER_PAGE = 200  # time bundles a Query page holds at most (~100 entries each)
+BUNDLES_PER_PAGE = 1000  # time bundles a Query page holds at most (and 1 MB, as any page)
 AFTER_ANY_SUFFIX = "~"  # sorts after every character of a time key, so "k~" > k and < its successor
 
 CatalogEntry = tuple[str, str, str, str]  # (ingest or event day, source, type, event day or "")
@@ -667,10 +669,13 @@ class DynamoEventIndex:
                         TableName=self.table,
                         KeyConditionExpression="event_id = :p",
                         ExpressionAttributeValues={":p": {"S": late_partition(*key)}},
-                        ProjectionExpression="lag_ms",
                         Limit=LATE_KEEP,
                     )
-                lags = [int(self._load(i).get("lag_ms") or 0) for i in page.get("Items", [])]
+                lags = [
+                    int(entry.get("lag_ms") or 0)
+                    for raw in page.get("Items", [])
+                    for entry in late_entries(self._load(raw))
+                ]
             except BackendError as exc:  # only more entries get written: not worth failing for
                 log.warning("latest arrivals not read", extra={"key": key, "error": str(exc)})
             self._late.seed(key, lags)
@@ -741,10 +746,13 @@ class DynamoEventIndex:
         """The latest-arrivals entries of first copies (idempotent puts, before their counts:
         a redo writes the same again)."""
         late = self._late.candidates([(_late_key_of(i), int(i["lag_ms"])) for i in items])
-        requests = [
-            {"PutRequest": {"Item": self._dump(late_item(item))}}
-            for item, is_late in zip(items, late, strict=True)
-            if is_late
+        keyed: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+        for item, is_late in zip(items, late, strict=True):
+            if is_late:
+                keyed.setdefault(_late_key_of(item), []).append(item)
+        requests = [  # one bundle per key and batch (a few hundred bytes), not one per entry
+            {"PutRequest": {"Item": self._dump(late_bundle(entries))}}
+            for _, entries in sorted(keyed.items())
         ]
         batch_write(self._ddb, self.table, requests)
 

@@ -31,6 +31,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from infra.bundles import bundle_partition, bundle_range, merge_pages
 from infra.dynamo import paginate
 from infra.index import (
+    BUNDLES_PER_PAGE,
     CATALOG_PARTITION_PREFIX,
     IDENTITY_ITEM,
     INDEX_BY_INGEST,
@@ -45,9 +46,10 @@ from infra.index_layout import WIDE_INGEST, WIDE_SHARDS, WIDE_TIME, ingest_keys,
 from infra.rollups import (
     ARRIVAL_LAG_PREFIX,
     LATE_ATTRIBUTES,
-    late_entry,
+    late_entries,
     late_key_range,
     late_partition,
+    late_top,
     recount,
     rollup_partition,
 )
@@ -327,27 +329,30 @@ class DynamoIndexQueries:
         by: str = "event_time",
     ) -> Iterator[QueryPage]:
         expr = _Expression()
-        at = expr.name(by)
         partition = late_partition(source, event_type, day)
         key = f"{expr.name('event_id')} = {expr.value(partition)}"
-        if by == "ingest_time":  # arrived in [low, high), event time on `day`: lags between
-            start = parse_time(day + "T00:00:00Z")
-            first, last = _ms(parse_time(low) - start - _DAY), _ms(parse_time(high) - start)
-            lo, hi = late_key_range(first - 1, last + 1)
-            key += f" AND {expr.name('item')} BETWEEN {expr.value(lo)} AND {expr.value(hi)}"
-        kwargs = {
-            "KeyConditionExpression": key,
-            "FilterExpression": f"{at} >= {expr.value(low)} AND {at} < {expr.value(high)}",
-        }
+        if by == "ingest_time":  # arrived in [low, high), event time on `day`: a lag of at
+            start = parse_time(day + "T00:00:00Z")  # least `first`; an item whose largest lag
+            first = _ms(parse_time(low) - start - _DAY)  # is below that holds none
+            _, hi = late_key_range(first - 1, first - 1)
+            key += f" AND {expr.name('item')} <= {expr.value(hi)}"
+        kwargs = {"KeyConditionExpression": key}
         found: dict[str, dict[str, Any]] = {}
         scans: list[int] = []  # one per Query: the caller counts them; the answer comes last
         for page in self._pages(expr, kwargs, None, None, page_size=max(limit, 1)):
+            decoded = 0
             for item in page.items:
-                entry = late_entry(item)
-                found.setdefault(str(entry["event_id"]), entry)
-            scans.append(page.scanned)
-            if len(found) >= limit:  # largest lag first: the rest is smaller
-                break
+                entries = late_entries(item)
+                decoded += len(entries)
+                for entry in entries:
+                    if low <= str(entry.get(by) or "") < high:
+                        found.setdefault(str(entry["event_id"]), entry)
+            scans.append(decoded)
+            if page.items and len(found) >= max(limit, 1):  # largest lag first: the rest is smaller
+                floor = late_top(page.items[-1])
+                lags = sorted((int(e["lag_ms"]) for e in found.values()), reverse=True)
+                if lags[max(limit, 1) - 1] > floor:  # a tie may sort before: read on
+                    break
         ranked = sorted(found.values(), key=lambda i: _lag_order(i, True))[: max(limit, 0)]
         for n, scanned in enumerate(scans, 1):
             yield QueryPage(ranked if n == len(scans) else [], scanned)
@@ -387,7 +392,9 @@ class DynamoIndexQueries:
                 "KeyConditionExpression": f"{expr.name('event_id')} = {expr.value(partition)} "
                 f"AND {expr.name('item')} BETWEEN {expr.value(first)} AND {expr.value(last)}"
             }
-            raw = (p.items for p in self._pages(expr, kwargs, None, None, page_size=200))
+            raw = (
+                p.items for p in self._pages(expr, kwargs, None, None, page_size=BUNDLES_PER_PAGE)
+            )
             for entries, scanned in merge_pages(raw, low, high):
                 yield QueryPage(entries, scanned)
 

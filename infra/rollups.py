@@ -43,9 +43,12 @@ with it, and the crash suite checks the stored rollups against it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
+import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,10 +71,13 @@ __all__ = [
     "add_into",
     "lag_bucket",
     "lag_counts",
+    "late_bundle",
+    "late_entries",
     "late_entry",
     "late_item",
     "late_key_range",
     "late_partition",
+    "late_top",
     "merge_rollups",
     "occurrence_counts",
     "pick_shard",
@@ -148,6 +154,41 @@ def late_key_range(min_lag: int, max_lag: int) -> tuple[str, str]:
 def late_entry(item: Mapping[str, Any]) -> dict[str, Any]:
     """A latest-arrivals item as the first copy it stands for."""
     return {**{a: item.get(a) for a in LATE_ATTRIBUTES}, "event_id": item["late_event_id"]}
+
+
+def late_bundle(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One item holding a batch's latest-arrivals entries of one source, type and event day
+    (``fields`` as ``late_item``'s), largest lag first: a batch pays for one small item per
+    key, not one per entry. Its sort key is its largest lag's, so a list still reads largest
+    first; ``top`` is that lag."""
+    rows = sorted(entries, key=lambda e: (-int(e["lag_ms"]), str(e["event_id"])))
+    top = int(rows[0]["lag_ms"])
+    body = json.dumps([[e[a] for a in LATE_ATTRIBUTES] for e in rows], separators=(",", ":"))
+    digest = hashlib.sha256(" ".join(str(e["event_id"]) for e in rows).encode()).hexdigest()
+    first = rows[0]
+    return {
+        "event_id": late_partition(
+            str(first["source"]), str(first["event_type"]), str(first["event_time"])[:10]
+        ),
+        "item": f"{_inverted(top):016d}#{digest[:16]}",
+        "top": top,
+        "n": len(rows),
+        "e": zlib.compress(body.encode(), 6),
+    }
+
+
+def late_entries(item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The first copies a latest-arrivals item stands for (a bundle, or one entry)."""
+    raw = item.get("e")
+    if raw is None:
+        return [late_entry(item)]
+    rows = json.loads(zlib.decompress(raw.value if hasattr(raw, "value") else bytes(raw)))
+    return [dict(zip(LATE_ATTRIBUTES, row, strict=True)) for row in rows]
+
+
+def late_top(item: Mapping[str, Any]) -> int:
+    """The largest lag of a latest-arrivals item: no later item of its list has a larger one."""
+    return int(item["top"] if "top" in item else item["lag_ms"])
 
 
 def lag_bucket(lag_ms: int) -> int:

@@ -24,7 +24,15 @@ from infra.index import (
     plain,
 )
 from infra.index_queries import DynamoIndexQueries
-from infra.rollups import LATE_PREFIX, ROLLUP_PREFIX, Rollup, lag_bucket, merge_rollups, recount
+from infra.rollups import (
+    LATE_PREFIX,
+    ROLLUP_PREFIX,
+    Rollup,
+    lag_bucket,
+    late_entries,
+    merge_rollups,
+    recount,
+)
 from pik.kit import Kit
 from schemas.codec import Provenance
 from schemas.envelope import Status, format_time, parse_body
@@ -53,6 +61,16 @@ def _items(kit: Kit) -> list[dict[str, Any]]:
     pages = ddb.get_paginator("scan").paginate(TableName=kit.names.events_table)
     return [
         {k: de.deserialize(v) for k, v in raw.items()} for page in pages for raw in page["Items"]
+    ]
+
+
+def _late(kit: Kit) -> list[dict[str, Any]]:
+    """The latest-arrivals entries the table holds (a batch writes one bundle of them a key)."""
+    return [
+        entry
+        for item in _items(kit)
+        if str(item["event_id"]).startswith(LATE_PREFIX)
+        for entry in late_entries(item)
     ]
 
 
@@ -153,8 +171,10 @@ def test_the_latest_arrivals_are_exact_and_few(kit: Kit) -> None:
     ]
     for start in range(0, len(subs), 60):
         kit.sink.ingest(subs[start : start + 60], label=f"late-{start}", at=now)
-    entries = [i for i in _items(kit) if str(i["event_id"]).startswith(LATE_PREFIX)]
+    entries = _late(kit)
     assert len(entries) < len(lags) / 2  # a few entries more than the top, not one per event
+    bundles = [i for i in _items(kit) if str(i["event_id"]).startswith(LATE_PREFIX)]
+    assert len(bundles) <= -(-len(subs) // 60)  # one item per batch and key
     queries = DynamoIndexQueries(kit.clients.dynamodb(), kit.names.events_table)
     day = format_time(now)[:10]
     top = [
@@ -176,7 +196,7 @@ def test_a_new_writer_starts_from_the_stored_latest_arrivals(kit: Kit) -> None:
         ]
 
     def entries() -> int:
-        return sum(str(i["event_id"]).startswith(LATE_PREFIX) for i in _items(kit))
+        return len(_late(kit))
 
     table = kit.settings.events_table
     DynamoEventIndex(kit.clients.dynamodb(), table).claim(
@@ -213,8 +233,7 @@ def test_a_batch_over_many_event_days_reads_only_a_few_lists(kit: Kit) -> None:
     ddb.meta.events.register("provide-client-params.dynamodb.Query", lambda **_: queries.append(1))
     DynamoEventIndex(ddb, kit.settings.events_table).claim(claims)
     assert len(queries) == LATE_SEEDS_PER_BATCH
-    entries = [i for i in _items(kit) if str(i["event_id"]).startswith(LATE_PREFIX)]
-    assert len(entries) == len(claims)  # every day's list got its first entry all the same
+    assert len(_late(kit)) == len(claims)  # every day's list got its first entry all the same
 
 
 def test_a_batch_run_again_after_a_stop_between_archive_and_index_counts_as_archived(

@@ -14,8 +14,11 @@ from infra.rollups import (
     Rollup,
     accepted_counts,
     lag_bucket,
+    late_bundle,
+    late_entries,
     late_item,
     late_key_range,
+    late_top,
     merge_rollups,
     occurrence_counts,
     recount,
@@ -164,3 +167,28 @@ def test_latest_arrival_keys_sort_the_largest_lag_first() -> None:
         lo, hi = late_key_range(low, high)
         inside = [lag for lag in lags if lo <= item(lag, "x" * 64) <= hi]
         assert inside == [lag for lag in lags if low <= lag <= high], (low, high)
+
+
+def test_a_latest_arrivals_bundle_sorts_by_its_largest_lag_and_gives_back_its_entries() -> None:
+    def fields(lag: int, event_id: str) -> dict[str, Any]:
+        return {
+            "event_id": event_id,
+            "source": "s",
+            "event_type": "t",
+            "entity_id": "e",
+            "event_time": "2025-12-28T05:00:00Z",
+            "ingest_time": "2025-12-28T06:00:00Z",
+            "lag_ms": lag,
+            "first_occurrence": f"o-{event_id}",
+        }
+
+    small = late_bundle([fields(5, "a"), fields(700, "b")])
+    large = late_bundle([fields(3_600_000, "c"), fields(-20, "d"), fields(9, "e")])
+    assert sorted([small["item"], large["item"]]) == [large["item"], small["item"]]
+    assert late_top(large) == 3_600_000 and late_top(small) == 700
+    assert small["event_id"] == late_item(fields(5, "a"))["event_id"]  # the same list
+    got = late_entries(large)
+    assert [e["lag_ms"] for e in got] == [3_600_000, 9, -20]
+    assert got[0] == fields(3_600_000, "c")
+    one = late_item(fields(42, "z"))  # an entry of one first copy still reads back
+    assert late_entries(one) == [fields(42, "z")] and late_top(one) == 42
