@@ -348,10 +348,9 @@ class DynamoIndexQueries:
                     if low <= str(entry.get(by) or "") < high:
                         found.setdefault(str(entry["event_id"]), entry)
             scans.append(decoded)
-            if page.items and len(found) >= max(limit, 1):  # largest lag first: the rest is smaller
-                floor = late_top(page.items[-1])
-                lags = sorted((int(e["lag_ms"]) for e in found.values()), reverse=True)
-                if lags[max(limit, 1) - 1] > floor:  # a tie may sort before: read on
+            if page.items and len(found) >= max(limit, 1):  # in rank order: the rest ranks after
+                ranks = sorted(_lag_order(e, True) for e in found.values())
+                if ranks[max(limit, 1) - 1] <= late_top(page.items[-1]):
                     break
         ranked = sorted(found.values(), key=lambda i: _lag_order(i, True))[: max(limit, 0)]
         for n, scanned in enumerate(scans, 1):

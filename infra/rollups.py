@@ -159,8 +159,8 @@ def late_entry(item: Mapping[str, Any]) -> dict[str, Any]:
 def late_bundle(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One item holding a batch's latest-arrivals entries of one source, type and event day
     (``fields`` as ``late_item``'s), largest lag first: a batch pays for one small item per
-    key, not one per entry. Its sort key is its largest lag's, so a list still reads largest
-    first; ``top`` is that lag."""
+    key, not one per entry. Its sort key starts with its first entry's (largest lag, then event
+    id), so a list still reads in rank order of its items' first entries; ``top`` is that lag."""
     rows = sorted(entries, key=lambda e: (-int(e["lag_ms"]), str(e["event_id"])))
     top = int(rows[0]["lag_ms"])
     body = json.dumps([[e[a] for a in LATE_ATTRIBUTES] for e in rows], separators=(",", ":"))
@@ -170,7 +170,7 @@ def late_bundle(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "event_id": late_partition(
             str(first["source"]), str(first["event_type"]), str(first["event_time"])[:10]
         ),
-        "item": f"{_inverted(top):016d}#{digest[:16]}",
+        "item": f"{_inverted(top):016d}#{first['event_id']}#{digest[:16]}",
         "top": top,
         "n": len(rows),
         "e": zlib.compress(body.encode(), 6),
@@ -186,9 +186,12 @@ def late_entries(item: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(LATE_ATTRIBUTES, row, strict=True)) for row in rows]
 
 
-def late_top(item: Mapping[str, Any]) -> int:
-    """The largest lag of a latest-arrivals item: no later item of its list has a larger one."""
-    return int(item["top"] if "top" in item else item["lag_ms"])
+def late_top(item: Mapping[str, Any]) -> tuple[int, str]:
+    """The rank of a latest-arrivals item's first entry, as ``(-lag, event id)``: every entry
+    of the items after it in its list ranks after that."""
+    if "top" in item:
+        return -int(item["top"]), str(item["item"]).split("#")[1]
+    return -int(item["lag_ms"]), str(item["late_event_id"])
 
 
 def lag_bucket(lag_ms: int) -> int:

@@ -185,10 +185,12 @@ def test_a_latest_arrivals_bundle_sorts_by_its_largest_lag_and_gives_back_its_en
     small = late_bundle([fields(5, "a"), fields(700, "b")])
     large = late_bundle([fields(3_600_000, "c"), fields(-20, "d"), fields(9, "e")])
     assert sorted([small["item"], large["item"]]) == [large["item"], small["item"]]
-    assert late_top(large) == 3_600_000 and late_top(small) == 700
+    assert late_top(large) == (-3_600_000, "c") and late_top(small) == (-700, "b")
     assert small["event_id"] == late_item(fields(5, "a"))["event_id"]  # the same list
     got = late_entries(large)
     assert [e["lag_ms"] for e in got] == [3_600_000, 9, -20]
     assert got[0] == fields(3_600_000, "c")
     one = late_item(fields(42, "z"))  # an entry of one first copy still reads back
-    assert late_entries(one) == [fields(42, "z")] and late_top(one) == 42
+    assert late_entries(one) == [fields(42, "z")] and late_top(one) == (-42, "z")
+    tie = late_bundle([fields(700, "a")])  # the same lag: the smaller event id sorts first
+    assert sorted([small["item"], tie["item"]]) == [tie["item"], small["item"]]
