@@ -3,19 +3,21 @@
 The table's layout (item kinds, write-sharded index keys, GSIs) is in ``infra.index_layout``.
 In short, under the table key (``event_id``, ``item``):
 
-* ``item = "event"`` — the identity item, one per event identity, written once with a
-  conditional put (``attribute_not_exists``; up to 100 of them in one ``TransactWriteItems``)
-  after its archive file is durable, so it always points at an archived record. A duplicate
-  never overwrites it; it only adds its occurrence id to ``dup_occurrences`` (a set: adding it
-  again changes nothing). Of two concurrent writers DynamoDB lets exactly one condition pass;
-  the other gets the winner back.
+* ``item = "event"`` — the identity item, one per event identity, written once by a PartiQL
+  ``INSERT`` (25 to a ``BatchExecuteStatement``, 1x; ``DuplicateItem`` when the key exists)
+  after its archive file is durable, so it always points at an archived record; its rollup
+  counts and time bundles follow per archive file (``infra.claims``). A duplicate never
+  overwrites it; it only adds its occurrence id to ``dup_occurrences`` (a set: adding it again
+  changes nothing). Of two concurrent writers exactly one ``INSERT`` succeeds; the other reads
+  the winner back.
 * ``item = "occ#<occurrence id>"`` — one per duplicate or rejected delivery, with provenance,
-  status, reason and archive pointer. Writing one again is harmless (same key, same content).
+  status, reason and archive pointer, a conditional put in a transaction with its counts.
+  Writing one again is harmless (same key, same content).
 
 Selections are answered by Query, never Scan: an entity over the ``by_entity`` shards, a source
-and/or event type per event day over the ``by_time`` shards (the catalog names a source's types
-or a type's sources), merged by ``time_key``; the identity items are then read by key. Event-time
-keys are fixed-width UTC text plus the event id, so string order is time order.
+and/or event type per event day over its time bundles (``infra.bundles``; the catalog names a
+source's types or a type's sources), merged by ``time_key``. Event-time keys are fixed-width
+UTC text plus the event id, so string order is time order.
 """
 
 from __future__ import annotations
@@ -426,13 +428,6 @@ def _held_by(item: Mapping[str, Any], c: Claim) -> bool:
         item.get("first_occurrence") == c.occurrence_id
         and item.get("archive_bucket") == c.pointer.bucket
         and item.get("archive_key") == c.pointer.key
-    )
-
-
-def claim_counts(c: Claim) -> Delta:
-    """The rollup counts of a first copy."""
-    return accepted_counts(
-        c.source, c.event_type, format_time(c.ingest_time), format_time(c.event_time), c.lag_ms
     )
 
 
