@@ -131,6 +131,7 @@ MAX_CONFLICT_RETRIES = 8
 AWS_TRANSACTION_MAX_ITEMS = 100
 LEGACY_TRANSACTION_MAX_ITEMS = 25  # older emulators still enforce the pre-2022 limit
 LATE_SEEDS_PER_BATCH = 8  # latest-arrivals lists a claim call reads, at most
+SWEEP_MAX_FILES = 10  # pending files one automatic sweep finishes at most
 BUNDLE_MAX_ENTRIES = 1000  # entries of one time bundle (~60 KB; an item holds 400 KB)
 BUNDLES_PER_PAGE = 1000  # time bundles a Query page holds at most (and 1 MB, as any page)
 AFTER_ANY_SUFFIX = "~"  # sorts after every character of a time key, so "k~" > k and < its successor
@@ -781,15 +782,19 @@ class DynamoEventIndex:
             for chunk in _chunks(sorted(group, key=_time_key), BUNDLE_MAX_ENTRIES)
         ]
 
-    def sweep(self, *, older_than: float = PENDING_LEASE_S) -> int:
+    def sweep(
+        self, *, older_than: float = PENDING_LEASE_S, limit: int | None = SWEEP_MAX_FILES
+    ) -> int:
         """Finish the archive files whose pending notes are older than ``older_than`` seconds
         (their writer stopped, or is stuck): each is read back from the archive and claimed,
         counted and bundled again, which adds what its writer did not (``infra.claims``).
-        Returns the files finished."""
+        Returns the files finished; at most ``limit`` (the oldest first), so that a backlog
+        left by many stopped writers is worked off a few files per sweep, not inside one
+        request."""
         if self._recover is None:
             return 0
         finished = 0
-        for pending in self._log.stale(older_than):
+        for pending in self._log.stale(older_than)[:limit]:
             try:
                 claims = self._recover(*pending.file)
             except KitError as exc:

@@ -186,3 +186,28 @@ def test_a_sweep_writes_a_wide_pairs_bundles_under_the_same_keys(
     sel = Selection(start, start + timedelta(hours=1), source="orders", event_type="order_placed")
     ids = [i["event_id"] for page in _writer(kit).select(sel) for i in page.items]
     assert len(ids) == len(set(ids)) == 300
+
+
+def test_one_sweep_finishes_a_bounded_number_of_files(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = kit.clock.now() - timedelta(minutes=5)
+
+    def killed(self: ClaimLog, *args: Any) -> int:
+        raise Stopped
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ClaimLog, "settle", killed)
+        for n in range(3):
+            subs = [
+                Submission(
+                    s.raw, Provenance(occurrence_id=f"b{n}:{i}", origin="http"), s.parsed, str(i)
+                )
+                for i, s in enumerate(_batch(start + timedelta(hours=n)))
+            ]
+            with pytest.raises(Stopped):
+                kit.sink.ingest(subs, label=f"backlog-{n}", at=AT)
+    other = _writer(kit)
+    assert _kinds(kit)[PENDING_PREFIX] == 3
+    assert other.sweep(older_than=0, limit=2) == 2 and _kinds(kit)[PENDING_PREFIX] == 1
+    assert other.sweep(older_than=0, limit=2) == 1 and _kinds(kit)[PENDING_PREFIX] == 0

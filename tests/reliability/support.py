@@ -238,7 +238,7 @@ def audit(kit: Kit, expected_ids: Iterable[str]) -> Audit:
     result = Audit(expected=len(wanted))
     # What any writer does once a stopped writer's lease is over (infra.claims: a sweep a
     # minute, for notes older than two minutes): finish the archive files it left pending.
-    kit.index.sweep(older_than=0)
+    kit.index.sweep(older_than=0, limit=None)
     items = index_items(kit)
     identity: dict[str, dict[str, Any]] = {}
     occurrences: dict[str, list[dict[str, Any]]] = defaultdict(list)
