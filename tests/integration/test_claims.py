@@ -28,6 +28,11 @@ class Stopped(Exception):
     """The writer was killed here."""
 
 
+def _killed(self: ClaimLog, *args: Any) -> int:
+    """``ClaimLog.settle`` of a writer killed after its claims."""
+    raise Stopped
+
+
 def _batch(start: datetime) -> list[Submission]:
     subs = []
     for i in range(EVENTS):
@@ -82,11 +87,8 @@ def test_a_writer_stopped_after_its_claims_is_finished_by_a_sweep(
     start = kit.clock.now() - timedelta(minutes=5)
     subs = _batch(start)
 
-    def killed(self: ClaimLog, *args: Any) -> int:
-        raise Stopped
-
     with monkeypatch.context() as patch:
-        patch.setattr(ClaimLog, "settle", killed)
+        patch.setattr(ClaimLog, "settle", _killed)
         with pytest.raises(Stopped):
             kit.sink.ingest(subs, label="claims", at=AT)
     # the claims and their bundle are in, their counts are not, and a note says so
@@ -171,11 +173,8 @@ def test_a_sweep_writes_a_wide_pairs_bundles_under_the_same_keys(
             )
         )
 
-    def killed(self: ClaimLog, *args: Any) -> int:
-        raise Stopped
-
     with monkeypatch.context() as patch:
-        patch.setattr(ClaimLog, "settle", killed)
+        patch.setattr(ClaimLog, "settle", _killed)
         with pytest.raises(Stopped):
             kit.sink.ingest(subs, label="wide", at=AT)
     before = _kinds(kit)[BUNDLE_PREFIX]
@@ -193,11 +192,8 @@ def test_one_sweep_finishes_a_bounded_number_of_files(
 ) -> None:
     start = kit.clock.now() - timedelta(minutes=5)
 
-    def killed(self: ClaimLog, *args: Any) -> int:
-        raise Stopped
-
     with monkeypatch.context() as patch:
-        patch.setattr(ClaimLog, "settle", killed)
+        patch.setattr(ClaimLog, "settle", _killed)
         for n in range(3):
             subs = [
                 Submission(
