@@ -146,19 +146,23 @@ def test_a_recount_of_items_counts_each_delivery_once() -> None:
     }
 
 
+def _late_fields(lag: int, event_id: str, first_occurrence: str = "") -> dict[str, Any]:
+    """A first copy's latest-arrivals fields (``LATE_ATTRIBUTES``)."""
+    return {
+        "event_id": event_id,
+        "source": "s",
+        "event_type": "t",
+        "entity_id": "e",
+        "event_time": "2025-12-28T05:00:00Z",
+        "ingest_time": "2025-12-28T06:00:00Z",
+        "lag_ms": lag,
+        "first_occurrence": first_occurrence or f"o-{event_id}",
+    }
+
+
 def test_latest_arrival_keys_sort_the_largest_lag_first() -> None:
     def item(lag: int, event_id: str) -> str:
-        fields = {
-            "event_id": event_id,
-            "source": "s",
-            "event_type": "t",
-            "entity_id": "e",
-            "event_time": "2025-12-28T05:00:00Z",
-            "ingest_time": "2025-12-28T06:00:00Z",
-            "lag_ms": lag,
-            "first_occurrence": "o",
-        }
-        return str(late_item(fields)["item"])
+        return str(late_item(_late_fields(lag, event_id, "o"))["item"])
 
     keys = [item(5, "b"), item(3_600_000, "a"), item(-20, "c"), item(5, "a")]
     assert sorted(keys) == [keys[1], keys[3], keys[0], keys[2]]
@@ -170,17 +174,7 @@ def test_latest_arrival_keys_sort_the_largest_lag_first() -> None:
 
 
 def test_a_latest_arrivals_bundle_sorts_by_its_largest_lag_and_gives_back_its_entries() -> None:
-    def fields(lag: int, event_id: str) -> dict[str, Any]:
-        return {
-            "event_id": event_id,
-            "source": "s",
-            "event_type": "t",
-            "entity_id": "e",
-            "event_time": "2025-12-28T05:00:00Z",
-            "ingest_time": "2025-12-28T06:00:00Z",
-            "lag_ms": lag,
-            "first_occurrence": f"o-{event_id}",
-        }
+    fields = _late_fields
 
     small = late_bundle([fields(5, "a"), fields(700, "b")])
     large = late_bundle([fields(3_600_000, "c"), fields(-20, "d"), fields(9, "e")])
