@@ -766,15 +766,18 @@ class DynamoEventIndex:
     def _bundles_of(
         self, items: Sequence[Mapping[str, Any]], spread: Sequence[Pair]
     ) -> list[dict[str, Any]]:
-        """The time bundles of one file's own claims (serialised): per event hour and shard, up
-        to ``BUNDLE_MAX_ENTRIES`` each. A pair in ``spread`` has its entries spread over its
-        shards by event id, as index entries are: each shard takes an even share."""
+        """The time bundles of one file's own claims (serialised): per event hour, up to
+        ``BUNDLE_MAX_ENTRIES`` each. A pair in ``spread`` puts them on the file's own shard of
+        its ``WIDE_SHARDS``: a busy pair's files (tens a second) take even shares of them,
+        and a file's entries stay in one bundle, not in a small one per shard (each write
+        costs at least 1 WRU)."""
         wide = {tuple(p) for p in spread}
         groups: dict[tuple[str, str, str, int], list[Mapping[str, Any]]] = {}
         for item in items:
             source, event_type, hour = group_key(item)
             on = (source, event_type) in wide
-            shard = shard_of(str(item["event_id"]), WIDE_SHARDS) if on else 0
+            file = f"{item['archive_bucket']}\n{item['archive_key']}"
+            shard = shard_of(file, WIDE_SHARDS) if on else 0
             groups.setdefault((source, event_type, hour, shard), []).append(item)
         return [
             self._dump(bundle_item(chunk, key[3]))

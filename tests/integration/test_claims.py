@@ -74,6 +74,16 @@ def _kinds(kit: Kit) -> Counter[str]:
     return out
 
 
+def _bundle_keys(kit: Kit) -> set[str]:
+    ddb = kit.clients.dynamodb()
+    return {
+        raw["event_id"]["S"]
+        for page in ddb.get_paginator("scan").paginate(TableName=kit.names.events_table)
+        for raw in page["Items"]
+        if raw["event_id"]["S"].startswith(BUNDLE_PREFIX)
+    }
+
+
 def _writer(kit: Kit) -> DynamoEventIndex:
     """Another writer process on the same table (a restarted tap, another Lambda)."""
     return DynamoEventIndex(
@@ -150,16 +160,17 @@ def test_claims_cost_one_write_each_outside_transactions(kit: Kit) -> None:
 def test_a_sweep_writes_a_wide_pairs_bundles_under_the_same_keys(
     kit: Kit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The stopped writer had made the pair wide; the sweeping writer has not seen it busy.
+    """The stopped writer had made the pairs wide; the sweeping writer has not seen them busy.
     The note says which pairs were spread, so the sweep rewrites the same bundles, and every
     event is selected once."""
     start = kit.clock.now() - timedelta(minutes=5)
+    types = [f"order_{n}" for n in range(4)]  # four files, each bundled on its own shard
     subs = []
-    for n in range(300):
+    for n in range(4 * 150):
         raw = json.dumps(
             {
                 "source": "orders",
-                "event_type": "order_placed",
+                "event_type": types[n % 4],
                 "entity_id": f"user_{n % 4}",
                 "event_time": (start + timedelta(milliseconds=n))
                 .isoformat()
@@ -177,14 +188,15 @@ def test_a_sweep_writes_a_wide_pairs_bundles_under_the_same_keys(
         patch.setattr(ClaimLog, "settle", _killed)
         with pytest.raises(Stopped):
             kit.sink.ingest(subs, label="wide", at=AT)
-    before = _kinds(kit)[BUNDLE_PREFIX]
-    assert before > 1  # spread over shards
-    assert _writer(kit).sweep(older_than=0) == 1
-    assert _kinds(kit)[BUNDLE_PREFIX] == before
-    assert _accepted(kit) == 300
-    sel = Selection(start, start + timedelta(hours=1), source="orders", event_type="order_placed")
-    ids = [i["event_id"] for page in _writer(kit).select(sel) for i in page.items]
-    assert len(ids) == len(set(ids)) == 300
+    before = _bundle_keys(kit)
+    assert {key.rsplit("#", 1)[1] for key in before} - {"0"}  # spread over shards
+    assert _writer(kit).sweep(older_than=0) == 4
+    assert _bundle_keys(kit) == before
+    assert _accepted(kit) == 600
+    for name in types:
+        sel = Selection(start, start + timedelta(hours=1), source="orders", event_type=name)
+        ids = [i["event_id"] for page in _writer(kit).select(sel) for i in page.items]
+        assert len(ids) == len(set(ids)) == 150
 
 
 def test_one_sweep_finishes_a_bounded_number_of_files(
