@@ -165,8 +165,10 @@ class IngestSink:
                 for row in firsts.values()
                 if row.status is Status.ACCEPTED and not row.redelivery
             ]
-            self._settle(rows, self._index.claim(claims))  # a concurrent writer got there first
-            self._index_occurrences(rows, ingest_time)
+            # with the duplicates and rejections known now; a claim that loses (a concurrent
+            # writer got there first) is recorded as a duplicate by the index itself
+            holders = self._index.claim(claims, self._occurrences(rows, ingest_time))
+            self._settle(rows, holders)
             self._index.record_catalog(self._catalog(rows, ingest_time))
         self._copy_firsts(rows, firsts)
         self._count(rows)
@@ -366,7 +368,8 @@ class IngestSink:
                 entries.add((ingest_day, *pair, ""))
         return entries
 
-    def _index_occurrences(self, rows: list[_Row], ingest_time: datetime) -> None:
+    @staticmethod
+    def _occurrences(rows: list[_Row], ingest_time: datetime) -> list[Occurrence]:
         """Duplicate and rejected deliveries: one occurrence item each, and the duplicate's id
         added to its identity item (both idempotent, so a retried batch changes nothing)."""
         occurrences: list[Occurrence] = []
@@ -392,7 +395,7 @@ class IngestSink:
                     lag_ms=row.lag_ms,
                 )
             )
-        self._index.record_occurrences(occurrences)
+        return occurrences
 
     def _count(self, rows: list[_Row]) -> None:
         names = {

@@ -31,7 +31,7 @@ from infra.keys import QUARANTINE_PREFIX, RAW_PREFIX, escape_segment
 from schemas.codec import ArchiveRecord, decode_archive
 from schemas.envelope import Status, format_time
 
-__all__ = ["ArchiveFiles", "ReindexReport", "Reindexer", "file_claims"]
+__all__ = ["ArchiveFiles", "ReindexReport", "Reindexer", "file_entries"]
 
 UNKNOWN = "_unknown"
 _MICROSECOND = timedelta(microseconds=1)
@@ -144,16 +144,6 @@ class Reindexer:
         for claim, record, pointer in claims:
             unique.setdefault((claim.event_id, claim.occurrence_id), (claim, record, pointer))
         report.redeliveries += len(claims) - len(unique)
-        holders = self._index.claim([c for c, _, _ in unique.values()])
-        for claim, record, pointer in unique.values():
-            holder = holders.get(claim.event_id)
-            if holder is None:
-                report.claimed += 1
-                report.accepted += 1
-            elif holder.first_occurrence == claim.occurrence_id:
-                report.accepted += 1  # indexed before (a second run)
-            else:
-                later.append((record, pointer, Status.DUPLICATE.value))
         occurrences: list[Occurrence] = []
         for record, pointer, status in later:
             occurrences.append(_occurrence(record, pointer, status))
@@ -161,18 +151,33 @@ class Reindexer:
                 report.duplicates += 1
             else:
                 report.rejected += 1
-        self._index.record_occurrences(occurrences)
+        # one call: a claim that loses to another delivery is recorded as its duplicate there
+        holders = self._index.claim([c for c, _, _ in unique.values()], occurrences)
+        for claim, _, _ in unique.values():
+            holder = holders.get(claim.event_id)
+            if holder is None:
+                report.claimed += 1
+                report.accepted += 1
+            elif holder.first_occurrence == claim.occurrence_id:
+                report.accepted += 1  # indexed before (a second run)
+            else:
+                report.duplicates += 1
         self._index.record_catalog(_catalog(r for r, _ in records))
 
 
-def file_claims(bucket: str, key: str, body: bytes) -> list[Claim]:
-    """The claims an archive file's ACCEPTED records made when it was written: what the index
-    needs to finish a file whose writer stopped before counting it (``infra.claims``)."""
-    return [
-        _claim(record, ArchivePointer(bucket, key, position))
-        for position, record in enumerate(decode_archive(body))
-        if record.status == Status.ACCEPTED.value
-    ]
+def file_entries(bucket: str, key: str, body: bytes) -> tuple[list[Claim], list[Occurrence]]:
+    """What an archive file's records asked the index for when it was written: a claim per
+    ACCEPTED record, an occurrence per DUPLICATE or REJECTED one. What the index needs to
+    finish a file whose writer stopped before counting it (``infra.claims``)."""
+    claims: list[Claim] = []
+    occurrences: list[Occurrence] = []
+    for position, record in enumerate(decode_archive(body)):
+        pointer = ArchivePointer(bucket, key, position)
+        if record.status == Status.ACCEPTED.value:
+            claims.append(_claim(record, pointer))
+        else:
+            occurrences.append(_occurrence(record, pointer, record.status))
+    return claims, occurrences
 
 
 def _claim(r: ArchiveRecord, pointer: ArchivePointer) -> Claim:

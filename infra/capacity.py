@@ -41,7 +41,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.partiql import parse_insert
+from infra.partiql import parse_insert, parse_set_add
 
 WRITE_UNIT = 1024
 READ_UNIT = 4096
@@ -290,12 +290,39 @@ class CapacityModel:
             elif verb == "ADD":
                 for name, ref in _ADD.findall(body):
                     attr = names.get(name, name)
-                    if ref in values and attr not in item:
-                        item[attr] = values[ref]
+                    value, current = values.get(ref), item.get(attr)
+                    if value is None:
+                        continue
+                    kind = next(iter(value))
+                    if current is not None and kind in ("SS", "NS") and kind in current:
+                        merged = sorted({*current[kind], *value[kind]})
+                        item[attr] = {kind: merged}  # a set grows (a number keeps its size)
+                    elif current is None:
+                        item[attr] = value
             elif verb == "REMOVE":
                 for name in re.findall(r"#?\w+", body):
                     item.pop(names.get(name, name), None)
         return item
+
+    def _statement(self, statement: Mapping[str, Any]) -> tuple[str, Any, Any, bool] | None:
+        """(table, old, new, False) of one of ``infra.partiql``'s statements, else None."""
+        text, parameters = statement.get("Statement", ""), statement.get("Parameters")
+        inserted = parse_insert(text, parameters)
+        if inserted is not None:
+            table, new = inserted
+            return table, self._old(table, new), new, False
+        added = parse_set_add(text, parameters)
+        if added is None:
+            return None
+        table, key, attribute, values = added
+        update = {
+            "TableName": table,
+            "Key": key,
+            "UpdateExpression": "ADD #a :v",
+            "ExpressionAttributeNames": {"#a": attribute},
+            "ExpressionAttributeValues": {":v": values},
+        }
+        return table, self._old(table, key), self._updated(update), False
 
     # -- the hooks ------------------------------------------------------------------------------
     def _writes(
@@ -322,14 +349,8 @@ class CapacityModel:
                         key = request["DeleteRequest"]["Key"]
                         out.append((table, self._old(table, key), None, False))
             return out
-        if operation == "BatchExecuteStatement":  # the INSERTs of infra.partiql
-            out = []
-            for statement in params.get("Statements", ()):
-                parsed = parse_insert(statement.get("Statement", ""), statement.get("Parameters"))
-                if parsed is not None:
-                    table, new = parsed
-                    out.append((table, self._old(table, new), new, False))
-            return out
+        if operation == "BatchExecuteStatement":  # the INSERTs and set_adds of infra.partiql
+            return [w for w in map(self._statement, params.get("Statements", ())) if w]
         if operation == "TransactWriteItems":
             out = []
             for entry in params["TransactItems"]:
@@ -466,7 +487,8 @@ class CapacityModel:
             applied = []
             responses = parsed.get("Responses", ())
             for statement, response in zip(request.get("Statements", ()), responses, strict=False):
-                if parse_insert(statement.get("Statement", ""), statement.get("Parameters")):
+                text, parameters = statement.get("Statement", ""), statement.get("Parameters")
+                if parse_insert(text, parameters) or parse_set_add(text, parameters):
                     write = next(writes)
                     if "Error" not in response:
                         applied.append(write)
@@ -552,10 +574,12 @@ def _tables(operation: str, request: Mapping[str, Any]) -> list[str]:
     if "RequestItems" in request:
         return list(request["RequestItems"])
     if "Statements" in request:
-        parsed = (
-            parse_insert(s.get("Statement", ""), s.get("Parameters")) for s in request["Statements"]
-        )
-        return sorted({p[0] for p in parsed if p is not None})
+        ours = [
+            parse_insert(s.get("Statement", ""), s.get("Parameters"))
+            or parse_set_add(s.get("Statement", ""), s.get("Parameters"))
+            for s in request["Statements"]
+        ]
+        return sorted({p[0] for p in ours if p is not None})
     if "TransactItems" in request:
         return sorted({next(iter(e.values()))["TableName"] for e in request["TransactItems"]})
     return []

@@ -1,4 +1,5 @@
-"""Claims outside transactions: PartiQL ``INSERT``s at 1x, counted exactly by a write-ahead note.
+"""Claims and occurrences outside transactions: PartiQL ``INSERT``s at 1x, counted exactly by a
+write-ahead note.
 
 A claim is a conditional put of an identity item. ``TransactWriteItems`` bills each item twice;
 ``BatchExecuteStatement`` runs 25 ``INSERT``s a request at 1x, each failing alone with
@@ -9,29 +10,33 @@ archive file, by this protocol:
 
 1. **pending note** (``pending#<shard>``, one small item per archive file, a plain put): the
    file's claims may be in the table without their counts;
-2. **claims**: the ``INSERT``s. A claim whose key exists was written by this same file when the
-   holder points at this file and is this delivery (an earlier run of the batch that stopped,
-   or a concurrent sweep): it counts as the file's own;
+2. **claims and occurrences**: the ``INSERT``s of identity items and of duplicate and rejected
+   deliveries' occurrence items. A claim whose key exists was written by this same file when
+   the holder points at this file and is this delivery (an earlier run of the batch that
+   stopped, or a concurrent sweep): it counts as the file's own; so does an occurrence item
+   that points at this file. The duplicates' ids go into their identities'
+   ``dup_occurrences`` (``set_add``, idempotent);
 3. **bundles**: the time bundles of the file's own claims, plain puts (1x). Their keys are
    fixed by the claims and by the note (which pairs spread over shards), so a redo writes the
    very same items again;
 4. **settle**: a transaction per up to ~95 updates: a *counted mark* for the file (``counted#``,
    a conditional put: ``attribute_not_exists``) and the rollup ``ADD``s of the file's own
-   claims. A mark that exists means it was counted: nothing is added twice;
+   claims and occurrences. A mark that exists means it was counted: nothing is added twice;
 5. the pending note is deleted.
 
 A writer that stops between 1 and 5 leaves its note. Every writer sweeps, once a minute, the
 notes older than ``PENDING_LEASE_S`` and *redoes* their files: it reads the file from the
 archive (the one truth; the note is written only once the file is durable), inserts every
-claim it holds (so no claim of that file can appear after the count), counts the file's own and
-settles it. A redo that races the file's live writer is harmless: both insert the same items,
+claim and occurrence it holds (so none of that file's items can appear after the count), counts
+the file's own and settles it. A redo that races the file's live writer is harmless: both insert the same items,
 both count the same set (all the file's claims exist before either counts), and the counted
 mark lets one of them add it. So the rollups are exact under retries, re-runs and crashes, and
-a claim costs 1 WRU (under 1 KB) instead of 2.
+a claim or an occurrence costs 1 WRU (under 1 KB) instead of 2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -42,7 +47,13 @@ from typing import Any
 
 from infra.dynamo import batch_write, dynamo_errors, paginate
 from infra.errors import BackendError, Throttled, TransactionCanceled
-from infra.partiql import DUPLICATE_ITEM, MAX_BATCH_STATEMENTS, insert_statement
+from infra.partiql import (
+    CONDITION_FAILED,
+    DUPLICATE_ITEM,
+    MAX_BATCH_STATEMENTS,
+    insert_statement,
+    set_add_statement,
+)
 
 __all__ = [
     "COUNTED_PREFIX",
@@ -65,7 +76,8 @@ PENDING_LEASE_S = 120.0  # a note older than this is its writer's to finish no l
 SWEEP_INTERVAL_S = 60.0  # how often a writer looks for such notes
 SETTLE_MAX_OPS = 95  # updates beside the counted mark in one transaction (AWS allows 100)
 MAX_RETRIES = 8
-_FATAL = frozenset({"ValidationError", "ResourceNotFound", "AccessDenied"})
+VALIDATION_ERROR = "ValidationError"
+_FATAL = frozenset({VALIDATION_ERROR, "ResourceNotFound", "AccessDenied"})
 
 ArchiveFile = tuple[str, str]  # (bucket, key)
 
@@ -160,13 +172,48 @@ class ClaimLog:
                         found.append(Pending((raw["bucket"]["S"], raw["key"]["S"]), at, spread))
         return sorted(found, key=lambda p: (p.written_at, p.file))
 
-    # -- 2: the claims -------------------------------------------------------------------
+    # -- 2: the claims and occurrences -----------------------------------------------------
     def insert(self, items: Sequence[Mapping[str, Any]]) -> set[int]:
         """``INSERT`` every item (25 a request); the positions of those whose key exists.
-        Throttled or failed statements are sent again, alone, with backoff."""
+        Throttled or failed statements are sent again, with backoff."""
         statements = [insert_statement(self.table, item) for item in items]
-        taken: set[int] = set()
-        todo = list(range(len(items)))
+        return set(self._run(statements, {DUPLICATE_ITEM}))
+
+    def add_to_sets(self, attribute: str, adds: Mapping[tuple[str, str], Sequence[str]]) -> None:
+        """Add strings to the set ``attribute`` of each item (``(event_id, item)``: values),
+        25 ``set_add`` updates a request; an item that is not there is left alone. Should
+        DynamoDB refuse ``set_add`` where the set does not exist yet, that item's strings go
+        in an ``UpdateItem`` ``ADD`` instead."""
+        keys = sorted(adds)
+        statements = [
+            set_add_statement(
+                self.table,
+                {"event_id": {"S": k[0]}, "item": {"S": k[1]}},
+                attribute,
+                {"SS": sorted(set(adds[k]))},
+            )
+            for k in keys
+        ]
+        failed = self._run(statements, {CONDITION_FAILED, VALIDATION_ERROR})
+        for i, code in sorted(failed.items()):
+            if code != VALIDATION_ERROR:
+                continue
+            missing = self._ddb.exceptions.ConditionalCheckFailedException
+            with dynamo_errors(self.table, "UpdateItem"), contextlib.suppress(missing):
+                self._ddb.update_item(
+                    TableName=self.table,
+                    Key={"event_id": {"S": keys[i][0]}, "item": {"S": keys[i][1]}},
+                    UpdateExpression="ADD #a :v",
+                    ConditionExpression="attribute_exists(event_id)",
+                    ExpressionAttributeNames={"#a": attribute},
+                    ExpressionAttributeValues={":v": {"SS": sorted(set(adds[keys[i]]))}},
+                )
+
+    def _run(self, statements: Sequence[dict[str, Any]], expected: set[str]) -> dict[int, str]:
+        """Run ``statements`` (25 a request) until each succeeds or fails with an ``expected``
+        code; {position: code} of those that did."""
+        taken: dict[int, str] = {}
+        todo = list(range(len(statements)))
         attempt = 0
         while todo:
             again: list[int] = []
@@ -184,8 +231,8 @@ class ClaimLog:
                     if not error:
                         continue
                     code = str(error.get("Code", ""))
-                    if code == DUPLICATE_ITEM:
-                        taken.add(i)
+                    if code in expected:
+                        taken[i] = code
                     elif code in _FATAL:
                         raise BackendError(
                             f"DynamoDB BatchExecuteStatement on {self.table}: {code}",
@@ -200,8 +247,8 @@ class ClaimLog:
                 attempt += 1
                 if attempt > MAX_RETRIES:
                     raise Throttled(
-                        f"DynamoDB BatchExecuteStatement on {self.table}: {len(todo)} claims "
-                        f"still failing after {MAX_RETRIES} retries",
+                        f"DynamoDB BatchExecuteStatement on {self.table}: {len(todo)} "
+                        f"statements still failing after {MAX_RETRIES} retries",
                         service="dynamodb",
                         code="ThrottlingError",
                     )

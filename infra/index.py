@@ -7,12 +7,12 @@ In short, under the table key (``event_id``, ``item``):
   ``INSERT`` (25 to a ``BatchExecuteStatement``, 1x; ``DuplicateItem`` when the key exists)
   after its archive file is durable, so it always points at an archived record; its rollup
   counts and time bundles follow per archive file (``infra.claims``). A duplicate never
-  overwrites it; it only adds its occurrence id to ``dup_occurrences`` (a set: adding it again
-  changes nothing). Of two concurrent writers exactly one ``INSERT`` succeeds; the other reads
+  overwrites it; it only adds its occurrence id to ``dup_occurrences`` (a PartiQL ``set_add``:
+  adding it again changes nothing). Of two concurrent writers exactly one ``INSERT`` succeeds; the other reads
   the winner back.
 * ``item = "occ#<occurrence id>"`` — one per duplicate or rejected delivery, with provenance,
-  status, reason and archive pointer, a conditional put in a transaction with its counts.
-  Writing one again is harmless (same key, same content).
+  status, reason and archive pointer, an ``INSERT`` with the claims of the same archive files
+  and counted with them. Writing one again is harmless (same key, same content).
 
 Selections are answered by Query, never Scan: an entity over the ``by_entity`` shards, a source
 and/or event type per event day over its time bundles (``infra.bundles``; the catalog names a
@@ -55,7 +55,7 @@ from infra.dynamo import (
     dynamo_errors,
     paginate,
 )
-from infra.errors import BackendError, KitError, Throttled, TransactionCanceled
+from infra.errors import BackendError, KitError
 from infra.index_layout import (
     CATALOG_ITEM_PREFIX,
     CATALOG_PARTITION_PREFIX,
@@ -93,7 +93,6 @@ from infra.rollups import (
     late_partition,
     occurrence_counts,
     pick_shard,
-    rollup_items,
     update_ops,
 )
 from schemas.codec import Provenance
@@ -222,15 +221,19 @@ class QueryPage:
 
 
 class EventIndex(Protocol):
-    def claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
-        """Claim each identity; return the current holder of every identity that was taken."""
+    def claim(
+        self, claims: Sequence[Claim], occurrences: Sequence[Occurrence] = ()
+    ) -> dict[str, Holder]:
+        """Claim each identity and record the duplicate and rejected ``occurrences`` (a
+        duplicate's id is added to its identity item's ``dup_occurrences``); a claim that
+        loses to another delivery is recorded as a duplicate of it. Recording one again changes
+        nothing. Returns the current holder of every identity that was taken."""
         ...
 
     def lookup(self, event_ids: Sequence[str]) -> dict[str, Holder]: ...
 
     def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None:
-        """Record duplicate and rejected deliveries (a duplicate's id is added to its identity
-        item's ``dup_occurrences``); recording one again changes nothing."""
+        """``claim`` with no claims."""
         ...
 
     def record_catalog(self, entries: set[CatalogEntry]) -> None:
@@ -331,16 +334,6 @@ def occurrence_item(o: Occurrence, *, wide: bool = False) -> dict[str, Any]:
     return item
 
 
-@dataclass(frozen=True, slots=True)
-class _Unit:
-    """One conditional put of a transaction, with what it adds to the rollups and, for a
-    duplicate, the (identity, occurrence id) to add to ``dup_occurrences``."""
-
-    op: dict[str, Any]
-    counts: Delta
-    duplicate: tuple[str, str] | None = None
-
-
 class _LatestSeen:
     """The ``LATE_KEEP`` largest lags this writer indexed, per (source, type, event day): a
     first copy whose lag is larger (to the rollups' two significant digits) gets a
@@ -432,6 +425,52 @@ def _held_by(item: Mapping[str, Any], c: Claim) -> bool:
     )
 
 
+def _duplicate(c: Claim) -> Occurrence:
+    """A claim that lost to another delivery of its identity: a duplicate of it."""
+    return Occurrence(
+        event_id=c.event_id,
+        status="DUPLICATE",
+        ingest_time=c.ingest_time,
+        provenance=c.provenance,
+        pointer=c.pointer,
+        source=c.source,
+        event_type=c.event_type,
+        entity_id=c.entity_id,
+        event_time=c.event_time,
+        lag_ms=c.lag_ms,
+    )
+
+
+def _is_dup(o: Occurrence) -> bool:
+    return o.status == "DUPLICATE"
+
+
+def _file_of(pointer: ArchivePointer) -> ArchiveFile:
+    return pointer.bucket, pointer.key
+
+
+def _file_of_item(item: Mapping[str, Any]) -> ArchiveFile:
+    return str(item["archive_bucket"]), str(item["archive_key"])
+
+
+def _occurrence_key(o: Occurrence) -> tuple[str, str]:
+    return o.event_id, OCCURRENCE_PREFIX + o.provenance.occurrence_id
+
+
+def _points_here(item: Mapping[str, Any], pointer: ArchivePointer) -> bool:
+    """Whether a stored occurrence item was written from this archive file (an earlier run of
+    the file's batch, or a sweep of it), not from another copy of the same delivery."""
+    return bool(item) and _file_of_item(item) == _file_of(pointer)
+
+
+def _grouped(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+    """(event id, occurrence id) pairs as the identity items' ``dup_occurrences`` additions."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for event_id, occurrence in pairs:
+        out.setdefault((event_id, IDENTITY_ITEM), []).append(occurrence)
+    return out
+
+
 def occurrence_delta(o: Occurrence) -> Delta:
     """The rollup counts of a duplicate or rejected delivery."""
     return occurrence_counts(o.source, o.event_type, format_time(o.ingest_time), o.status, o.reason)
@@ -483,7 +522,8 @@ def read_wide_marks(
     return found
 
 
-Recover = Callable[[str, str], Sequence[Claim] | None]  # (bucket, key) -> that file's claims
+# (bucket, key) -> that file's claims and occurrences (None: not a file of this archive)
+Recover = Callable[[str, str], tuple[Sequence[Claim], Sequence["Occurrence"]] | None]
 Pair = tuple[str, str]  # (source, event type)
 
 
@@ -497,7 +537,8 @@ class DynamoEventIndex:
         wall: Callable[[], float] = time.time,
         recover: Recover | None = None,
     ) -> None:
-        """``recover`` reads an archive file's claims back (``consumers.reindex.file_claims``):
+        """``recover`` reads an archive file's claims and occurrences back
+        (``consumers.reindex.file_entries``):
         with it, this writer finishes what a stopped writer left pending (``infra.claims``)."""
         self._ddb = dynamodb_client
         self.table = table
@@ -525,118 +566,15 @@ class DynamoEventIndex:
     def _key(self, event_id: str, item: str = IDENTITY_ITEM) -> dict[str, Any]:
         return {"event_id": {"S": event_id}, "item": {"S": item}}
 
-    # -- transactions --------------------------------------------------------------------
-    def _commit(self, units: Sequence[_Unit]) -> dict[int, dict[str, Any] | None]:
-        """Write ``units`` (occurrence items) in transactions of up to 100 items; return
-        {index: current item} of those whose condition failed (their counts are not added).
-
-        Duplicates and rejections are a few percent of deliveries: their conditional puts go
-        up to 100 to a transaction (not one PutItem each), so that each transaction carries, besides its units' conditional puts, the updates they imply: one per rollup
-        item (``infra.rollups``: the counts of exactly the units in it) and, for duplicates, one
-        per identity (its ``dup_occurrences``). It is all-or-nothing: a chunk whose conditions
-        partly fail is sent again without the failed units (and with its counts recomputed)
-        until what is left succeeds; conflicts and throttling back off and retry.
-        """
-        failed: dict[int, dict[str, Any] | None] = {}
-        no_identity: set[str] = set()  # duplicates of an identity that is not (yet) there
-        # Units of one source, type and hour together: a transaction then updates one or two
-        # rollup items, not one per pair in the batch (each costs its size, twice).
-        pending = sorted(range(len(units)), key=lambda i: sorted(units[i].counts))
-        attempt = 0
-        while pending:
-            chunk, rest = self._chunk(units, pending, no_identity)
-            dups: dict[str, list[str]] = {}
-            rolled: Delta = {}
-            for i in chunk:
-                unit = units[i]
-                if unit.duplicate is not None and unit.duplicate[0] not in no_identity:
-                    dups.setdefault(unit.duplicate[0], []).append(unit.duplicate[1])
-                add_into(rolled, unit.counts)
-            ops = [units[i].op for i in chunk]
-            ops += [self._dup_op(event_id, occs) for event_id, occs in sorted(dups.items())]
-            ops += [
-                op
-                for (s, t, h), c in sorted(rolled.items())
-                for op in update_ops(self.table, s, t, h, self._rollup_shard, c)
-            ]
-            try:
-                with dynamo_errors(self.table, "TransactWriteItems"):
-                    self._ddb.transact_write_items(TransactItems=ops)
-                pending, attempt = rest, 0
-                continue
-            except BackendError as exc:
-                if "less than or equal to 25" not in (exc.detail or ""):
-                    raise
-                self._transaction_size = LEGACY_TRANSACTION_MAX_ITEMS
-                continue
-            except TransactionCanceled as exc:
-                retry = not exc.reasons
-                dup_ids = sorted(dups)
-                for n, reason in enumerate(exc.reasons):
-                    code = reason.get("Code", "None")
-                    if code == "ConditionalCheckFailed" and n < len(chunk):
-                        item = reason.get("Item")
-                        failed[chunk[n]] = self._load(item) if item else None
-                    elif code == "ConditionalCheckFailed":  # only dup_occurrences updates
-                        no_identity.add(dup_ids[n - len(chunk)])
-                    elif code not in ("None", ""):
-                        retry = True  # TransactionConflict, ThrottlingError: try again
-                pending = [i for i in chunk if i not in failed] + rest
-                if not retry:
-                    continue
-            except Throttled:
-                pass
-            attempt += 1
-            if attempt > MAX_CONFLICT_RETRIES:
-                raise Throttled(
-                    f"DynamoDB TransactWriteItems on {self.table}: still conflicting or "
-                    f"throttled after {MAX_CONFLICT_RETRIES} retries",
-                    service="dynamodb",
-                    code="TransactionConflict",
-                )
-            _backoff(attempt)
-        return failed
-
-    def _chunk(
-        self, units: Sequence[_Unit], pending: list[int], no_identity: set[str]
-    ) -> tuple[list[int], list[int]]:
-        """The next transaction's units: as many as fit with the updates they imply."""
-        chunk: list[int] = []
-        implied: set[tuple[str, ...]] = set()
-        for n, i in enumerate(pending):
-            unit = units[i]
-            more: set[tuple[str, ...]] = {
-                ("a" if arrival else "r", *key)
-                for key, counts in unit.counts.items()
-                for arrival in rollup_items(counts)
-            }
-            if unit.duplicate is not None and unit.duplicate[0] not in no_identity:
-                more.add(("d", unit.duplicate[0]))
-            size = len(chunk) + 1 + len(implied | more)
-            if chunk and size > self._transaction_size:
-                return chunk, pending[n:]
-            chunk.append(i)
-            implied |= more
-        return chunk, []
-
-    def _dup_op(self, event_id: str, occurrences: list[str]) -> dict[str, Any]:
-        return {
-            "Update": {
-                "TableName": self.table,
-                "Key": self._key(event_id),
-                "UpdateExpression": "ADD dup_occurrences :occs",
-                "ConditionExpression": "attribute_exists(event_id)",
-                "ExpressionAttributeValues": {":occs": {"SS": sorted(set(occurrences))}},
-            }
-        }
-
     # -- writes --------------------------------------------------------------------------
-    def _widen(self, claims: Sequence[Claim]) -> None:
-        """Count this second's claims per index key; a key past ``WIDE_RATE`` gets its wide mark
-        written (idempotent) before any claim uses its other shards."""
+    def _widen(self, claims: Sequence[Claim], occurrences: Sequence[Occurrence]) -> None:
+        """Count this second's claims and occurrences per index key; a key past ``WIDE_RATE``
+        gets its wide mark written (idempotent) before any item uses its other shards."""
         keys: list[tuple[str, ...]] = []
         for c in claims:
             keys += [(WIDE_ENTITY, c.entity_id), (WIDE_TIME, c.source, c.event_type)]
+        unique = {(o.event_id, o.provenance.occurrence_id): o for o in occurrences}
+        keys += [(WIDE_INGEST, o.source or "_unknown") for o in unique.values()]
         self._count(keys)
 
     def _count(self, keys: Sequence[tuple[str, ...]]) -> None:
@@ -676,20 +614,31 @@ class DynamoEventIndex:
                 log.warning("latest arrivals not read", extra={"key": key, "error": str(exc)})
             self._late.seed(key, lags)
 
-    def claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
-        """Claim each identity by the write-ahead protocol of ``infra.claims``: a pending note
-        per archive file, the ``INSERT``s (1x), then per file its rollup counts and time
-        bundles in a transaction guarded by its counted mark. Returns the holder of every
-        identity that was taken (by another delivery, or by this one in an earlier run)."""
-        if not claims:
+    def claim(
+        self, claims: Sequence[Claim], occurrences: Sequence[Occurrence] = ()
+    ) -> dict[str, Holder]:
+        """Claim each identity and record the duplicate and rejected ``occurrences`` of the
+        same archive files, by the write-ahead protocol of ``infra.claims``: a pending note per
+        file, the ``INSERT``s (1x), then per file its time bundles and, in a transaction
+        guarded by its counted mark, its rollup counts. A claim that loses to another delivery
+        is recorded as a duplicate of it. Returns the holder of every identity that was taken
+        (by another delivery, or by this one in an earlier run)."""
+        if not claims and not occurrences:
             return {}
-        self._widen(claims)
+        self._widen(claims, occurrences)
         self._seed_late(claims)
         self._sweep_due()
-        return self._claim(claims)
+        return self._claim(claims, occurrences)
+
+    def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None:
+        """Duplicate and rejected deliveries on their own (``claim`` with no claims)."""
+        self.claim((), occurrences)
 
     def _claim(
-        self, claims: Sequence[Claim], spread: Mapping[ArchiveFile, Sequence[Pair]] | None = None
+        self,
+        claims: Sequence[Claim],
+        occurrences: Sequence[Occurrence],
+        spread: Mapping[ArchiveFile, Sequence[Pair]] | None = None,
     ) -> dict[str, Holder]:
         """``spread``: per file, the (source, type) pairs whose bundles it spreads over shards
         (a sweep's, from the note: the same bundle keys as the file's first writer chose)."""
@@ -697,46 +646,94 @@ class DynamoEventIndex:
         first: dict[str, int] = {}
         lost: dict[str, Holder] = {}
         todo: list[tuple[Claim, dict[str, Any]]] = []
+        later: list[Occurrence] = []  # duplicates found here: of the batch, or of the table
         for n, c in enumerate(claims):
-            if first.setdefault(c.event_id, n) != n:  # a second claim of one identity: the first's
+            if first.setdefault(c.event_id, n) != n:  # a second claim of one identity
                 held = claims[first[c.event_id]]
                 lost[c.event_id] = Holder(c.event_id, held.occurrence_id)
+                if held.occurrence_id != c.occurrence_id:
+                    later.append(_duplicate(c))
                 continue
             todo.append((c, claim_item(c, wide_entity=(WIDE_ENTITY, c.entity_id) in wide)))
+        given = list({(o.event_id, o.provenance.occurrence_id): o for o in occurrences}.values())
         pairs: dict[ArchiveFile, set[Pair]] = {}
         for c, _ in todo:
-            pairs.setdefault((c.pointer.bucket, c.pointer.key), set()).add((c.source, c.event_type))
+            pairs.setdefault(_file_of(c.pointer), set()).add((c.source, c.event_type))
+        for o in given:
+            pairs.setdefault(_file_of(o.pointer), set())
         files = sorted(pairs)
         if spread is None:
             spread = {f: sorted(p for p in pairs[f] if (WIDE_TIME, *p) in wide) for f in files}
         self._log.note({f: spread.get(f, ()) for f in files})
-        taken = self._log.insert([self._dump(item) for _, item in todo])
+        offered = [item for _, item in todo] + [self._occurrence_item(o) for o in given]
+        taken = self._log.insert([self._dump(item) for item in offered])
         stored = {
-            str(i["event_id"]): i
+            (str(i["event_id"]), str(i["item"])): i
             for i in self._batch_get(
-                [self._key(todo[n][0].event_id) for n in sorted(taken)], consistent=True
+                [self._key(offered[n]["event_id"], offered[n]["item"]) for n in sorted(taken)],
+                consistent=True,
             )
         }
-        own: dict[tuple[str, str], list[dict[str, Any]]] = {f: [] for f in files}
+        own: dict[ArchiveFile, list[dict[str, Any]]] = {f: [] for f in files}
         mine: list[dict[str, Any]] = []  # in the order claimed
         for n, (c, item) in enumerate(todo):
             if n in taken:
-                item = stored.get(c.event_id) or {}
+                item = stored.get((c.event_id, IDENTITY_ITEM)) or {}
                 lost[c.event_id] = _holder(c.event_id, item)
                 if not _held_by(item, c):
+                    if lost[c.event_id].first_occurrence != c.occurrence_id:
+                        later.append(_duplicate(c))
                     continue
-            own[(c.pointer.bucket, c.pointer.key)].append(item)
+            own[_file_of(c.pointer)].append(item)
             mine.append(item)
+        recorded = [  # occurrences this run wrote, or an earlier run of the same file
+            o
+            for n, o in enumerate(given, start=len(todo))
+            if n not in taken or _points_here(stored.get(_occurrence_key(o), {}), o.pointer)
+        ]
+        recorded += self._record_later(later)
+        self._log.add_to_sets(
+            "dup_occurrences",
+            _grouped((o.event_id, o.provenance.occurrence_id) for o in recorded if _is_dup(o)),
+        )
         self._write_late(mine)
         bundles = [b for f in files for b in self._bundles_of(own[f], spread.get(f, ()))]
         # deterministic keys (the note fixes the shards): a redo writes the same items again
         batch_write(self._ddb, self.table, [{"PutRequest": {"Item": b}} for b in bundles])
+        counted: dict[ArchiveFile, list[Delta]] = {f: [] for f in files}
+        for item in mine:
+            counted[_file_of_item(item)].append(_item_counts(item))
+        for o in recorded:
+            counted[_file_of(o.pointer)].append(occurrence_delta(o))
         for file in files:
-            self._log.settle(file, self._pieces(own[file]))
+            self._log.settle(file, self._pieces(counted[file]))
         self._log.done(files)
         for item in mine:
             self._late.seen(_late_key_of(item), int(item["lag_ms"]))
         return lost
+
+    def _occurrence_item(self, o: Occurrence) -> dict[str, Any]:
+        return occurrence_item(o, wide=(WIDE_INGEST, o.source or "_unknown") in self._wide)
+
+    def _record_later(self, later: Sequence[Occurrence]) -> list[Occurrence]:
+        """The duplicates that lost their claims here: their occurrence items (rare: a
+        concurrent writer, or a re-run), each counted by the file it is in."""
+        if not later:
+            return []
+        items = [self._occurrence_item(o) for o in later]
+        taken = self._log.insert([self._dump(item) for item in items])
+        stored = {
+            (str(i["event_id"]), str(i["item"])): i
+            for i in self._batch_get(
+                [self._key(items[n]["event_id"], items[n]["item"]) for n in sorted(taken)],
+                consistent=True,
+            )
+        }
+        return [
+            o
+            for n, o in enumerate(later)
+            if n not in taken or _points_here(stored.get(_occurrence_key(o), {}), o.pointer)
+        ]
 
     def _write_late(self, items: Sequence[Mapping[str, Any]]) -> None:
         """The latest-arrivals entries of first copies (idempotent puts, before their counts:
@@ -752,12 +749,12 @@ class DynamoEventIndex:
         ]
         batch_write(self._ddb, self.table, requests)
 
-    def _pieces(self, items: Sequence[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
-        """The rollup updates one archive file's own claims add, as transaction ops in a fixed
-        order (the same for whichever writer settles the file): each hour's updates."""
+    def _pieces(self, deltas: Sequence[Delta]) -> list[list[dict[str, Any]]]:
+        """The rollup updates of one archive file's own claims and occurrences, as transaction
+        ops in a fixed order (the same for whichever writer settles the file): each hour's."""
         rolled: Delta = {}
-        for item in items:
-            add_into(rolled, _item_counts(item))
+        for delta in deltas:
+            add_into(rolled, delta)
         return [
             update_ops(self.table, s, t, h, self._rollup_shard, counts)
             for (s, t, h), counts in sorted(rolled.items())
@@ -799,16 +796,17 @@ class DynamoEventIndex:
         finished = 0
         for pending in self._log.stale(older_than)[:limit]:
             try:
-                claims = self._recover(*pending.file)
+                entries = self._recover(*pending.file)
             except KitError as exc:
                 log.warning(
                     "pending file not read", extra={"key": pending.file[1], "error": str(exc)}
                 )
                 continue
-            if claims is None:
+            if entries is None:
                 continue  # another archive's file: its own writers finish it
-            if claims:
-                self._claim(claims, {pending.file: pending.spread})
+            claims, occurrences = entries
+            if claims or occurrences:
+                self._claim(claims, occurrences, {pending.file: pending.spread})
             else:
                 self._log.done([pending.file])
             finished += 1
@@ -824,32 +822,6 @@ class DynamoEventIndex:
             self.sweep()
         except BackendError as exc:  # the next sweep tries again; claims need not wait
             log.warning("pending files not swept", extra={"error": str(exc)})
-
-    def record_occurrences(self, occurrences: Sequence[Occurrence]) -> None:
-        """One occurrence item per duplicate or rejected delivery (a conditional put: one that
-        is there already, a re-run, is left alone and counted once), a duplicate's id added to
-        its identity's ``dup_occurrences``, and their rollup counts, in the same transactions."""
-        unique = {(o.event_id, o.provenance.occurrence_id): o for o in occurrences}
-        self._count([(WIDE_INGEST, o.source or "_unknown") for o in unique.values()])
-        units = [
-            _Unit(
-                {
-                    "Put": {
-                        "TableName": self.table,
-                        "Item": self._dump(
-                            occurrence_item(
-                                o, wide=(WIDE_INGEST, o.source or "_unknown") in self._wide
-                            )
-                        ),
-                        "ConditionExpression": "attribute_not_exists(event_id)",
-                    }
-                },
-                occurrence_delta(o),
-                (o.event_id, o.provenance.occurrence_id) if o.status == "DUPLICATE" else None,
-            )
-            for o in unique.values()
-        ]
-        self._commit(units)
 
     def record_catalog(self, entries: set[CatalogEntry]) -> None:
         new = sorted(entries - self._catalogued)
@@ -1061,15 +1033,21 @@ class MemoryEventIndex:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
+    def claim(
+        self, claims: Sequence[Claim], occurrences: Sequence[Occurrence] = ()
+    ) -> dict[str, Holder]:
         holders: dict[str, Holder] = {}
+        later = list(occurrences)
         with self._lock:
             for c in claims:
                 current = self.items.get((c.event_id, IDENTITY_ITEM))
                 if current is None:
                     self.items[(c.event_id, IDENTITY_ITEM)] = claim_item(c)
-                else:
-                    holders[c.event_id] = _holder(c.event_id, current)
+                    continue
+                holders[c.event_id] = _holder(c.event_id, current)
+                if holders[c.event_id].first_occurrence != c.occurrence_id:
+                    later.append(_duplicate(c))
+        self.record_occurrences(later)
         return holders
 
     def lookup(self, event_ids: Sequence[str]) -> dict[str, Holder]:

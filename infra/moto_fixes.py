@@ -31,9 +31,10 @@ is the partition's. Queries of a GSI still read the whole table.
 **PartiQL INSERT.** moto runs every PartiQL statement by handing its parser a copy of every
 item of every table (time proportional to everything stored, per statement), and its ``INSERT``
 overwrites an item whose key exists, where AWS fails the statement with ``DuplicateItem``. For
-the one shape the kit writes (``infra.partiql``: every value a parameter) the fix inserts the
-item itself, or answers ``DuplicateItem`` for that statement alone as AWS does; any other
-statement still goes to moto.
+the two shapes the kit writes (``infra.partiql``: every value a parameter) the fix inserts the
+item itself, or answers ``DuplicateItem`` for that statement alone as AWS does, and adds to a
+set (``ConditionalCheckFailed`` when there is no such item); any other statement still goes to
+moto.
 """
 
 from __future__ import annotations
@@ -189,12 +190,39 @@ _INSERT_LOCK = threading.Lock()
 
 
 def _partiql_inserts(backend_type: Any) -> None:
-    from infra.partiql import DUPLICATE_ITEM, MAX_BATCH_STATEMENTS, parse_insert
+    from infra.partiql import (
+        CONDITION_FAILED,
+        DUPLICATE_ITEM,
+        MAX_BATCH_STATEMENTS,
+        parse_insert,
+        parse_set_add,
+    )
 
     original = backend_type.batch_execute_statement
 
+    def set_add(self: Any, name: str, key: dict[str, Any], attr: str, values: Any) -> Any:
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        if name not in self.tables:
+            message = "Requested resource not found"
+            return {"Error": {"Code": "ResourceNotFound", "Message": message}}
+        with _INSERT_LOCK:
+            item = self.get_item(name, key)
+            if item is None:
+                message = CONDITION_FAILED_MESSAGE
+                return {"TableName": name, "Error": {"Code": CONDITION_FAILED, "Message": message}}
+            kind = next(iter(values))
+            current = item.attrs.get(attr)
+            merged = set(current.value) if current is not None else set()
+            item.attrs[attr] = DynamoType({kind: sorted(merged | set(values[kind]))})
+        return {"TableName": name}
+
     def one(self: Any, statement: dict[str, Any]) -> dict[str, Any]:
-        parsed = parse_insert(statement.get("Statement", ""), statement.get("Parameters"))
+        text, parameters = statement.get("Statement", ""), statement.get("Parameters")
+        update = parse_set_add(text, parameters)
+        if update is not None:
+            return dict(set_add(self, *update))
+        parsed = parse_insert(text, parameters)
         if parsed is None:
             return dict(original(self, [statement])[0])
         name, item = parsed

@@ -15,7 +15,7 @@ from typing import Any
 
 from consumers.ingest import IngestSink
 from consumers.processor import Processor
-from consumers.reindex import file_claims
+from consumers.reindex import file_entries
 from consumers.tap.binding import Format, TapBinding, stream_name
 from consumers.tap.decode import RecordDecoder
 from consumers.tap.fanout import DEFAULT_CONSUMER_NAME, FanOut
@@ -25,7 +25,7 @@ from infra.archive import ArchiveReader, S3RawArchive
 from infra.aws import AwsClients
 from infra.clock import Clock, SystemClock
 from infra.errors import ConfigError
-from infra.index import Claim, DynamoEventIndex
+from infra.index import Claim, DynamoEventIndex, Occurrence
 from infra.index_queries import DynamoIndexQueries
 from infra.kinesis_boto import BotoKinesis
 from infra.leases import DryRunLeaseStore, LeaseStore
@@ -299,13 +299,16 @@ def registry_credentials(settings: Settings) -> RegistryCredentials:
     )
 
 
-def _recover(archive: S3RawArchive) -> Callable[[str, str], list[Claim] | None]:
-    """How the index reads back a pending archive file's claims (files of this kit's bucket)."""
+def _recover(
+    archive: S3RawArchive,
+) -> Callable[[str, str], tuple[list[Claim], list[Occurrence]] | None]:
+    """How the index reads back a pending archive file's claims and occurrences (files of this
+    kit's bucket)."""
 
-    def recover(bucket: str, key: str) -> list[Claim] | None:
+    def recover(bucket: str, key: str) -> tuple[list[Claim], list[Occurrence]] | None:
         if bucket != archive.bucket:
             return None
-        return file_claims(bucket, key, archive.get_file(key))
+        return file_entries(bucket, key, archive.get_file(key))
 
     return recover
 

@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infra.capacity import CapacityModel, TableSpec
-from infra.partiql import DUPLICATE_ITEM, insert_statement
+from infra.partiql import CONDITION_FAILED, DUPLICATE_ITEM, insert_statement, set_add_statement
 from pik.kit import build_kit
 from pik.settings import Settings
 
@@ -109,3 +109,29 @@ def test_partiql_inserts_are_conditional_puts_priced_once(settings: Settings) ->
         client.batch_execute_statement(
             Statements=[insert_statement(spec.name, item(f"m{n}", "a")) for n in range(26)]
         )
+
+
+def test_partiql_set_adds_grow_a_set_and_never_create_an_item(settings: Settings) -> None:
+    """On the embedded AWS (with infra.moto_fixes): ``set_add`` creates the set on its first
+    add and merges later ones; an UPDATE of a key that is not there fails that statement alone
+    with ConditionalCheckFailed and creates nothing. Each is priced as one 1x write."""
+    dynamodb, spec = _table(settings)
+    model = CapacityModel([spec], clock=lambda: 0.0)
+    client = model.install(dynamodb)
+    client.put_item(TableName=spec.name, Item={"pk": {"S": "k1"}, "g": {"S": "a"}})
+
+    def add(pk: str, *values: str) -> dict[str, object]:
+        return set_add_statement(spec.name, {"pk": {"S": pk}}, "dups", {"SS": list(values)})
+
+    out = client.batch_execute_statement(Statements=[add("k1", "x"), add("nope", "x")])
+    assert [r.get("Error", {}).get("Code") for r in out["Responses"]] == [None, CONDITION_FAILED]
+    client.batch_execute_statement(Statements=[add("k1", "y", "x")])
+    kept = client.get_item(TableName=spec.name, Key={"pk": {"S": "k1"}})["Item"]
+    assert sorted(kept["dups"]["SS"]) == ["x", "y"]
+    assert "Item" not in client.get_item(TableName=spec.name, Key={"pk": {"S": "nope"}})
+    usage = model.report()[spec.name]
+    assert usage["requests"]["BatchExecuteStatement"] == 2
+    # the put, and the two adds that applied (small items: 1 WRU each); the KEYS_ONLY index
+    # projects no set, so an add writes no index entry
+    assert usage["wru_by_target"][spec.name] == 1 + 2 + 1  # the failed one is priced too
+    assert usage["wru_by_target"].get(f"{spec.name}:by_g", 0) == 1

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from consumers.ingest import Submission
+from consumers.ingest import IngestSink, Submission
 from infra.bundles import BUNDLE_PREFIX
 from infra.claims import COUNTED_PREFIX, PENDING_PREFIX, ClaimLog
 from infra.index import DynamoEventIndex, Selection
@@ -18,7 +18,8 @@ from infra.index_queries import DynamoIndexQueries
 from infra.rollups import Rollup, merge_rollups
 from pik.kit import Kit, _recover
 from schemas.codec import Provenance
-from schemas.envelope import Status, parse_body
+from schemas.envelope import Rejection, Status, parse_body
+from schemas.identity import event_id
 
 EVENTS = 30
 AT = datetime(2025, 12, 29, 3, 0, tzinfo=UTC)
@@ -50,11 +51,24 @@ def _batch(start: datetime) -> list[Submission]:
     return subs
 
 
-def _accepted(kit: Kit) -> int:
+def _accepted(kit: Kit, name: str = "acc") -> int:
     queries = DynamoIndexQueries(kit.clients.dynamodb(), kit.names.events_table)
     day = kit.clock.now().date().isoformat()
     items = [i for page in queries.rollups("orders", day) for i in page.items]
-    return sum(r.count("acc") for r in merge_rollups(Rollup.from_item(i) for i in items))
+    return sum(r.count(name) for r in merge_rollups(Rollup.from_item(i) for i in items))
+
+
+def _mixed(start: datetime) -> list[Submission]:
+    """The batch, then resends of its first five events and three bad records."""
+    subs = _batch(start)
+    for i in range(5):
+        prov = Provenance(occurrence_id=f"http:resend:{i}", origin="http", request_id="resend")
+        subs.append(Submission(subs[i].raw, prov, subs[i].parsed, f"r{i}"))
+    for i in range(3):  # no entity_id, no event_time
+        raw = json.dumps({"source": "orders", "event_type": "order_placed", "payload": {"i": i}})
+        prov = Provenance(occurrence_id=f"http:bad:{i}", origin="http", request_id="bad")
+        subs.append(Submission(raw.encode(), prov, parse_body(raw.encode()), f"b{i}"))
+    return subs
 
 
 def _bundled(kit: Kit, start: datetime) -> int:
@@ -119,6 +133,61 @@ def test_a_writer_stopped_after_its_claims_is_finished_by_a_sweep(
     assert _accepted(kit) == EVENTS and _bundled(kit, start) == EVENTS
     kinds = _kinds(kit)
     assert kinds[PENDING_PREFIX] == 0 and kinds[BUNDLE_PREFIX] == 1 and kinds[COUNTED_PREFIX] == 1
+
+
+def test_duplicates_and_rejections_of_a_stopped_writer_are_counted_once_by_a_sweep(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Occurrences go with the claims of the same files: inserted (1x), then counted by the
+    file's settle. The writer stops before that: a sweep counts the raw file's duplicates and
+    the quarantine file's rejections, once, and a re-run of the batch adds nothing."""
+    start = kit.clock.now() - timedelta(minutes=5)
+    subs = _mixed(start)
+    with monkeypatch.context() as patch:
+        patch.setattr(ClaimLog, "settle", _killed)
+        with pytest.raises(Stopped):
+            kit.sink.ingest(subs, label="mixed", at=AT)
+    assert _kinds(kit)[PENDING_PREFIX] == 2  # the raw file and the quarantine file
+    assert (_accepted(kit), _accepted(kit, "dup"), _accepted(kit, "rej")) == (0, 0, 0)
+    first = subs[0].parsed
+    assert not isinstance(first, Rejection)
+    held = kit.index.lookup([event_id(first)])[event_id(first)]
+    assert held.dup_occurrences == {"http:resend:0"}  # added before the counts
+
+    assert _writer(kit).sweep(older_than=0) == 2
+    assert (_accepted(kit), _accepted(kit, "dup"), _accepted(kit, "rej")) == (EVENTS, 5, 3)
+    assert _kinds(kit)[PENDING_PREFIX] == 0
+    results = kit.sink.ingest(subs, label="mixed", at=AT)
+    assert Counter(r.status for r in results) == {
+        Status.ACCEPTED: EVENTS,
+        Status.DUPLICATE: 5,
+        Status.REJECTED: 3,
+    }
+    assert (_accepted(kit), _accepted(kit, "dup"), _accepted(kit, "rej")) == (EVENTS, 5, 3)
+    assert len(kit.index.occurrences(event_id(first))) == 1
+
+
+def test_a_claim_that_loses_is_recorded_as_a_duplicate_by_the_index(kit: Kit) -> None:
+    """Two writers ingest the same events under other delivery ids (a producer retry reaching
+    two processes at once): the second looked them up before the first claimed them, so its
+    claims lose, and the index itself records them as duplicates of the first, counted with
+    the second's file."""
+    start = kit.clock.now() - timedelta(minutes=5)
+    kit.sink.ingest(_batch(start), label="one", at=AT)
+    again = [
+        Submission(s.raw, Provenance(f"http:two:{n}", "http"), s.parsed, s.position)
+        for n, s in enumerate(_batch(start))
+    ]
+    writer = _writer(kit)
+    writer.lookup = lambda event_ids: {}  # type: ignore[method-assign]  # the race
+    other = IngestSink(kit.archive, writer, kit.clock, kit.metrics)
+    results = other.ingest(again, label="two", at=AT)
+    assert Counter(r.status for r in results) == {Status.DUPLICATE: EVENTS}
+    assert (_accepted(kit), _accepted(kit, "dup")) == (EVENTS, EVENTS)
+    first = again[0].parsed
+    assert not isinstance(first, Rejection)
+    assert kit.index.lookup([event_id(first)])[event_id(first)].dup_occurrences == {"http:two:0"}
+    assert [o["status"] for o in kit.index.occurrences(event_id(first))] == ["DUPLICATE"]
 
 
 def test_a_sweep_racing_the_live_writer_counts_once(

@@ -18,7 +18,7 @@ from infra.archive import ArchivePointer
 from infra.bundles import BUNDLE_PREFIX
 from infra.capacity import CapacityModel, TableSpec
 from infra.index import Claim, DynamoEventIndex, Selection
-from infra.index_layout import INDEX_BY_ENTITY, WIDE_ENTITY, WIDE_TIME
+from infra.index_layout import INDEX_BY_ENTITY, WIDE_ENTITY, WIDE_SHARDS, WIDE_TIME, shard_of
 from infra.index_queries import DynamoIndexQueries
 from pik.investigate.service import CountingQueries
 from pik.kit import Kit
@@ -72,9 +72,13 @@ def test_one_source_type_and_entity_over_the_key_limit_is_not_throttled(kit: Kit
     # conditional puts, 100 items to a transaction (at least 90 claims beside their rollup
     # updates and time bundles): 17 requests for 1,500 claims, not 1,500
     assert usage["requests"]["TransactWriteItems"] <= -(-HOT_EVENTS // 90)
-    # the time bundles went wide with the source and type: spread over shards
+    # the time bundles went wide with the source and type: on the file's own shard (one
+    # bundle per file and event hour, not a small one per shard)
     bundles = {k for k in model.write_units_by_key(table) if k.startswith(BUNDLE_PREFIX)}
-    assert len(bundles) > 1
+    files = {(r.archive.bucket, r.archive.key) for r in results if r.archive is not None}
+    shards = {shard_of(f"{b}\n{k}", WIDE_SHARDS) for b, k in files}
+    assert {int(k.rsplit("#", 1)[1]) for k in bundles} == shards
+    assert len(bundles) <= 2 * len(files)  # a file's events span at most two event hours
     marks = [(WIDE_TIME, "checkout", "order_placed"), (WIDE_TIME, "checkout", "other")]
     assert DynamoEventIndex(kit.clients.dynamodb(), table).wide_marks(marks) == {marks[0]}
     # every event is found again through the sharded keys, in event-time order

@@ -246,7 +246,7 @@ def test_a_batch_run_again_after_a_stop_between_archive_and_index_counts_as_arch
     batch = [_sub(_body(n, now - timedelta(seconds=n)), f"kinesis:s:0:{n}:0", n) for n in range(20)]
     real_claim = kit.index.claim
 
-    def stopped(claims: Any) -> Any:
+    def stopped(claims: Any, occurrences: Any = ()) -> Any:
         raise SystemExit("killed")
 
     kit.index.claim = stopped  # type: ignore[method-assign]

@@ -9,7 +9,7 @@ import pytest
 
 from consumers.ingest import IngestResult, Submission
 from infra.archive import ArchiveReader, MemoryRawArchive
-from infra.index import Claim, Holder, MemoryEventIndex
+from infra.index import Claim, Holder, MemoryEventIndex, Occurrence
 from schemas.codec import ArchiveRecord, decode_archive
 from schemas.envelope import Reason, Status, parse_body
 from schemas.identity import canonical_json, event_id, rejected_event_id
@@ -42,10 +42,12 @@ class CrashingIndex(MemoryEventIndex):
         super().__init__()
         self.down = True
 
-    def claim(self, claims: Sequence[Claim]) -> dict[str, Holder]:
+    def claim(
+        self, claims: Sequence[Claim], occurrences: Sequence[Occurrence] = ()
+    ) -> dict[str, Holder]:
         if self.down:
             raise ConnectionError("index unreachable")
-        return super().claim(claims)
+        return super().claim(claims, occurrences)
 
 
 def archived(archive: MemoryRawArchive) -> list[tuple[str, ArchiveRecord]]:
