@@ -8,8 +8,8 @@ that the rollups (``infra.rollups``) and the time bundles (``infra.bundles``) of
 were written with them, all or nothing. Without it they are written after the claims, per
 archive file, by this protocol:
 
-1. **pending note** (``pending#<shard>``, one small item per archive file, a plain put): the
-   file's claims may be in the table without their counts;
+1. **pending note** (``pending#<shard>``, one small item per call, naming its archive files, a
+   plain put): those files' claims may be in the table without their counts;
 2. **claims and occurrences**: the ``INSERT``s of identity items and of duplicate and rejected
    deliveries' occurrence items. A claim whose key exists was written by this same file when
    the holder points at this file and is this delivery (an earlier run of the batch that
@@ -22,7 +22,7 @@ archive file, by this protocol:
 4. **settle**: a transaction per up to ~95 updates: a *counted mark* for the file (``counted#``,
    a conditional put: ``attribute_not_exists``) and the rollup ``ADD``s of the file's own
    claims and occurrences. A mark that exists means it was counted: nothing is added twice;
-5. the pending note is deleted.
+5. once every file is settled, the pending note is deleted.
 
 A writer that stops between 1 and 5 leaves its note. Every writer sweeps, once a minute, the
 notes older than ``PENDING_LEASE_S`` and *redoes* their files: it reads the file from the
@@ -36,12 +36,15 @@ a claim or an occurrence costs 1 WRU (under 1 KB) instead of 2.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,13 +67,13 @@ __all__ = [
     "ClaimLog",
     "counted_key",
     "file_token",
-    "pending_key",
+    "note_key",
 ]
 
 log = logging.getLogger(__name__)
 
 PENDING_PREFIX = "pending#"
-PENDING_SHARDS = 4  # note partitions: 10,000 events/s in 500-record files is 80 WCU/s on each
+PENDING_SHARDS = 4  # note partitions: 10,000 events/s in 500-record batches is 10 WCU/s on each
 COUNTED_PREFIX = "counted#"
 PENDING_LEASE_S = 120.0  # a note older than this is its writer's to finish no longer
 SWEEP_INTERVAL_S = 60.0  # how often a writer looks for such notes
@@ -86,9 +89,13 @@ def file_token(file: ArchiveFile) -> str:
     return hashlib.sha256("\n".join(file).encode()).hexdigest()[:32]
 
 
-def pending_key(file: ArchiveFile) -> dict[str, str]:
-    token = file_token(file)
-    return {"event_id": f"{PENDING_PREFIX}{int(token[:8], 16) % PENDING_SHARDS}", "item": token}
+def note_key(files: Iterable[ArchiveFile]) -> dict[str, str]:
+    """The key of the pending note of one call's archive files (the same files, the same key)."""
+    token = hashlib.sha256(" ".join(sorted(file_token(f) for f in files)).encode()).hexdigest()
+    return {
+        "event_id": f"{PENDING_PREFIX}{int(token[:8], 16) % PENDING_SHARDS}",
+        "item": token[:32],
+    }
 
 
 def counted_key(file: ArchiveFile, part: int) -> dict[str, str]:
@@ -106,9 +113,23 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    file: ArchiveFile
+    """A pending note: the archive files one call was writing, with, per file, the pairs whose
+    time bundles it spreads over shards."""
+
+    files: tuple[ArchiveFile, ...]
     written_at: float  # epoch seconds
-    spread: tuple[tuple[str, str], ...] = ()  # pairs whose time bundles it spreads over shards
+    spread: Mapping[ArchiveFile, tuple[tuple[str, str], ...]]
+
+
+def _encode_files(files: Mapping[ArchiveFile, Sequence[tuple[str, str]]]) -> bytes:
+    rows = [[b, k, [list(p) for p in spread]] for (b, k), spread in sorted(files.items())]
+    return zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 6)
+
+
+def _decode_files(raw: Any) -> dict[ArchiveFile, tuple[tuple[str, str], ...]]:
+    body = raw.value if hasattr(raw, "value") else raw
+    rows = json.loads(zlib.decompress(base64.b64decode(body) if isinstance(body, str) else body))
+    return {(str(b), str(k)): tuple((str(s), str(t)) for s, t in spread) for b, k, spread in rows}
 
 
 class ClaimLog:
@@ -124,31 +145,19 @@ class ClaimLog:
 
     # -- 1 and 4: the pending notes ------------------------------------------------------
     def note(self, files: Mapping[ArchiveFile, Sequence[tuple[str, str]]]) -> None:
-        """A note per file, with the (source, type) pairs whose time bundles it spreads over
-        shards: whoever finishes the file writes the same bundle keys."""
-        now = int(self._wall())
-        requests = [
-            {
-                "PutRequest": {
-                    "Item": {
-                        **{k: {"S": v} for k, v in pending_key(f).items()},
-                        "bucket": {"S": f[0]},
-                        "key": {"S": f[1]},
-                        "at": {"N": str(now)},
-                        "spread": {"L": [{"L": [{"S": s}, {"S": t}]} for s, t in spread]},
-                    }
-                }
-            }
-            for f, spread in sorted(files.items())
-        ]
-        batch_write(self._ddb, self.table, requests)
+        """One note for the call's files (the keys compressed: files of one batch share most
+        of their names), with, per file, the (source, type) pairs whose time bundles it spreads
+        over shards: whoever finishes a file writes the same bundle keys."""
+        item = {
+            **{k: {"S": v} for k, v in note_key(files).items()},
+            "at": {"N": str(int(self._wall()))},
+            "files": {"B": _encode_files(files)},
+        }
+        batch_write(self._ddb, self.table, [{"PutRequest": {"Item": item}}])
 
-    def done(self, files: Sequence[ArchiveFile]) -> None:
-        requests = [
-            {"DeleteRequest": {"Key": {k: {"S": v} for k, v in pending_key(f).items()}}}
-            for f in sorted(set(files))
-        ]
-        batch_write(self._ddb, self.table, requests)
+    def done(self, files: Iterable[ArchiveFile]) -> None:
+        key = {k: {"S": v} for k, v in note_key(set(files)).items()}
+        batch_write(self._ddb, self.table, [{"DeleteRequest": {"Key": key}}])
 
     def stale(self, older_than: float) -> list[Pending]:
         """The notes written more than ``older_than`` seconds ago, oldest first."""
@@ -165,12 +174,9 @@ class ClaimLog:
                 for raw in page.get("Items", []):
                     at = float(raw["at"]["N"])
                     if at <= limit:
-                        spread = tuple(
-                            (str(p["L"][0]["S"]), str(p["L"][1]["S"]))
-                            for p in raw.get("spread", {}).get("L", [])
-                        )
-                        found.append(Pending((raw["bucket"]["S"], raw["key"]["S"]), at, spread))
-        return sorted(found, key=lambda p: (p.written_at, p.file))
+                        spread = _decode_files(raw["files"]["B"])
+                        found.append(Pending(tuple(sorted(spread)), at, spread))
+        return sorted(found, key=lambda p: (p.written_at, p.files))
 
     # -- 2: the claims and occurrences -----------------------------------------------------
     def insert(self, items: Sequence[Mapping[str, Any]]) -> set[int]:

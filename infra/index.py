@@ -788,29 +788,35 @@ class DynamoEventIndex:
         """Finish the archive files whose pending notes are older than ``older_than`` seconds
         (their writer stopped, or is stuck): each is read back from the archive and claimed,
         counted and bundled again, which adds what its writer did not (``infra.claims``).
-        Returns the files finished; at most ``limit`` (the oldest first), so that a backlog
-        left by many stopped writers is worked off a few files per sweep, not inside one
-        request."""
+        Returns the files finished; the notes of at most ``limit`` files (the oldest first), so
+        that a backlog left by many stopped writers is worked off a few files per sweep, not
+        inside one request."""
         if self._recover is None:
             return 0
         finished = 0
-        for pending in self._log.stale(older_than)[:limit]:
-            try:
-                entries = self._recover(*pending.file)
-            except KitError as exc:
-                log.warning(
-                    "pending file not read", extra={"key": pending.file[1], "error": str(exc)}
-                )
-                continue
-            if entries is None:
-                continue  # another archive's file: its own writers finish it
-            claims, occurrences = entries
+        for pending in self._log.stale(older_than):
+            if limit is not None and finished and finished + len(pending.files) > limit:
+                break
+            claims: list[Claim] = []
+            occurrences: list[Occurrence] = []
+            unread = 0
+            for file in pending.files:
+                try:
+                    entries = self._recover(*file)
+                except KitError as exc:
+                    log.warning("pending file not read", extra={"key": file[1], "error": str(exc)})
+                    unread += 1
+                    continue
+                if entries is None:
+                    continue  # another archive's file: its own writers finish it
+                claims += entries[0]
+                occurrences += entries[1]
             if claims or occurrences:
-                self._claim(claims, occurrences, {pending.file: pending.spread})
-            else:
-                self._log.done([pending.file])
-            finished += 1
-            log.info("pending file finished", extra={"key": pending.file[1]})
+                self._claim(claims, occurrences, pending.spread)
+            if not unread:  # else the note stays, and the next sweep tries its files again
+                self._log.done(pending.files)
+            finished += len(pending.files) - unread
+            log.info("pending files finished", extra={"files": len(pending.files) - unread})
         return finished
 
     def _sweep_due(self) -> None:
