@@ -76,8 +76,10 @@ from infra.index_layout import (
     merge_sorted,
     occurrence_keys,
     provenance_map,
+    restore,
     restore_entry,
     shard_of,
+    stored,
     wide_item,
     wide_key,
 )
@@ -561,7 +563,7 @@ class DynamoEventIndex:
         return {k: self._ser.serialize(v) for k, v in item.items()}
 
     def _load(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: plain(self._de.deserialize(v)) for k, v in item.items()}
+        return restore({k: plain(self._de.deserialize(v)) for k, v in item.items()})
 
     def _key(self, event_id: str, item: str = IDENTITY_ITEM) -> dict[str, Any]:
         return {"event_id": {"S": event_id}, "item": {"S": item}}
@@ -666,8 +668,8 @@ class DynamoEventIndex:
             spread = {f: sorted(p for p in pairs[f] if (WIDE_TIME, *p) in wide) for f in files}
         self._log.note({f: spread.get(f, ()) for f in files})
         offered = [item for _, item in todo] + [self._occurrence_item(o) for o in given]
-        taken = self._log.insert([self._dump(item) for item in offered])
-        stored = {
+        taken = self._log.insert([self._dump(stored(item)) for item in offered])
+        current = {
             (str(i["event_id"]), str(i["item"])): i
             for i in self._batch_get(
                 [self._key(offered[n]["event_id"], offered[n]["item"]) for n in sorted(taken)],
@@ -678,7 +680,7 @@ class DynamoEventIndex:
         mine: list[dict[str, Any]] = []  # in the order claimed
         for n, (c, item) in enumerate(todo):
             if n in taken:
-                item = stored.get((c.event_id, IDENTITY_ITEM)) or {}
+                item = current.get((c.event_id, IDENTITY_ITEM)) or {}
                 lost[c.event_id] = _holder(c.event_id, item)
                 if not _held_by(item, c):
                     if lost[c.event_id].first_occurrence != c.occurrence_id:
@@ -689,7 +691,7 @@ class DynamoEventIndex:
         recorded = [  # occurrences this run wrote, or an earlier run of the same file
             o
             for n, o in enumerate(given, start=len(todo))
-            if n not in taken or _points_here(stored.get(_occurrence_key(o), {}), o.pointer)
+            if n not in taken or _points_here(current.get(_occurrence_key(o), {}), o.pointer)
         ]
         recorded += self._record_later(later)
         self._log.add_to_sets(
@@ -721,8 +723,8 @@ class DynamoEventIndex:
         if not later:
             return []
         items = [self._occurrence_item(o) for o in later]
-        taken = self._log.insert([self._dump(item) for item in items])
-        stored = {
+        taken = self._log.insert([self._dump(stored(item)) for item in items])
+        current = {
             (str(i["event_id"]), str(i["item"])): i
             for i in self._batch_get(
                 [self._key(items[n]["event_id"], items[n]["item"]) for n in sorted(taken)],
@@ -732,7 +734,7 @@ class DynamoEventIndex:
         return [
             o
             for n, o in enumerate(later)
-            if n not in taken or _points_here(stored.get(_occurrence_key(o), {}), o.pointer)
+            if n not in taken or _points_here(current.get(_occurrence_key(o), {}), o.pointer)
         ]
 
     def _write_late(self, items: Sequence[Mapping[str, Any]]) -> None:

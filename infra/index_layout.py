@@ -35,13 +35,15 @@ no read of the table after its Queries), and ``by_ingest`` holds the whole occur
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import heapq
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from infra.keys import QUARANTINE_PREFIX, RAW_PREFIX, escape_segment
 from schemas.codec import Provenance
 from schemas.envelope import format_time
 
@@ -57,8 +59,10 @@ __all__ = [
     "gsi_specs",
     "ingest_keys",
     "merge_sorted",
+    "restore",
     "restore_entry",
     "shard_of",
+    "stored",
     "wide_item",
     "wide_key",
 ]
@@ -128,11 +132,80 @@ def wide_item(kind: str, *names: str) -> dict[str, Any]:
 
 
 def restore_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    """A ``by_entity`` entry with the ``DERIVED`` attributes its keys carry."""
-    entry.setdefault("event_time", str(entry["time_key"]).rsplit("#", 1)[0])
-    entry.setdefault("entity_id", str(entry["ek"]).rsplit("#", 1)[0])
-    entry.setdefault("status", "ACCEPTED")
-    return entry
+    """A ``by_entity`` entry or identity item with what its keys carry put back (``restore``)."""
+    return restore(entry)
+
+
+def restore(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as read, with what ``stored`` left out put back (in place; items of older
+    layouts, and attributes a projection left out, stay as they are)."""
+    kind = str(item.get("item", ""))
+    if kind == IDENTITY_ITEM:
+        if "time_key" in item:
+            item.setdefault("event_time", str(item["time_key"]).rsplit("#", 1)[0])
+        if "ek" in item:
+            item.setdefault("entity_id", str(item["ek"]).rsplit("#", 1)[0])
+        item.setdefault("status", "ACCEPTED")
+        key = item.get("archive_key")
+        if isinstance(key, str) and not key.startswith(_ARCHIVE_ROOTS):
+            full = _full_archive_key(item, key)
+            if full is not None:
+                item["archive_key"] = full
+    elif kind.startswith(OCCURRENCE_PREFIX):
+        occurrence = kind[len(OCCURRENCE_PREFIX) :]
+        item.setdefault("occurrence_id", occurrence)
+        provenance = item.get("provenance")
+        if isinstance(provenance, dict) and "occurrence_id" not in provenance:
+            item["provenance"] = {"occurrence_id": occurrence, **provenance}
+    return item
+
+
+def stored(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An identity or occurrence item as written: without what its keys already say (an
+    identity's event time, entity and status; an occurrence's id) and with its archive key
+    relative to what its source, event type and ingest hour say, so that its table item and its
+    index entries are ~150 bytes smaller. ``restore`` gives the item back exactly (checked
+    here: anything it would not is written whole)."""
+    kind = str(item.get("item", ""))
+    out = dict(item)
+    if kind == IDENTITY_ITEM:
+        for name in DERIVED:
+            out.pop(name, None)
+        key = str(item.get("archive_key", ""))
+        for prefix in _archive_prefixes(item):
+            if key.startswith(prefix):
+                out["archive_key"] = key[len(prefix) :]
+                break
+    elif kind.startswith(OCCURRENCE_PREFIX):
+        out.pop("occurrence_id", None)
+        provenance = item.get("provenance")
+        if isinstance(provenance, dict):
+            out["provenance"] = {k: v for k, v in provenance.items() if k != "occurrence_id"}
+    else:
+        return out
+    return out if restore(copy.deepcopy(out)) == item else dict(item)
+
+
+_ARCHIVE_ROOTS = (RAW_PREFIX + "/", QUARANTINE_PREFIX + "/")
+
+
+def _archive_prefixes(item: Mapping[str, Any]) -> list[str]:
+    """The archive key prefixes an identity item's own attributes say, longest first: the
+    partition of its source and type, then of its ingest hour."""
+    source, event_type, ingest = item.get("source"), item.get("event_type"), item.get("ingest_time")
+    if not isinstance(source, str) or not isinstance(event_type, str):
+        return []
+    pair = f"{RAW_PREFIX}/source={escape_segment(source)}/event_type={escape_segment(event_type)}/"
+    if not isinstance(ingest, str):
+        return [pair]
+    return [f"{pair}ingest_date={ingest[:10]}/hour={ingest[11:13]}/", pair]
+
+
+def _full_archive_key(item: Mapping[str, Any], short: str) -> str | None:
+    prefixes = _archive_prefixes(item)
+    if short.startswith("ingest_date="):
+        return prefixes[-1] + short if prefixes else None
+    return prefixes[0] + short if len(prefixes) == 2 else None
 
 
 def ingest_keys(source: str, day: str, *, wide: bool = False) -> list[str]:

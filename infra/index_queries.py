@@ -42,7 +42,14 @@ from infra.index import (
     plain,
     read_wide_marks,
 )
-from infra.index_layout import WIDE_INGEST, WIDE_SHARDS, WIDE_TIME, ingest_keys, near_days
+from infra.index_layout import (
+    WIDE_INGEST,
+    WIDE_SHARDS,
+    WIDE_TIME,
+    ingest_keys,
+    near_days,
+    restore,
+)
 from infra.rollups import (
     ARRIVAL_LAG_PREFIX,
     LATE_ATTRIBUTES,
@@ -452,7 +459,7 @@ class DynamoIndexQueries:
                 return
 
     def _load(self, raw: dict[str, Any]) -> dict[str, Any]:
-        return {k: plain(self._de.deserialize(v)) for k, v in raw.items()}
+        return restore({k: plain(self._de.deserialize(v)) for k, v in raw.items()})
 
     def _wide(self, marks: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
         """Those of ``marks`` that are wide. A mark, once written, stays: a wide answer is kept;

@@ -27,7 +27,7 @@ from infra.index import (
     plain,
     read_wide_marks,
 )
-from infra.index_layout import WIDE_INGEST, ingest_keys, merge_sorted
+from infra.index_layout import WIDE_INGEST, ingest_keys, merge_sorted, restore
 
 __all__ = ["DynamoReplayQueries", "MemoryReplayQueries", "ReplayQueries"]
 
@@ -67,7 +67,7 @@ class DynamoReplayQueries:
         self._de = TypeDeserializer()
 
     def _load(self, raw: dict[str, Any]) -> dict[str, Any]:
-        return {k: plain(self._de.deserialize(v)) for k, v in raw.items()}
+        return restore({k: plain(self._de.deserialize(v)) for k, v in raw.items()})
 
     def occurrence_items(
         self, keys: Sequence[tuple[str, str]]

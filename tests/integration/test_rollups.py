@@ -23,6 +23,7 @@ from infra.index import (
     DynamoEventIndex,
     plain,
 )
+from infra.index_layout import restore
 from infra.index_queries import DynamoIndexQueries
 from infra.rollups import (
     LATE_PREFIX,
@@ -59,8 +60,10 @@ def _sub(raw: bytes, occurrence: str, position: int) -> Submission:
 def _items(kit: Kit) -> list[dict[str, Any]]:
     ddb, de = kit.clients.dynamodb(), TypeDeserializer()
     pages = ddb.get_paginator("scan").paginate(TableName=kit.names.events_table)
-    return [
-        {k: de.deserialize(v) for k, v in raw.items()} for page in pages for raw in page["Items"]
+    return [  # as the kit's readers see them (infra.index_layout.restore)
+        restore({k: de.deserialize(v) for k, v in raw.items()})
+        for page in pages
+        for raw in page["Items"]
     ]
 
 

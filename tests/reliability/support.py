@@ -27,6 +27,7 @@ from infra.aws import AwsClients, AwsConfig
 from infra.clock import Clock
 from infra.faults import FaultInjector
 from infra.index import IDENTITY_ITEM, OCCURRENCE_PREFIX
+from infra.index_layout import restore
 from infra.keys import QUARANTINE_PREFIX, RAW_PREFIX
 from infra.rollups import ROLLUP_PREFIX, Rollup, merge_rollups, recount
 from pik.kit import Kit, build_kit
@@ -188,14 +189,17 @@ def archived_records(kit: Kit, prefix: str) -> list[tuple[str, int, ArchiveRecor
 
 
 def index_items(kit: Kit) -> list[dict[str, Any]]:
-    """Every item of the events table (a Scan: for audits only, never on the kit's paths)."""
+    """Every item of the events table (a Scan: for audits only, never on the kit's paths), as
+    the kit's readers see them (``infra.index_layout.restore``)."""
     ddb = kit.clients.dynamodb()
     de = TypeDeserializer()
     items: list[dict[str, Any]] = []
     for page in ddb.get_paginator("scan").paginate(
         TableName=kit.names.events_table, ConsistentRead=True
     ):
-        items.extend({k: de.deserialize(v) for k, v in raw.items()} for raw in page["Items"])
+        items.extend(
+            restore({k: de.deserialize(v) for k, v in raw.items()}) for raw in page["Items"]
+        )
     return items
 
 
