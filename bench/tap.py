@@ -395,7 +395,7 @@ def _save(results: dict[str, Any], started: datetime, text: str) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pipeline", type=int, default=50_000)
+    parser.add_argument("--pipeline", type=int, default=50_000, help="0 skips (a)")
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of (a) per kind; the median is reported"
     )
@@ -421,11 +421,12 @@ def main() -> None:
             "load_average_start": os.getloadavg(),
             "gc_threshold": gc.get_threshold(),
         },
-        "pipeline": pipelines(args.pipeline, max(1, args.repeat)),
-        "pipeline_steps_us_per_record": stage_detail(
-            min(args.pipeline, DETAIL_RECORDS), max(1, args.repeat)
-        ),
     }
+    if args.pipeline > 0:  # 0 skips (a)
+        results["pipeline"] = pipelines(args.pipeline, max(1, args.repeat))
+        results["pipeline_steps_us_per_record"] = stage_detail(
+            min(args.pipeline, DETAIL_RECORDS), max(1, args.repeat)
+        )
     if args.e2e:
         results["end_to_end"] = end_to_end(args.e2e)
     steps = [int(s) for s in args.rss.split(",") if s.strip()]
@@ -438,7 +439,7 @@ def main() -> None:
         print(text)
         return
     print(f"{'measure':44} {'value':>12}  target")
-    for p in results["pipeline"]:
+    for p in results.get("pipeline", []):
         print(
             f"(a) pipeline {p['kind']:5} records/s (1 core)          {p['records_per_s']:>12,}"
             f"  >= {TARGETS['pipeline_records_per_s']:,}"
@@ -446,10 +447,14 @@ def main() -> None:
         stages = ", ".join(f"{k} {v}" for k, v in p["stage_us_per_record"].items())
         print(f"    µs per record: {stages}")
         print(f"    records/s of each run: {p['runs_records_per_s']}")
-    steps = results["pipeline_steps_us_per_record"]
-    print(f"    steps, µs per record (each alone, plain, {sum(steps.values()):.1f} in all):")
+    steps = results.get("pipeline_steps_us_per_record", {})
+    if steps:
+        print(f"    steps, µs per record (each alone, plain, {sum(steps.values()):.1f} in all):")
     for name, value in steps.items():
         print(f"      {name:24} {value:>8}")
+    if "end_to_end" in results:
+        for operation, count in results["end_to_end"]["by_operation"].items():
+            print(f"    {operation:40} {count:>7}")
     if "end_to_end" in results:
         e = results["end_to_end"]
         print(f"(b) end to end records/s (embedded moto)       {e['records_per_s']:>12,}")
