@@ -200,7 +200,13 @@ class ClaimLog:
             )
             for k in keys
         ]
-        failed = self._run(statements, {CONDITION_FAILED, VALIDATION_ERROR})
+        try:
+            failed = self._run(statements, {CONDITION_FAILED, VALIDATION_ERROR})
+        except BackendError as exc:  # the whole request refused: this DynamoDB has no set_add
+            if exc.code not in ("ValidationException", VALIDATION_ERROR):
+                raise
+            log.warning("set_add refused: UpdateItem instead", extra={"error": str(exc)})
+            failed = dict.fromkeys(range(len(keys)), VALIDATION_ERROR)
         for i, code in sorted(failed.items()):
             if code != VALIDATION_ERROR:
                 continue

@@ -13,6 +13,7 @@ import pytest
 from consumers.ingest import IngestSink, Submission
 from infra.bundles import BUNDLE_PREFIX
 from infra.claims import COUNTED_PREFIX, PENDING_PREFIX, ClaimLog
+from infra.errors import BackendError
 from infra.index import DynamoEventIndex, Selection
 from infra.index_queries import DynamoIndexQueries
 from infra.rollups import Rollup, merge_rollups
@@ -288,3 +289,30 @@ def test_one_sweep_finishes_a_bounded_number_of_files(
     assert _kinds(kit)[PENDING_PREFIX] == 3
     assert other.sweep(older_than=0, limit=2) == 2 and _kinds(kit)[PENDING_PREFIX] == 1
     assert other.sweep(older_than=0, limit=2) == 1 and _kinds(kit)[PENDING_PREFIX] == 0
+
+
+@pytest.mark.parametrize("refusal", ["statement", "request"])
+def test_a_dynamodb_that_refuses_set_add_gets_update_item_instead(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch, refusal: str
+) -> None:
+    """Should DynamoDB refuse ``set_add`` (each statement, or the whole request), the duplicates'
+    ids still reach their identities, by ``UpdateItem ADD``."""
+    run = ClaimLog._run
+
+    def refusing(self: ClaimLog, statements: Any, expected: set[str]) -> dict[int, str]:
+        if not statements or not statements[0]["Statement"].startswith("UPDATE"):
+            return run(self, statements, expected)
+        if refusal == "request":
+            raise BackendError("set_add refused", service="dynamodb", code="ValidationException")
+        return dict.fromkeys(range(len(statements)), "ValidationError")
+
+    monkeypatch.setattr(ClaimLog, "_run", refusing)
+    subs = _mixed(kit.clock.now() - timedelta(minutes=5))
+    results = kit.sink.ingest(subs, label="refused", at=AT)
+    assert Counter(r.status for r in results)[Status.DUPLICATE] == 5
+    for sub in subs[:5]:
+        parsed = sub.parsed
+        assert not isinstance(parsed, Rejection)
+        held = kit.index.lookup([event_id(parsed)])[event_id(parsed)]
+        assert len(held.dup_occurrences) == 1
+    assert _accepted(kit, "dup") == 5
