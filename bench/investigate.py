@@ -10,8 +10,9 @@ For each size it starts from fresh resources on the embedded backend and ingests
 types, 500 entities, event times spread evenly over the week and arriving 0.1-5 s later (1 % of
 them 1-30 hours later), 5 % producer resends and 2 % bad records, in batches (up to 1,000 records
 arriving within 5 minutes) with the clock moving with the data. Then it runs the commands (`lag` by event and by arrival) over the week with the Investigator
-the CLI uses, a ``CapacityModel`` on its DynamoDB client, and prints Queries, items read,
-items scanned and RRU per command: the counts come from the rollups, so they stay flat while the
+the CLI uses, a ``CapacityModel`` on its DynamoDB client, and prints Queries, items read
+(what DynamoDB returned), entries decoded (rollup items, and the entries inside latest-arrivals
+bundles) and RRU per command: the counts come from the rollups, so they stay flat while the
 events grow a hundredfold. The ingest itself is not priced here (``bench/cost.py`` does that).
 """
 
@@ -145,7 +146,16 @@ def measure(n: int, endpoint: str) -> dict[str, Any]:
     }
     model = CapacityModel([spec], clock=lambda: 0.0)
     model.install(ddb)
+    returned = [0]  # items DynamoDB returned (Query and BatchGetItem), whatever they hold
+
+    def count(model: Any, parsed: dict[str, Any], **_: Any) -> None:
+        returned[0] += int(parsed.get("Count", 0))
+        returned[0] += sum(len(v) for v in parsed.get("Responses", {}).values())
+
+    ddb.meta.events.register("after-call.dynamodb.Query", count)
+    ddb.meta.events.register("after-call.dynamodb.BatchGetItem", count)
     for name, run in runs.items():
+        returned[0] = 0
         before = model.report().get(table, {})
         inv = Investigator(DynamoIndexQueries(ddb, table), kit.clock)  # a fresh reader: no cache
         window = inv.window(format_time(START), format_time(START + WEEK))
@@ -157,6 +167,7 @@ def measure(n: int, endpoint: str) -> dict[str, Any]:
         }
         out["commands"][name] = {
             **report["cost"],
+            "dynamodb_items": returned[0],
             "rru": round(float(after.get("rru", 0.0)) - float(before.get("rru", 0.0)), 1),
             "requests": {op: n for op, n in requests.items() if n},
         }
@@ -186,7 +197,12 @@ def main() -> None:
         f"{r['audit_totals']['deliveries']:>22,}" for r in results["runs"]
     ))  # fmt: skip
     for name in out_names(results):
-        for label, key in (("Queries", "queries"), ("items read", "scanned"), ("RRU", "rru")):
+        for label, key in (
+            ("Queries", "queries"),
+            ("items read", "dynamodb_items"),  # what DynamoDB returned
+            ("entries decoded", "scanned"),  # rollups, and entries inside bundles
+            ("RRU", "rru"),
+        ):
             cells = "".join(f"{r['commands'][name][key]:>22,}" for r in results["runs"])
             print(f"{name + ' ' + label:32}{cells}")
     if not args.no_save:
