@@ -119,11 +119,22 @@ class Pending:
     files: tuple[ArchiveFile, ...]
     written_at: float  # epoch seconds
     spread: Mapping[ArchiveFile, tuple[tuple[str, str], ...]]
+    key: Mapping[str, str]  # the note's own table key (``forget`` deletes it)
 
 
 def _encode_files(files: Mapping[ArchiveFile, Sequence[tuple[str, str]]]) -> bytes:
     rows = [[b, k, [list(p) for p in spread]] for (b, k), spread in sorted(files.items())]
     return zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 6)
+
+
+def _note_files(raw: Mapping[str, Any]) -> dict[ArchiveFile, tuple[tuple[str, str], ...]]:
+    """A note's files and spread pairs; a note of the previous layout names one file."""
+    if "files" in raw:
+        return _decode_files(raw["files"]["B"])
+    pairs = tuple(
+        (str(p["L"][0]["S"]), str(p["L"][1]["S"])) for p in raw.get("spread", {}).get("L", [])
+    )
+    return {(str(raw["bucket"]["S"]), str(raw["key"]["S"])): pairs}
 
 
 def _decode_files(raw: Any) -> dict[ArchiveFile, tuple[tuple[str, str], ...]]:
@@ -174,9 +185,15 @@ class ClaimLog:
                 for raw in page.get("Items", []):
                     at = float(raw["at"]["N"])
                     if at <= limit:
-                        spread = _decode_files(raw["files"]["B"])
-                        found.append(Pending(tuple(sorted(spread)), at, spread))
+                        spread = _note_files(raw)
+                        key = {"event_id": raw["event_id"]["S"], "item": raw["item"]["S"]}
+                        found.append(Pending(tuple(sorted(spread)), at, spread, key))
         return sorted(found, key=lambda p: (p.written_at, p.files))
+
+    def forget(self, key: Mapping[str, str]) -> None:
+        """Delete one note by its key (a swept one: its files are finished)."""
+        request = {"DeleteRequest": {"Key": {k: {"S": v} for k, v in key.items()}}}
+        batch_write(self._ddb, self.table, [request])
 
     # -- 2: the claims and occurrences -----------------------------------------------------
     def insert(self, items: Sequence[Mapping[str, Any]]) -> set[int]:

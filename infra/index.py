@@ -816,7 +816,7 @@ class DynamoEventIndex:
             if claims or occurrences:
                 self._claim(claims, occurrences, pending.spread)
             if not unread:  # else the note stays, and the next sweep tries its files again
-                self._log.done(pending.files)
+                self._log.forget(pending.key)
             finished += len(pending.files) - unread
             log.info("pending files finished", extra={"files": len(pending.files) - unread})
         return finished

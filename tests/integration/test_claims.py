@@ -12,7 +12,7 @@ import pytest
 
 from consumers.ingest import IngestSink, Submission
 from infra.bundles import BUNDLE_PREFIX
-from infra.claims import COUNTED_PREFIX, PENDING_PREFIX, ClaimLog
+from infra.claims import COUNTED_PREFIX, PENDING_PREFIX, ClaimLog, file_token
 from infra.errors import BackendError
 from infra.index import DynamoEventIndex, Selection
 from infra.index_queries import DynamoIndexQueries
@@ -316,3 +316,38 @@ def test_a_dynamodb_that_refuses_set_add_gets_update_item_instead(
         held = kit.index.lookup([event_id(parsed)])[event_id(parsed)]
         assert len(held.dup_occurrences) == 1
     assert _accepted(kit, "dup") == 5
+
+
+def test_a_note_of_the_previous_layout_is_swept_and_forgotten(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Notes used to name one file each (``bucket``, ``key``, ``spread``): a writer that stopped
+    before the upgrade left one; the upgraded sweep finishes its file and deletes it."""
+    start = kit.clock.now() - timedelta(minutes=5)
+    with monkeypatch.context() as patch:
+        patch.setattr(ClaimLog, "settle", _killed)
+        with pytest.raises(Stopped):
+            kit.sink.ingest(_batch(start), label="old-note", at=AT)
+    ddb, table = kit.clients.dynamodb(), kit.names.events_table
+    (note,) = [
+        raw
+        for page in ddb.get_paginator("scan").paginate(TableName=table)
+        for raw in page["Items"]
+        if raw["event_id"]["S"].startswith(PENDING_PREFIX)
+    ]
+    ((bucket, key),) = ClaimLog(ddb, table).stale(0)[0].files
+    ddb.delete_item(TableName=table, Key={"event_id": note["event_id"], "item": note["item"]})
+    ddb.put_item(
+        TableName=table,
+        Item={
+            "event_id": {"S": f"{PENDING_PREFIX}1"},
+            "item": {"S": file_token((bucket, key))},
+            "bucket": {"S": bucket},
+            "key": {"S": key},
+            "at": {"N": note["at"]["N"]},
+            "spread": {"L": []},
+        },
+    )
+    assert _writer(kit).sweep(older_than=0) == 1
+    assert _accepted(kit) == EVENTS
+    assert _kinds(kit)[PENDING_PREFIX] == 0
