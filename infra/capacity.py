@@ -34,7 +34,7 @@ import re
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -379,14 +379,17 @@ class CapacityModel:
         request = _decode(params.get("body"))
         if request is None:
             return
-        if isinstance(context, dict):
-            context["pik_capacity_request"] = request
         charges: list[tuple[str, str, float]] = []
+        each: list[list[tuple[str, str, float]]] = []  # per write, for refunds (_after_call)
         for table, old, new, transactional in self._writes(operation, request):
             if old is None and new is None:
-                charges.append((table, "?", 2.0 if transactional else 1.0))
-                continue
-            charges.extend(self.write_cost(table, old, new, transactional=transactional))
+                each.append([(table, "?", 2.0 if transactional else 1.0)])
+            else:
+                each.append(self.write_cost(table, old, new, transactional=transactional))
+            charges.extend(each[-1])
+        if isinstance(context, dict):
+            context["pik_capacity_request"] = request
+            context["pik_capacity_charges"] = (int(self._clock()), each)
         with self._lock:
             second = int(self._clock())
             if self.strict:
@@ -469,6 +472,8 @@ class CapacityModel:
                 self.peak_rcu[target] = max(self.peak_rcu[target], self._rcu[slot])
             if failed:
                 return
+            if operation == "BatchExecuteStatement" and isinstance(context, dict):
+                self._refund_failed(request, parsed, context.get("pik_capacity_charges"))
             for table, old, new, _ in self._writes_applied(operation, request, parsed):
                 spec = self.tables.get(table)
                 if spec is None:
@@ -478,6 +483,31 @@ class CapacityModel:
                     self._shadow.pop((table, primary), None)
                 else:
                     self._shadow[(table, primary)] = dict(new)
+
+    def _refund_failed(
+        self, request: Mapping[str, Any], parsed: Mapping[str, Any], charged: Any
+    ) -> None:
+        """A statement that failed (``DuplicateItem``, ``ConditionalCheckFailed``) wrote no
+        index entry: its index charges are given back (its table charge stays: DynamoDB bills
+        a failed conditional write for the item's size). Under ``self._lock``."""
+        if not charged:
+            return
+        second, each = charged
+        charges: Iterator[list[tuple[str, str, float]]] = iter(each)
+        for statement, response in zip(
+            request.get("Statements", ()), parsed.get("Responses", ()), strict=False
+        ):
+            if self._statement(statement) is None:
+                continue
+            mine: list[tuple[str, str, float]] = next(charges, [])
+            if "Error" not in response:
+                continue
+            for target, key, units in mine:
+                if ":" not in target:
+                    continue
+                self.usage[target.split(":", 1)[0]].wru -= units
+                self.usage[target.split(":", 1)[0]].by_target[target] -= units
+                self._wcu[(second, target, key)] -= units
 
     def _writes_applied(
         self, operation: str, request: Mapping[str, Any], parsed: Mapping[str, Any]

@@ -104,6 +104,8 @@ def test_partiql_inserts_are_conditional_puts_priced_once(settings: Settings) ->
     assert kept["g"] == {"S": "a"}  # the duplicate overwrote nothing
     usage = model.report()[spec.name]
     assert usage["wru_by_target"][spec.name] == 5 * 2  # 1.5 KB items: 2 WRU each, 1x
+    # the index entries of the four that were written; the DuplicateItem wrote none
+    assert usage["wru_by_target"][f"{spec.name}:by_g"] == 4
     assert usage["requests"]["BatchExecuteStatement"] == 2
     with pytest.raises(ClientError, match="length between 1 and 25"):
         client.batch_execute_statement(
@@ -134,4 +136,4 @@ def test_partiql_set_adds_grow_a_set_and_never_create_an_item(settings: Settings
     # the put, and the two adds that applied (small items: 1 WRU each); the KEYS_ONLY index
     # projects no set, so an add writes no index entry
     assert usage["wru_by_target"][spec.name] == 1 + 2 + 1  # the failed one is priced too
-    assert usage["wru_by_target"].get(f"{spec.name}:by_g", 0) == 1
+    assert usage["wru_by_target"].get(f"{spec.name}:by_g", 0) == 1  # the put's entry
