@@ -668,14 +668,7 @@ class DynamoEventIndex:
             spread = {f: sorted(p for p in pairs[f] if (WIDE_TIME, *p) in wide) for f in files}
         self._log.note({f: spread.get(f, ()) for f in files})
         offered = [item for _, item in todo] + [self._occurrence_item(o) for o in given]
-        taken = self._log.insert([self._dump(stored(item)) for item in offered])
-        current = {
-            (str(i["event_id"]), str(i["item"])): i
-            for i in self._batch_get(
-                [self._key(offered[n]["event_id"], offered[n]["item"]) for n in sorted(taken)],
-                consistent=True,
-            )
-        }
+        taken, current = self._insert(offered)
         own: dict[ArchiveFile, list[dict[str, Any]]] = {f: [] for f in files}
         mine: list[dict[str, Any]] = []  # in the order claimed
         for n, (c, item) in enumerate(todo):
@@ -714,6 +707,18 @@ class DynamoEventIndex:
             self._late.seen(_late_key_of(item), int(item["lag_ms"]))
         return lost
 
+    def _insert(
+        self, items: Sequence[Mapping[str, Any]]
+    ) -> tuple[set[int], dict[tuple[str, str], dict[str, Any]]]:
+        """``INSERT`` identity and occurrence items (as ``stored``): the positions of those whose
+        key was taken, and what holds those keys now (a consistent read)."""
+        taken = self._log.insert([self._dump(stored(item)) for item in items])
+        keys = [self._key(items[n]["event_id"], items[n]["item"]) for n in sorted(taken)]
+        current = {
+            (str(i["event_id"]), str(i["item"])): i for i in self._batch_get(keys, consistent=True)
+        }
+        return taken, current
+
     def _occurrence_item(self, o: Occurrence) -> dict[str, Any]:
         return occurrence_item(o, wide=(WIDE_INGEST, o.source or "_unknown") in self._wide)
 
@@ -722,15 +727,7 @@ class DynamoEventIndex:
         concurrent writer, or a re-run), each counted by the file it is in."""
         if not later:
             return []
-        items = [self._occurrence_item(o) for o in later]
-        taken = self._log.insert([self._dump(stored(item)) for item in items])
-        current = {
-            (str(i["event_id"]), str(i["item"])): i
-            for i in self._batch_get(
-                [self._key(items[n]["event_id"], items[n]["item"]) for n in sorted(taken)],
-                consistent=True,
-            )
-        }
+        taken, current = self._insert([self._occurrence_item(o) for o in later])
         return [
             o
             for n, o in enumerate(later)

@@ -35,6 +35,16 @@ def _killed(self: ClaimLog, *args: Any) -> int:
     raise Stopped
 
 
+def _stopped_before_counting(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch, subs: list[Submission], label: str
+) -> None:
+    """Ingest ``subs`` with the writer killed at its first settle (after its inserts)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(ClaimLog, "settle", _killed)
+        with pytest.raises(Stopped):
+            kit.sink.ingest(subs, label=label, at=AT)
+
+
 def _batch(start: datetime) -> list[Submission]:
     subs = []
     for i in range(EVENTS):
@@ -112,10 +122,7 @@ def test_a_writer_stopped_after_its_claims_is_finished_by_a_sweep(
     start = kit.clock.now() - timedelta(minutes=5)
     subs = _batch(start)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(ClaimLog, "settle", _killed)
-        with pytest.raises(Stopped):
-            kit.sink.ingest(subs, label="claims", at=AT)
+    _stopped_before_counting(kit, monkeypatch, subs, "claims")
     # the claims and their bundle are in, their counts are not, and a note says so
     assert _kinds(kit)["event"] == EVENTS
     assert _accepted(kit) == 0 and _bundled(kit, start) == EVENTS
@@ -144,10 +151,7 @@ def test_duplicates_and_rejections_of_a_stopped_writer_are_counted_once_by_a_swe
     the quarantine file's rejections, once, and a re-run of the batch adds nothing."""
     start = kit.clock.now() - timedelta(minutes=5)
     subs = _mixed(start)
-    with monkeypatch.context() as patch:
-        patch.setattr(ClaimLog, "settle", _killed)
-        with pytest.raises(Stopped):
-            kit.sink.ingest(subs, label="mixed", at=AT)
+    _stopped_before_counting(kit, monkeypatch, subs, "mixed")
     assert _kinds(kit)[PENDING_PREFIX] == 1  # one note: the raw file and the quarantine file
     assert (_accepted(kit), _accepted(kit, "dup"), _accepted(kit, "rej")) == (0, 0, 0)
     first = subs[0].parsed
@@ -254,10 +258,7 @@ def test_a_sweep_writes_a_wide_pairs_bundles_under_the_same_keys(
             )
         )
 
-    with monkeypatch.context() as patch:
-        patch.setattr(ClaimLog, "settle", _killed)
-        with pytest.raises(Stopped):
-            kit.sink.ingest(subs, label="wide", at=AT)
+    _stopped_before_counting(kit, monkeypatch, subs, "wide")
     before = _bundle_keys(kit)
     assert {key.rsplit("#", 1)[1] for key in before} - {"0"}  # spread over shards
     assert _writer(kit).sweep(older_than=0) == 4
@@ -274,17 +275,14 @@ def test_one_sweep_finishes_a_bounded_number_of_files(
 ) -> None:
     start = kit.clock.now() - timedelta(minutes=5)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(ClaimLog, "settle", _killed)
-        for n in range(3):
-            subs = [
-                Submission(
-                    s.raw, Provenance(occurrence_id=f"b{n}:{i}", origin="http"), s.parsed, str(i)
-                )
-                for i, s in enumerate(_batch(start + timedelta(hours=n)))
-            ]
-            with pytest.raises(Stopped):
-                kit.sink.ingest(subs, label=f"backlog-{n}", at=AT)
+    for n in range(3):
+        subs = [
+            Submission(
+                s.raw, Provenance(occurrence_id=f"b{n}:{i}", origin="http"), s.parsed, str(i)
+            )
+            for i, s in enumerate(_batch(start + timedelta(hours=n)))
+        ]
+        _stopped_before_counting(kit, monkeypatch, subs, f"backlog-{n}")
     other = _writer(kit)
     assert _kinds(kit)[PENDING_PREFIX] == 3
     assert other.sweep(older_than=0, limit=2) == 2 and _kinds(kit)[PENDING_PREFIX] == 1
@@ -324,10 +322,7 @@ def test_a_note_of_the_previous_layout_is_swept_and_forgotten(
     """Notes used to name one file each (``bucket``, ``key``, ``spread``): a writer that stopped
     before the upgrade left one; the upgraded sweep finishes its file and deletes it."""
     start = kit.clock.now() - timedelta(minutes=5)
-    with monkeypatch.context() as patch:
-        patch.setattr(ClaimLog, "settle", _killed)
-        with pytest.raises(Stopped):
-            kit.sink.ingest(_batch(start), label="old-note", at=AT)
+    _stopped_before_counting(kit, monkeypatch, _batch(start), "old-note")
     ddb, table = kit.clients.dynamodb(), kit.names.events_table
     (note,) = [
         raw
