@@ -40,7 +40,6 @@ no read of the table after its Queries), and ``by_ingest`` holds the whole occur
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import heapq
 import json
@@ -188,7 +187,7 @@ def stored(item: Mapping[str, Any]) -> dict[str, Any]:
             out["provenance"] = {k: v for k, v in provenance.items() if k != "occurrence_id"}
     else:
         return out
-    return out if restore(copy.deepcopy(out)) == item else dict(item)
+    return out if restore(dict(out)) == item else dict(item)  # restore replaces, never mutates
 
 
 _ARCHIVE_ROOTS = (RAW_PREFIX + "/", QUARANTINE_PREFIX + "/")
