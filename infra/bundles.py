@@ -1,11 +1,12 @@
-"""Time bundles: a batch's first copies of one source, event type and event hour in one item.
+"""Time bundles: an archive file's first copies of one source, event type and event hour in one
+item.
 
 Selections by source and event type (replay, the processor's windows, ``pik`` investigations
 that list events) read first copies in event-time order. A GSI entry per event would do it, at
 1 WRU and ~600 bytes an event whatever its size; a bundle does it at ~0.1 WRU and ~60 bytes: the
-entries of the claims that won in one transaction, for one (source, event type, event hour), in
-one item written by that same transaction. So a bundle holds exactly the claims that were
-written (a failed claim's entry is not in it), and a re-run, whose claims all fail, writes none.
+entries of one file's own claims (``infra.claims``), for one (source, event type, event hour),
+in one item. So a bundle holds exactly the claims the file made (one another delivery won is not
+in it), and a re-run or a sweep of the file writes the very same item again.
 
 Item, under the table key (``event_id``, ``item``):
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import random
 import threading
 import time
 from collections import Counter
@@ -128,9 +127,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-MAX_CONFLICT_RETRIES = 8
-AWS_TRANSACTION_MAX_ITEMS = 100
-LEGACY_TRANSACTION_MAX_ITEMS = 25  # older emulators still enforce the pre-2022 limit
 LATE_SEEDS_PER_BATCH = 8  # latest-arrivals lists a claim call reads, at most
 SWEEP_MAX_FILES = 10  # pending files one automatic sweep finishes at most
 BUNDLE_MAX_ENTRIES = 1000  # entries of one time bundle (~60 KB; an item holds 400 KB)
@@ -491,10 +487,6 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _backoff(attempt: int) -> None:
-    time.sleep(min(1.0, 0.02 * 2**attempt) * random.random())
-
-
 def _time_key(item: Mapping[str, Any]) -> str:
     return str(item["time_key"])
 
@@ -550,7 +542,6 @@ class DynamoEventIndex:
         self._ser = TypeSerializer()
         self._de = TypeDeserializer()
         self._catalogued: set[CatalogEntry] = set()  # written by this process already
-        self._transaction_size = AWS_TRANSACTION_MAX_ITEMS
         self._clock = clock
         self._second = 0
         self._per_key: Counter[tuple[str, ...]] = Counter()  # claims this second, per index key

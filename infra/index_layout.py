@@ -13,11 +13,11 @@ mark stay on shard 0, which the readers of a wide key read too.
 
 Items under the table key (``event_id``, ``item``):
 
-* ``item = "event"``: one per event identity, claimed by a conditional put (in a transaction
-  of up to 100 claims). Index key: ``ek`` = ``<entity>#<shard>`` (``by_entity``, sorted by
-  ``time_key``). Selections by source and event type read time bundles instead
-  (``infra.bundles``: one item per transaction, source, type and event hour), whose partitions
-  are sharded the same way (``WIDE_TIME`` marks).
+* ``item = "event"``: one per event identity, claimed by a PartiQL ``INSERT`` (a conditional
+  put, 25 to a request: ``infra.claims``). Index key: ``ek`` = ``<entity>#<shard>``
+  (``by_entity``, sorted by ``time_key``). Selections by source and event type read time
+  bundles instead (``infra.bundles``: one item per archive file, source, type and event hour),
+  whose partitions are sharded the same way (``WIDE_TIME`` marks).
 * ``item = "occ#<occurrence id>"``: one per duplicate or rejected delivery, with ``op`` =
   ``<source>#<ingest day>#<shard>`` (``by_ingest``, sorted by ``occ_key``). Identity items have
   no ``op`` unless their event day is more than ``NEAR_DAYS`` before their ingest day (or after
