@@ -19,7 +19,7 @@ archive file, by this protocol:
 3. **bundles**: the time bundles of the file's own claims, plain puts (1x). Their keys are
    fixed by the claims and by the note (which pairs spread over shards), so a redo writes the
    very same items again;
-4. **settle**: a transaction per up to ~95 updates: a *counted mark* for the file (``counted#``,
+4. **settle**: per part of up to ~95 updates, a *counted mark* for the file (``counted#``,
    a conditional put: ``attribute_not_exists``) and the rollup ``ADD``s of the file's own
    claims and occurrences. A mark that exists means it was counted: nothing is added twice;
 5. once every file is settled, the pending note is deleted.
@@ -78,6 +78,7 @@ COUNTED_PREFIX = "counted#"
 PENDING_LEASE_S = 120.0  # a note older than this is its writer's to finish no longer
 SWEEP_INTERVAL_S = 60.0  # how often a writer looks for such notes
 SETTLE_MAX_OPS = 95  # updates beside the counted mark in one transaction (AWS allows 100)
+TRANSACTION_MAX_ITEMS = 100  # AWS's limit for one TransactWriteItems
 MAX_RETRIES = 8
 VALIDATION_ERROR = "ValidationError"
 _FATAL = frozenset({VALIDATION_ERROR, "ResourceNotFound", "AccessDenied"})
@@ -285,24 +286,31 @@ class ClaimLog:
         return taken
 
     # -- 3: settle -----------------------------------------------------------------------
-    def settle(self, file: ArchiveFile, pieces: Sequence[Sequence[dict[str, Any]]]) -> int:
-        """Write ``pieces`` (each a list of transaction ops that belong together: one rollup
-        hour's updates) in parts of up to ``SETTLE_MAX_OPS`` ops, each with its
-        counted mark. The parts are the same whoever settles (``pieces`` in a fixed order), so a
-        part counted by another writer is recognised by its mark. Returns the parts written."""
-        parts: list[list[dict[str, Any]]] = [[]]
-        for piece in pieces:
-            if parts[-1] and len(parts[-1]) + len(piece) > SETTLE_MAX_OPS:
-                parts.append([])
-            parts[-1].extend(piece)
+    def settle(self, files: Mapping[ArchiveFile, Sequence[Sequence[dict[str, Any]]]]) -> int:
+        """Write each file's ``pieces`` (lists of transaction ops that belong together: one
+        rollup hour's updates) in parts of up to ``SETTLE_MAX_OPS`` ops, each with its counted
+        mark. The parts are the same whoever settles (``pieces`` in a fixed order), so a part
+        counted by another writer is recognised by its mark. Parts of several files share a
+        transaction while they fit (100 items, no item twice): a batch's files settle in one or
+        two requests, not one each. Returns the parts written."""
+        parts: list[tuple[ArchiveFile, int, list[dict[str, Any]]]] = []
+        for file, pieces in sorted(files.items()):
+            ops: list[dict[str, Any]] = []
+            n = 0
+            for piece in pieces:
+                if ops and len(ops) + len(piece) > SETTLE_MAX_OPS:
+                    parts.append((file, n, ops))
+                    ops, n = [], n + 1
+                ops.extend(piece)
+            if ops:
+                parts.append((file, n, ops))
         written = 0
-        for n, ops in enumerate(parts):
-            if ops and self._part(file, n, ops):
-                written += 1
+        for group in _transactions(parts):
+            written += self._parts(group)
         return written
 
-    def _part(self, file: ArchiveFile, n: int, ops: list[dict[str, Any]]) -> bool:
-        mark = {
+    def _mark(self, file: ArchiveFile, n: int) -> dict[str, Any]:
+        return {
             "Put": {
                 "TableName": self.table,
                 "Item": {
@@ -312,24 +320,61 @@ class ClaimLog:
                 "ConditionExpression": "attribute_not_exists(event_id)",
             }
         }
+
+    def _parts(self, group: list[tuple[ArchiveFile, int, list[dict[str, Any]]]]) -> int:
+        """One transaction of ``group``'s parts; a part whose mark exists is counted already
+        (a re-run, a sweep, or the other racer): the rest is sent again without it."""
         attempt = 0
-        while True:
+        while group:
+            items: list[dict[str, Any]] = []
+            marks: list[int] = []  # each part's mark's place in the transaction
+            for file, n, ops in group:
+                marks.append(len(items))
+                items += [self._mark(file, n), *ops]
             try:
                 with dynamo_errors(self.table, "TransactWriteItems"):
-                    self._ddb.transact_write_items(TransactItems=[mark, *ops])
-                return True
+                    self._ddb.transact_write_items(TransactItems=items)
+                return len(group)
             except TransactionCanceled as exc:
                 codes = [str(r.get("Code", "None")) for r in exc.reasons]
-                if codes and codes[0] == "ConditionalCheckFailed":
-                    return False  # counted already (a re-run, a sweep, or the other racer)
+                counted = {
+                    i
+                    for i, at in enumerate(marks)
+                    if at < len(codes) and codes[at] == "ConditionalCheckFailed"
+                }
+                if counted:
+                    group = [part for i, part in enumerate(group) if i not in counted]
+                    continue
             except Throttled:
                 pass
             attempt += 1
             if attempt > MAX_RETRIES:
                 raise Throttled(
-                    f"DynamoDB TransactWriteItems on {self.table}: settling {file[1]} still "
-                    f"conflicting or throttled after {MAX_RETRIES} retries",
+                    f"DynamoDB TransactWriteItems on {self.table}: settling "
+                    f"{', '.join(sorted({f[1] for f, _, _ in group}))} still conflicting or "
+                    f"throttled after {MAX_RETRIES} retries",
                     service="dynamodb",
                     code="TransactionConflict",
                 )
             _backoff(attempt)
+        return 0
+
+
+def _transactions(
+    parts: Sequence[tuple[ArchiveFile, int, list[dict[str, Any]]]],
+) -> Iterator[list[tuple[ArchiveFile, int, list[dict[str, Any]]]]]:
+    """``parts`` grouped into transactions of at most ``TRANSACTION_MAX_ITEMS`` items in which
+    no item is written twice (two files of one batch may update one rollup item)."""
+    group: list[tuple[ArchiveFile, int, list[dict[str, Any]]]] = []
+    size = 0
+    keys: set[str] = set()
+    for part in parts:
+        mine = {json.dumps(op["Update"]["Key"], sort_keys=True) for op in part[2] if "Update" in op}
+        if group and (size + 1 + len(part[2]) > TRANSACTION_MAX_ITEMS or keys & mine):
+            yield group
+            group, size, keys = [], 0, set()
+        group.append(part)
+        size += 1 + len(part[2])
+        keys |= mine
+    if group:
+        yield group

@@ -691,8 +691,7 @@ class DynamoEventIndex:
             counted[_file_of_item(item)].append(_item_counts(item))
         for o in recorded:
             counted[_file_of(o.pointer)].append(occurrence_delta(o))
-        for file in files:
-            self._log.settle(file, self._pieces(counted[file]))
+        self._log.settle({file: self._pieces(counted[file]) for file in files})
         self._log.done(files)
         for item in mine:
             self._late.seen(_late_key_of(item), int(item["lag_ms"]))

@@ -231,6 +231,36 @@ def test_claims_cost_one_write_each_outside_transactions(kit: Kit) -> None:
     assert calls["PutItem"] == 0
 
 
+def test_a_batchs_files_settle_together_and_once(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four event types: four archive files, settled in one transaction. The writer stops
+    before deleting its note: the sweep finds every mark there and adds nothing. Resends and bad
+    records of one type add a quarantine file whose rollup item the raw file's updates too: it
+    gets a transaction of its own (a transaction may not write one item twice)."""
+    ddb = kit.clients.dynamodb()
+    calls: Counter[str] = Counter()
+    ddb.meta.events.register(
+        "before-call.dynamodb.TransactWriteItems", lambda model, **_: calls.update(["tx"])
+    )
+    start = kit.clock.now() - timedelta(minutes=5)
+    subs = []
+    for n, s in enumerate(_batch(start)):
+        raw = s.raw.replace(b'"order_placed"', f'"order_{n % 4}"'.encode())
+        subs.append(Submission(raw, s.provenance, parse_body(raw), s.position))
+    with monkeypatch.context() as patch:
+        patch.setattr(ClaimLog, "done", _killed)
+        with pytest.raises(Stopped):
+            kit.sink.ingest(subs, label="four", at=AT)
+    assert calls["tx"] == 1
+    assert _accepted(kit) == EVENTS
+    assert _writer(kit).sweep(older_than=0) == 4
+    assert _accepted(kit) == EVENTS  # nothing added: every mark was there
+    assert _kinds(kit)[PENDING_PREFIX] == 0
+    calls.clear()
+    kit.sink.ingest(_mixed(start + timedelta(hours=1)), label="mixed", at=AT)
+    assert calls["tx"] == 2
+    assert (_accepted(kit), _accepted(kit, "dup"), _accepted(kit, "rej")) == (2 * EVENTS, 5, 3)
+
+
 def test_a_sweep_writes_a_wide_pairs_bundles_under_the_same_keys(
     kit: Kit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
