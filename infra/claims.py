@@ -117,10 +117,13 @@ class Pending:
     """A pending note: the archive files one call was writing, with, per file, the pairs whose
     time bundles it spreads over shards."""
 
-    files: tuple[ArchiveFile, ...]
     written_at: float  # epoch seconds
-    spread: Mapping[ArchiveFile, tuple[tuple[str, str], ...]]
+    spread: Mapping[ArchiveFile, tuple[tuple[str, str], ...]]  # every file the note names
     key: Mapping[str, str]  # the note's own table key (``forget`` deletes it)
+
+    @property
+    def files(self) -> tuple[ArchiveFile, ...]:
+        return tuple(sorted(self.spread))
 
 
 def _encode_files(files: Mapping[ArchiveFile, Sequence[tuple[str, str]]]) -> bytes:
@@ -188,7 +191,7 @@ class ClaimLog:
                     if at <= limit:
                         spread = _note_files(raw)
                         key = {"event_id": raw["event_id"]["S"], "item": raw["item"]["S"]}
-                        found.append(Pending(tuple(sorted(spread)), at, spread, key))
+                        found.append(Pending(at, spread, key))
         return sorted(found, key=lambda p: (p.written_at, p.files))
 
     def forget(self, key: Mapping[str, str]) -> None:
