@@ -30,8 +30,9 @@ archive (the one truth; the note is written only once the file is durable), inse
 claim and occurrence it holds (so none of that file's items can appear after the count), counts
 the file's own and settles it. A redo that races the file's live writer is harmless: both
 insert the same items, both count the same set (all the file's items exist before either
-counts), and the counted mark lets one of them add it. So the rollups are exact under retries, re-runs and crashes, and
-a claim or an occurrence costs 1 WRU (under 1 KB) instead of 2.
+counts), and the counted mark lets one of them add it. So the rollups are exact under
+retries, re-runs and crashes, and a claim or an occurrence costs 1 WRU (under 1 KB) instead
+of 2.
 """
 
 from __future__ import annotations
